@@ -1,0 +1,661 @@
+#include "cli/cli.hpp"
+
+#include <pwd.h>
+#include <unistd.h>
+
+#include <spdlog/spdlog.h>
+#include <boost/dll/runtime_symbol_info.hpp>
+#include <boost/program_options.hpp>
+#include <cstdio>
+#include <cstdlib>
+#include <fstream>
+#include <functional>
+#include <iostream>
+#include <map>
+#include <optional>
+#include <sstream>
+
+#include "common/error.hpp"
+#include "common/log.hpp"
+#include "engine/engine.hpp"
+#include "plugin/loader.hpp"
+#include "schema/params.hpp"
+#include "store/cluster.hpp"
+#include "store/migrate.hpp"
+#include "store/runs.hpp"
+#include "store/schemas.hpp"
+
+namespace po = boost::program_options;
+namespace fs = std::filesystem;
+
+namespace taskhost {
+namespace {
+
+// Exit codes, documented in README.md.
+constexpr int exit_ok = 0;
+constexpr int exit_run_failed = 1;
+constexpr int exit_usage = 2;
+
+int exit_code(ErrorKind k) {
+  switch (k) {
+    case ErrorKind::invalid:
+      return 2;
+    case ErrorKind::not_found:
+      return 3;
+    case ErrorKind::conflict:
+      return 4;
+    case ErrorKind::refused:
+      return 5;
+    case ErrorKind::environment:
+      return 6;
+  }
+  return 6;
+}
+
+struct Globals {
+  std::string database_url;
+  std::string home;
+  std::string plugin_dir;
+  bool dev = false;
+  std::string log_format = "text";
+  std::string log_level = "info";
+};
+
+po::options_description global_options(Globals& g) {
+  po::options_description d("Global options");
+  d.add_options()("help,h", "show help")(
+      "database-url", po::value(&g.database_url),
+      "libpq connection string or URL of the platform database (env TASKHOST_DATABASE_URL); "
+      "unset: the embedded PostgreSQL under --home")(
+      "home", po::value(&g.home),
+      "where the embedded database lives (env TASKHOST_HOME; default /var/lib/taskhost as root, "
+      "else $XDG_DATA_HOME/taskhost)")(
+      "plugin-dir", po::value(&g.plugin_dir),
+      "directory of plugin .so files (env TASKHOST_PLUGIN_DIR; default "
+      "<taskhost>/../lib/taskhost/plugins)")(
+      "dev", po::bool_switch(&g.dev), "development host: accept schemas that pin sha256: any")(
+      "log-format", po::value(&g.log_format), "text (default) or json: JSON lines on stderr")(
+      "log-level", po::value(&g.log_level), "trace, debug, info (default), warn, error, off");
+  return d;
+}
+
+// What a command gets: parsed options, the connection (opened lazily), and
+// stdout for its results.
+class Session {
+ public:
+  explicit Session(Globals g) : g_(std::move(g)) {}
+
+  pg::Connection& db() {
+    if (!conn_) {
+      bool embedded = g_.database_url.empty();
+      conn_.emplace(embedded ? cluster().ensure_running() : g_.database_url);
+      // The embedded database is private to this host: keep it current. A
+      // shared one is migrated deliberately, with `taskhost migrate`.
+      if (embedded)
+        migrate(*conn_, bundled_migrations());
+      else if (!migrating_)
+        require_migrated(*conn_, bundled_migrations());
+    }
+    return *conn_;
+  }
+  pg::Connection& db_for_migration() {
+    migrating_ = true;
+    return db();
+  }
+
+  EmbeddedCluster cluster() const {
+    return EmbeddedCluster(g_.home.empty() ? default_home() : fs::path(g_.home));
+  }
+
+  fs::path plugin_dir() const {
+    if (!g_.plugin_dir.empty()) return g_.plugin_dir;
+    return boost::dll::program_location().parent_path().parent_path().string() +
+           "/lib/taskhost/plugins";
+  }
+
+  std::string actor() const {
+    struct passwd* pw = ::getpwuid(::geteuid());
+    return std::string("cli:") + (pw ? pw->pw_name : std::to_string(::geteuid()));
+  }
+
+  Engine engine() { return Engine(db(), {plugin_dir(), g_.dev, actor()}); }
+
+  const Globals& globals() const { return g_; }
+
+ private:
+  Globals g_;
+  std::optional<pg::Connection> conn_;
+  bool migrating_ = false;
+};
+
+struct Command {
+  std::string words;    // "schema install"
+  std::string args;     // "FILE..." for usage
+  std::string summary;  // one line
+  std::function<void(po::options_description&)> options;
+  std::vector<std::pair<std::string, int>> positional;  // name, max count (-1 = any)
+  std::function<int(Session&, const po::variables_map&)> run;
+};
+
+void print_json(const Json& j) { std::cout << j.dump(2) << "\n"; }
+
+std::string pad(std::string s, size_t width) {
+  if (s.size() < width) s.append(width - s.size(), ' ');
+  return s;
+}
+
+// ---- schema ----------------------------------------------------------------
+
+Json installed_json(const InstalledSchema& s) {
+  Json j = s.schema.to_json();
+  j["installed_at"] = s.installed_at;
+  j["installed_by"] = s.installed_by;
+  j["removed_at"] = s.removed_at ? Json(*s.removed_at) : Json();
+  return j;
+}
+
+// Checks that the schema's plugin is present and is the pinned build.
+void check_plugin(Session& s, const TaskSchema& schema) {
+  load_plugin(s.plugin_dir() / schema.plugin_path, schema.plugin_sha256, s.globals().dev);
+}
+
+int schema_install(Session& s, const po::variables_map& vm) {
+  const bool dry_run = vm.count("dry-run") > 0;
+  std::vector<Diagnostic> errors;
+  std::vector<TaskSchema> schemas;
+  for (const auto& file : vm["files"].as<std::vector<std::string>>())
+    if (auto schema = load_schema_file(file, &errors)) schemas.push_back(std::move(*schema));
+  if (!errors.empty()) throw Error(ErrorKind::invalid, format_diagnostics(errors));
+
+  Json report = Json::array();
+  for (const auto& schema : schemas) {
+    check_plugin(s, schema);
+    std::string outcome;
+    if (dry_run) {
+      try {
+        auto existing = find_schema(s.db(), {schema.name, schema.version.str()}, true);
+        outcome = existing.schema.digest != schema.digest ? "conflict"
+                  : existing.removed_at                   ? "would restore"
+                                                          : "unchanged";
+      } catch (const Error& e) {
+        if (e.kind() != ErrorKind::not_found) throw;
+        outcome = "would install";
+      }
+    } else {
+      switch (install_schema(s.db(), schema, s.actor())) {
+        case InstallOutcome::installed:
+          outcome = "installed";
+          break;
+        case InstallOutcome::unchanged:
+          outcome = "unchanged";
+          break;
+        case InstallOutcome::restored:
+          outcome = "restored";
+          break;
+      }
+    }
+    report.push_back({{"schema", schema.ref()}, {"outcome", outcome}, {"digest", schema.digest}});
+    if (!vm.count("json")) std::cout << schema.ref() << ": " << outcome << "\n";
+  }
+  if (vm.count("json")) print_json(report);
+  for (const auto& r : report)
+    if (r["outcome"] == "conflict")
+      throw Error(ErrorKind::conflict,
+                  r["schema"].get<std::string>() + " is already installed from a different file");
+  return exit_ok;
+}
+
+int schema_list(Session& s, const po::variables_map& vm) {
+  auto all = list_schemas(s.db(), vm.count("all") > 0);
+  if (vm.count("json")) {
+    Json out = Json::array();
+    for (const auto& i : all) out.push_back(installed_json(i));
+    print_json(out);
+    return exit_ok;
+  }
+  std::cout << pad("NAME", 24) << pad("VERSION", 14) << pad("PLUGIN", 24) << "INSTALLED\n";
+  for (const auto& i : all)
+    std::cout << pad(i.schema.name, 24) << pad(i.schema.version.str(), 14)
+              << pad(i.schema.plugin_path, 24) << i.installed_at
+              << (i.removed_at ? "  (removed " + *i.removed_at + ")" : "") << "\n";
+  return exit_ok;
+}
+
+int schema_show(Session& s, const po::variables_map& vm) {
+  auto i = find_schema(s.db(), SchemaRef::parse(vm["ref"].as<std::string>()), true);
+  if (vm.count("json")) {
+    print_json(installed_json(i));
+    return exit_ok;
+  }
+  std::cout << "# " << i.schema.ref() << "  sha256 " << i.schema.digest << "\n# installed "
+            << i.installed_at << " by " << i.installed_by
+            << (i.removed_at ? "; removed " + *i.removed_at : "") << "\n"
+            << i.schema.yaml;
+  if (!i.schema.yaml.empty() && i.schema.yaml.back() != '\n') std::cout << "\n";
+  return exit_ok;
+}
+
+int schema_rm(Session& s, const po::variables_map& vm) {
+  auto ref = SchemaRef::parse(vm["ref"].as<std::string>());
+  int n = remove_schema(s.db(), ref, vm.count("force") > 0, s.actor());
+  std::cout << "removed " << n << " version(s) of " << ref.name << "; run history is kept\n";
+  return exit_ok;
+}
+
+// ---- runs ------------------------------------------------------------------
+
+Json run_json(const Run& r) {
+  return {
+      {"id", r.id},
+      {"schema", r.schema_name},
+      {"schema_version", r.schema_version},
+      {"state", to_string(r.state)},
+      {"attempt", r.attempt},
+      {"actor", r.actor},
+      {"params", r.params},
+      {"created_at", r.created_at},
+      {"started_at", r.started_at ? Json(*r.started_at) : Json()},
+      {"finished_at", r.finished_at ? Json(*r.finished_at) : Json()},
+      {"progress",
+       r.progress_total ? Json{{"done", *r.progress_done}, {"total", *r.progress_total}} : Json()},
+      {"checkpoint", r.checkpoint},
+      {"output", r.output},
+      {"error_code", r.error_code ? Json(*r.error_code) : Json()},
+      {"error", r.error ? Json(*r.error) : Json()}};
+}
+
+void print_run_summary(const Run& r) {
+  std::cout << "run " << r.id << "\n"
+            << "schema  " << r.schema_name << "@" << r.schema_version << "\n"
+            << "state   " << to_string(r.state) << " (attempt " << r.attempt << ")\n";
+  if (!r.output.is_null()) std::cout << "output  " << r.output.dump() << "\n";
+  if (r.error) std::cout << "error   " << r.error_code.value_or("") << ": " << *r.error << "\n";
+}
+
+void draw_progress(uint64_t done, uint64_t total) {
+  if (!::isatty(STDERR_FILENO) || total == 0) return;
+  constexpr int width = 30;
+  int filled = static_cast<int>(width * std::min(done, total) / total);
+  std::fprintf(stderr, "\r[%s%s] %llu/%llu %3d%%", std::string(filled, '#').c_str(),
+               std::string(width - filled, '.').c_str(), static_cast<unsigned long long>(done),
+               static_cast<unsigned long long>(total), static_cast<int>(100 * done / total));
+  if (done >= total) std::fprintf(stderr, "\n");
+}
+
+int run_task(Session& s, const po::variables_map& vm) {
+  auto schema = find_schema(s.db(), SchemaRef::parse(vm["ref"].as<std::string>()));
+  Json params = Json::object();
+  if (vm.count("params-file")) {
+    const auto file = vm["params-file"].as<std::string>();
+    std::ifstream in(file);
+    if (!in) throw Error(ErrorKind::invalid, "--params-file " + file + ": cannot read the file");
+    params = Json::parse(in, nullptr, false);
+    if (params.is_discarded() || !params.is_object())
+      throw Error(ErrorKind::invalid, "--params-file " + file + ": expected a JSON object");
+  }
+  std::vector<Diagnostic> errors;
+  auto assignments =
+      vm.count("param") ? vm["param"].as<std::vector<std::string>>() : std::vector<std::string>{};
+  Json assigned = params_from_assignments(schema.schema, assignments, &errors);
+  for (auto& [k, v] : assigned.items()) params[k] = v;  // -p overrides the file
+  if (!errors.empty()) throw Error(ErrorKind::invalid, format_diagnostics(errors));
+
+  const bool wait = vm.count("wait") > 0, json = vm.count("json") > 0;
+  Engine engine = s.engine();
+  std::string id = engine.submit(schema, params);
+  if (!json) std::cout << "run " << id << " queued\n" << std::flush;
+  // Until the durable queue lands, this process executes the run itself.
+  Run run =
+      engine.execute(id, wait && !json ? ProgressObserver(draw_progress) : ProgressObserver());
+  if (json)
+    print_json(run_json(run));
+  else
+    print_run_summary(run);
+  return wait && run.state != RunState::succeeded ? exit_run_failed : exit_ok;
+}
+
+int runs_list(Session& s, const po::variables_map& vm) {
+  RunFilter f;
+  if (vm.count("schema")) f.schema = vm["schema"].as<std::string>();
+  if (vm.count("state")) f.state = run_state_from(vm["state"].as<std::string>());
+  f.limit = vm["limit"].as<int>();
+  auto runs = list_runs(s.db(), f);
+  if (vm.count("json")) {
+    Json out = Json::array();
+    for (const auto& r : runs) out.push_back(run_json(r));
+    print_json(out);
+    return exit_ok;
+  }
+  std::cout << pad("ID", 38) << pad("SCHEMA", 24) << pad("STATE", 12) << pad("PROGRESS", 14)
+            << "CREATED\n";
+  for (const auto& r : runs)
+    std::cout << pad(r.id, 38) << pad(r.schema_name + "@" + r.schema_version, 24)
+              << pad(to_string(r.state), 12)
+              << pad(r.progress_total ? std::to_string(*r.progress_done) + "/" +
+                                            std::to_string(*r.progress_total)
+                                      : "-",
+                     14)
+              << r.created_at << "\n";
+  return exit_ok;
+}
+
+int runs_show(Session& s, const po::variables_map& vm) {
+  Run r = get_run(s.db(), vm["id"].as<std::string>());
+  auto transitions = run_transitions(s.db(), r.id);
+  auto events = run_events(s.db(), r.id, vm["events"].as<int>());
+  if (vm.count("json")) {
+    Json j = run_json(r);
+    j["transitions"] = Json::array();
+    for (const auto& t : transitions)
+      j["transitions"].push_back({{"attempt", t.attempt},
+                                  {"from", t.from ? Json(*t.from) : Json()},
+                                  {"to", t.to},
+                                  {"actor", t.actor},
+                                  {"reason", t.reason},
+                                  {"at", t.at}});
+    j["events"] = Json::array();
+    for (const auto& e : events)
+      j["events"].push_back(
+          {{"attempt", e.attempt}, {"name", e.name}, {"payload", e.payload}, {"at", e.at}});
+    print_json(j);
+    return exit_ok;
+  }
+  print_run_summary(r);
+  std::cout << "params  " << r.params.dump() << "\n"
+            << "actor   " << r.actor << "\n"
+            << "created " << r.created_at << "\n";
+  if (r.progress_total && *r.progress_total > 0) {
+    double rate = r.elapsed_seconds > 0 ? *r.progress_done / r.elapsed_seconds : 0;
+    std::cout << "progress " << *r.progress_done << "/" << *r.progress_total << " ("
+              << 100 * *r.progress_done / *r.progress_total << "%)";
+    if (rate > 0) {
+      std::cout << ", " << rate << "/s";
+      if (!is_final(r.state) && *r.progress_done < *r.progress_total)
+        std::cout << ", ETA " << static_cast<int64_t>((*r.progress_total - *r.progress_done) / rate)
+                  << "s";
+    }
+    std::cout << "\n";
+  }
+  if (!r.checkpoint.is_null()) std::cout << "checkpoint " << r.checkpoint.dump() << "\n";
+  std::cout << "transitions:\n";
+  for (const auto& t : transitions)
+    std::cout << "  " << t.at << "  " << pad(t.from.value_or("-") + " -> " + t.to, 24)
+              << " attempt " << t.attempt << "  " << t.actor << "  " << t.reason << "\n";
+  std::cout << "events (first " << events.size() << "):\n";
+  for (const auto& e : events)
+    std::cout << "  " << e.at << "  " << e.name << "  " << e.payload.dump() << "\n";
+  return exit_ok;
+}
+
+// ---- plugin, db, migrate ---------------------------------------------------
+
+int plugin_inspect(Session&, const po::variables_map& vm) {
+  auto p = inspect_plugin(vm["file"].as<std::string>());
+  const auto& i = p.info();
+  std::string abi = std::to_string(i.abi_major) + "." + std::to_string(i.abi_minor);
+  if (vm.count("json")) {
+    print_json({{"path", i.path},
+                {"name", i.name},
+                {"version", i.version},
+                {"description", i.description},
+                {"abi", abi},
+                {"sha256", i.sha256}});
+    return exit_ok;
+  }
+  std::cout << "name         " << i.name << "\n"
+            << "version      " << i.version << "\n"
+            << "description  " << i.description << "\n"
+            << "abi          " << abi << "\n"
+            << "sha256       " << i.sha256 << "\n";
+  return exit_ok;
+}
+
+int migrate_cmd(Session& s, const po::variables_map&) {
+  // Connecting applies migrations for the embedded database already.
+  int n = migrate(s.db_for_migration(), bundled_migrations());
+  std::cout << "database is at migration " << bundled_migrations().back().version << " (applied "
+            << n << " now)\n";
+  return exit_ok;
+}
+
+void require_embedded(const Session& s) {
+  if (!s.globals().database_url.empty())
+    throw Error(ErrorKind::invalid,
+                "db commands manage the embedded database; unset --database-url");
+}
+
+int db_start(Session& s, const po::variables_map&) {
+  require_embedded(s);
+  s.db();  // starts, bootstraps and migrates
+  std::cout << "embedded PostgreSQL running in " << s.cluster().home().string() << "\n";
+  return exit_ok;
+}
+
+int db_stop(Session& s, const po::variables_map&) {
+  require_embedded(s);
+  s.cluster().stop();
+  std::cout << "embedded PostgreSQL stopped\n";
+  return exit_ok;
+}
+
+int db_status(Session& s, const po::variables_map&) {
+  require_embedded(s);
+  auto c = s.cluster();
+  bool up = c.running();
+  std::cout << "embedded PostgreSQL in " << c.home().string() << ": "
+            << (up ? "running" : "stopped") << "\n";
+  return up ? exit_ok : exit_run_failed;
+}
+
+int db_url(Session& s, const po::variables_map&) {
+  require_embedded(s);
+  std::cout << s.cluster().conninfo() << "\n";
+  return exit_ok;
+}
+
+// ---- command table ---------------------------------------------------------
+
+void json_flag(po::options_description& d) { d.add_options()("json", "machine-readable output"); }
+
+const std::vector<Command>& commands() {
+  static const std::vector<Command> table = {
+      {"migrate", "", "apply pending database migrations", {}, {}, migrate_cmd},
+      {"db start", "", "start (creating if needed) the embedded PostgreSQL", {}, {}, db_start},
+      {"db stop", "", "stop the embedded PostgreSQL", {}, {}, db_stop},
+      {"db status",
+       "",
+       "say whether the embedded PostgreSQL runs (exit 1 if not)",
+       {},
+       {},
+       db_status},
+      {"db url", "", "print the embedded database's connection string", {}, {}, db_url},
+      {"schema install",
+       "FILE...",
+       "validate and install task schema files",
+       [](po::options_description& d) {
+         d.add_options()("dry-run", "validate and report, change nothing");
+         json_flag(d);
+       },
+       {{"files", -1}},
+       schema_install},
+      {"schema list",
+       "",
+       "list installed schema versions",
+       [](po::options_description& d) {
+         d.add_options()("all", "include removed versions");
+         json_flag(d);
+       },
+       {},
+       schema_list},
+      {"schema show",
+       "NAME[@VERSION]",
+       "show an installed schema (latest version by default)",
+       json_flag,
+       {{"ref", 1}},
+       schema_show},
+      {"schema rm",
+       "NAME[@VERSION]",
+       "remove a schema (all versions by default) from use",
+       [](po::options_description& d) {
+         d.add_options()("force", "remove even while unfinished runs use it");
+       },
+       {{"ref", 1}},
+       schema_rm},
+      {"run",
+       "NAME[@VERSION]",
+       "run a task",
+       [](po::options_description& d) {
+         d.add_options()("param,p", po::value<std::vector<std::string>>()->composing(),
+                         "parameter key=value (repeatable)")(
+             "params-file", po::value<std::string>(), "JSON object of parameters")(
+             "wait", "show progress; exit 1 unless the run succeeds");
+         json_flag(d);
+       },
+       {{"ref", 1}},
+       run_task},
+      {"runs list",
+       "",
+       "list runs, newest first",
+       [](po::options_description& d) {
+         d.add_options()("schema", po::value<std::string>(), "only runs of this schema name")(
+             "state", po::value<std::string>(), "only runs in this state")(
+             "limit", po::value<int>()->default_value(50), "at most this many");
+         json_flag(d);
+       },
+       {},
+       runs_list},
+      {"runs show",
+       "ID",
+       "show one run: state, progress, output, transitions, events",
+       [](po::options_description& d) {
+         d.add_options()("events", po::value<int>()->default_value(20),
+                         "show at most this many events");
+         json_flag(d);
+       },
+       {{"id", 1}},
+       runs_show},
+      {"plugin inspect",
+       "FILE.so",
+       "print a plugin's name, version, ABI and SHA-256",
+       json_flag,
+       {{"file", 1}},
+       plugin_inspect},
+  };
+  return table;
+}
+
+void print_usage(const po::options_description& globals) {
+  std::cout << "taskhost: reviewed, audited, resumable tasks\n\n"
+               "usage: taskhost [global options] COMMAND [options]\n\ncommands:\n";
+  for (const auto& c : commands())
+    std::cout << "  " << pad(c.words + (c.args.empty() ? "" : " " + c.args), 32) << c.summary
+              << "\n";
+  std::cout << "\n"
+            << globals << "\n`taskhost COMMAND --help` shows a command's options.\n"
+            << "exit codes: 0 ok, 1 run failed, 2 usage or validation error, 3 not found, "
+               "4 conflict, 5 plugin refused, 6 environment (database, files)\n";
+}
+
+// The command named by the leading words of args (longest match).
+const Command* find_command(const std::vector<std::string>& words) {
+  const Command* best = nullptr;
+  for (const auto& c : commands()) {
+    std::istringstream in(c.words);
+    size_t i = 0;
+    bool match = true;
+    for (std::string w; in >> w; ++i) match = match && i < words.size() && words[i] == w;
+    if (match && (!best || c.words.size() > best->words.size())) best = &c;
+  }
+  return best;
+}
+
+void apply_environment(Globals& g) {
+  auto env = [](const char* name) {
+    const char* v = std::getenv(name);
+    return v ? std::string(v) : std::string();
+  };
+  if (g.database_url.empty()) g.database_url = env("TASKHOST_DATABASE_URL");
+  if (g.home.empty()) g.home = env("TASKHOST_HOME");
+  if (g.plugin_dir.empty()) g.plugin_dir = env("TASKHOST_PLUGIN_DIR");
+}
+
+}  // namespace
+
+int run_cli(int argc, char** argv) {
+  Globals g;
+  try {
+    // Pass 1: the global options and the command words.
+    po::options_description globals = global_options(g);
+    po::options_description first;
+    first.add(globals).add_options()("words", po::value<std::vector<std::string>>());
+    po::positional_options_description all_words;
+    all_words.add("words", -1);
+    po::variables_map vm;
+    po::store(po::command_line_parser(argc, argv)
+                  .options(first)
+                  .positional(all_words)
+                  .allow_unregistered()
+                  .run(),
+              vm);
+    auto words =
+        vm.count("words") ? vm["words"].as<std::vector<std::string>>() : std::vector<std::string>{};
+    const Command* cmd = find_command(words);
+    if (!cmd) {
+      if (!words.empty() && !vm.count("help")) {
+        std::cerr << "taskhost: unknown command '" << words.front() << "'\n";
+        print_usage(globals);
+        return exit_usage;
+      }
+      print_usage(globals);
+      return words.empty() && !vm.count("help") ? exit_usage : exit_ok;
+    }
+
+    // Pass 2: the command's own options and positional arguments.
+    Globals g2;
+    po::options_description own("Options of `taskhost " + cmd->words + "`");
+    if (cmd->options) cmd->options(own);
+    po::options_description hidden;
+    size_t nwords = std::count(cmd->words.begin(), cmd->words.end(), ' ') + 1;
+    hidden.add_options()("command-word", po::value<std::vector<std::string>>());
+    po::positional_options_description pos;
+    pos.add("command-word", static_cast<int>(nwords));
+    for (const auto& [name, max] : cmd->positional) {
+      if (max == 1)
+        hidden.add_options()(name.c_str(), po::value<std::string>()->required());
+      else
+        hidden.add_options()(name.c_str(), po::value<std::vector<std::string>>()->required());
+      pos.add(name.c_str(), max);
+    }
+    po::options_description second;
+    second.add(global_options(g2)).add(own).add(hidden);
+    po::variables_map cvm;
+    po::store(po::command_line_parser(argc, argv).options(second).positional(pos).run(), cvm);
+    if (cvm.count("help")) {
+      std::cout << "usage: taskhost " << cmd->words << (cmd->args.empty() ? "" : " " + cmd->args)
+                << " [options]\n"
+                << cmd->summary << "\n\n"
+                << own << "\n"
+                << global_options(g2);
+      return exit_ok;
+    }
+    po::notify(cvm);
+    apply_environment(g2);
+    if (g2.log_format != "text" && g2.log_format != "json")
+      throw Error(ErrorKind::invalid,
+                  "--log-format: expected text or json, got '" + g2.log_format + "'");
+    setup_logging(g2.log_format == "json" ? LogFormat::json : LogFormat::text, g2.log_level);
+    Session session(g2);
+    return cmd->run(session, cvm);
+  } catch (const po::error& e) {
+    std::cerr << "taskhost: " << e.what() << " (see taskhost --help)\n";
+    return exit_usage;
+  } catch (const Error& e) {
+    std::cerr << "taskhost: " << e.what() << "\n";
+    return exit_code(e.kind());
+  } catch (const std::exception& e) {
+    std::cerr << "taskhost: unexpected error: " << e.what() << "\n";
+    return 7;
+  }
+}
+
+}  // namespace taskhost

@@ -1,0 +1,66 @@
+#include "common/sha256.hpp"
+
+#include <openssl/crypto.h>
+#include <openssl/evp.h>
+#include <unistd.h>
+
+#include <array>
+#include <cerrno>
+#include <cstring>
+#include <memory>
+
+#include "common/error.hpp"
+
+namespace taskhost {
+namespace {
+
+using MdCtx = std::unique_ptr<EVP_MD_CTX, decltype(&EVP_MD_CTX_free)>;
+
+MdCtx new_sha256() {
+  MdCtx ctx(EVP_MD_CTX_new(), &EVP_MD_CTX_free);
+  if (!ctx || EVP_DigestInit_ex(ctx.get(), EVP_sha256(), nullptr) != 1)
+    throw std::runtime_error("OpenSSL: cannot initialise SHA-256");
+  return ctx;
+}
+
+std::string finish_hex(EVP_MD_CTX* ctx) {
+  std::array<unsigned char, EVP_MAX_MD_SIZE> md{};
+  unsigned int len = 0;
+  EVP_DigestFinal_ex(ctx, md.data(), &len);
+  static constexpr char digits[] = "0123456789abcdef";
+  std::string hex;
+  for (unsigned int i = 0; i < len; ++i) {
+    hex += digits[md[i] >> 4];
+    hex += digits[md[i] & 0xf];
+  }
+  return hex;
+}
+
+}  // namespace
+
+std::string sha256_hex(std::string_view data) {
+  auto ctx = new_sha256();
+  EVP_DigestUpdate(ctx.get(), data.data(), data.size());
+  return finish_hex(ctx.get());
+}
+
+std::string sha256_hex_fd(int fd) {
+  auto ctx = new_sha256();
+  std::array<char, 1 << 16> buf{};
+  for (;;) {
+    ssize_t n = ::read(fd, buf.data(), buf.size());
+    if (n == 0) break;
+    if (n < 0) {
+      if (errno == EINTR) continue;
+      throw Error(ErrorKind::environment, std::string("read failed: ") + std::strerror(errno));
+    }
+    EVP_DigestUpdate(ctx.get(), buf.data(), static_cast<size_t>(n));
+  }
+  return finish_hex(ctx.get());
+}
+
+bool constant_time_equal(std::string_view a, std::string_view b) {
+  return a.size() == b.size() && CRYPTO_memcmp(a.data(), b.data(), a.size()) == 0;
+}
+
+}  // namespace taskhost

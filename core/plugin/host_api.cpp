@@ -1,0 +1,101 @@
+#include "plugin/host_api.hpp"
+
+#include <algorithm>
+#include <cstring>
+#include <exception>
+
+#include "common/error.hpp"
+
+namespace taskhost {
+namespace {
+
+HostServices& services(th_host* h) { return *reinterpret_cast<HostServices*>(h); }
+std::string_view view(th_str s) { return {s.data, s.size}; }
+
+void write_error(th_error* err, const char* message) {
+  if (err == nullptr || err->message == nullptr || err->capacity == 0) return;
+  size_t n = std::min(std::strlen(message), err->capacity - 1);
+  std::memcpy(err->message, message, n);
+  err->message[n] = '\0';
+}
+
+// Runs f, turning any exception into an ABI code plus message.
+template <typename F>
+int guarded(th_error* err, F&& f) noexcept {
+  try {
+    f();
+    return TH_OK;
+  } catch (const Error& e) {
+    write_error(err, e.what());
+    switch (e.kind()) {
+      case ErrorKind::invalid:
+        return TH_ERR_INVALID;
+      case ErrorKind::conflict:
+        return TH_ERR_CANCELLED;  // the run was taken from this attempt
+      case ErrorKind::not_found:
+        return TH_ERR_NOT_FOUND;
+      default:
+        return TH_ERR_IO;
+    }
+  } catch (const std::exception& e) {
+    write_error(err, e.what());
+    return TH_ERR_INTERNAL;
+  } catch (...) {
+    write_error(err, "unknown host error");
+    return TH_ERR_INTERNAL;
+  }
+}
+
+int stream(th_sink* out, const std::string& bytes) {
+  if (out == nullptr || out->write == nullptr) throw Error(ErrorKind::invalid, "no sink given");
+  if (out->write(out->user, bytes.data(), bytes.size()) != 0)
+    throw Error(ErrorKind::environment, "the plugin's sink aborted the transfer");
+  return TH_OK;
+}
+
+}  // namespace
+
+th_host_api make_host_api() {
+  th_host_api api{};
+  api.struct_size = sizeof(th_host_api);
+  api.abi_major = TH_ABI_MAJOR;
+  api.abi_minor = TH_ABI_MINOR;
+  api.log = [](th_host* h, th_log_level level, th_str message) {
+    try {
+      services(h).log(level, view(message));
+    } catch (...) {
+      // Logging must never fail a run.
+    }
+  };
+  api.progress = [](th_host* h, uint64_t done, uint64_t total, th_error* err) {
+    return guarded(err, [&] { services(h).progress(done, total); });
+  };
+  api.checkpoint_get = [](th_host* h, th_sink* out, th_error* err) {
+    return guarded(err, [&] { stream(out, services(h).checkpoint_get()); });
+  };
+  api.checkpoint_set = [](th_host* h, th_str json, th_error* err) {
+    return guarded(err, [&] { services(h).checkpoint_set(view(json)); });
+  };
+  api.emit = [](th_host* h, th_str event, th_str json, th_error* err) {
+    return guarded(err, [&] { services(h).emit(view(event), view(json)); });
+  };
+  api.should_stop = [](th_host* h) {
+    try {
+      return services(h).should_stop() ? 1 : 0;
+    } catch (...) {
+      return 1;  // when the host cannot tell, stopping is the safe answer
+    }
+  };
+  api.params = [](th_host* h, th_sink* out, th_error* err) {
+    return guarded(err, [&] { stream(out, services(h).params()); });
+  };
+  api.run_info = [](th_host* h, th_sink* out, th_error* err) {
+    return guarded(err, [&] { stream(out, services(h).run_info()); });
+  };
+  api.set_output = [](th_host* h, th_str json, th_error* err) {
+    return guarded(err, [&] { services(h).set_output(view(json)); });
+  };
+  return api;
+}
+
+}  // namespace taskhost

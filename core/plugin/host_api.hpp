@@ -1,0 +1,35 @@
+#pragma once
+
+#include <taskhost/plugin.h>
+
+#include <string>
+#include <string_view>
+
+namespace taskhost {
+
+// What the host does for one run, in C++ terms. The ABI table built by
+// make_host_api() forwards each C call here; an exception thrown by an
+// implementation becomes an error code and message for the plugin (an
+// Error(invalid) becomes TH_ERR_INVALID, Error(conflict) TH_ERR_CANCELLED,
+// anything else TH_ERR_IO), so no C++ exception crosses the ABI.
+class HostServices {
+ public:
+  virtual ~HostServices() = default;
+  virtual void log(th_log_level level, std::string_view message) = 0;
+  virtual void progress(uint64_t done, uint64_t total) = 0;
+  virtual std::string checkpoint_get() = 0;
+  virtual void checkpoint_set(std::string_view json) = 0;
+  virtual void emit(std::string_view event, std::string_view json) = 0;
+  virtual bool should_stop() = 0;
+  virtual std::string params() = 0;
+  virtual std::string run_info() = 0;
+  virtual void set_output(std::string_view json) = 0;
+};
+
+// The ABI table for services; pass as_host(services) as the th_host*. Service
+// entry points (object storage, SFTP, SQL, HTTP) are NULL: not granted until
+// the services land.
+th_host_api make_host_api();
+inline th_host* as_host(HostServices& s) { return reinterpret_cast<th_host*>(&s); }
+
+}  // namespace taskhost

@@ -1,0 +1,130 @@
+#pragma once
+
+#include <chrono>
+#include <cstdint>
+#include <map>
+#include <nlohmann/json.hpp>
+#include <optional>
+#include <string>
+#include <vector>
+
+#include "schema/cron.hpp"
+#include "schema/semver.hpp"
+
+namespace taskhost {
+
+using Json = nlohmann::json;
+
+enum class ParamType { string, integer, number, boolean, enumeration, list };
+enum class Access { read, write, readwrite };
+
+struct ParamSpec {
+  std::string name;
+  ParamType type = ParamType::string;
+  ParamType items = ParamType::string;  // element type of a list
+  bool required = false;
+  std::optional<Json> default_value;
+  std::string description;
+  std::vector<std::string> values;                 // enum
+  std::optional<double> min, max;                  // integer, number
+  std::optional<uint64_t> min_length, max_length;  // string, list
+  std::string pattern;                             // string, ECMAScript regex
+};
+
+struct S3Grant {
+  std::string bucket, prefix;
+  Access access = Access::read;
+};
+struct SftpGrant {
+  std::string host, path;
+  Access access = Access::read;
+};
+struct DbGrant {
+  std::string connection, role;
+  std::map<std::string, Access> tables;
+};
+struct HttpGrant {
+  std::string base_url, credential;
+};
+
+// What a plugin may touch. Empty means nothing: deny by default.
+struct Capabilities {
+  std::vector<S3Grant> s3;
+  std::vector<SftpGrant> sftp;
+  std::optional<DbGrant> db;
+  std::vector<HttpGrant> http;
+};
+
+struct RetryPolicy {
+  uint32_t max_attempts = 1;  // no retry unless the schema asks for it
+  bool exponential = true;
+  std::chrono::milliseconds initial{std::chrono::seconds(30)};
+  std::chrono::milliseconds max{std::chrono::hours(1)};
+};
+
+// A follow-up run; param values may use {{ output.KEY }} templates.
+struct ChainStep {
+  std::string run;  // NAME or NAME@VERSION
+  std::map<std::string, std::string> params;
+};
+
+struct Hooks {
+  std::string url;
+  std::vector<std::string> events;
+};
+
+struct Permissions {
+  std::vector<std::string> run{"admin"};
+  std::vector<std::string> view{"admin"};
+};
+
+// One version of a task, as parsed and validated from its YAML file.
+struct TaskSchema {
+  std::string name;
+  SemVer version;
+  std::string description;
+  std::string plugin_path;    // relative to the plugin directory
+  std::string plugin_sha256;  // 64 lower-case hex digits, or "any"
+  std::vector<ParamSpec> params;
+  Capabilities capabilities;
+  RetryPolicy retry;
+  std::chrono::milliseconds timeout{std::chrono::hours(1)};
+  std::optional<uint32_t> concurrency;  // unlimited when absent
+  std::optional<std::string> schedule;  // validated cron text
+  std::string timezone = "UTC";
+  std::vector<ChainStep> on_success, on_failure;
+  std::optional<Hooks> hooks;
+  Permissions permissions;
+
+  std::string yaml;    // the exact text installed
+  std::string digest;  // SHA-256 of yaml
+
+  std::string ref() const { return name + "@" + version.str(); }
+  const ParamSpec* param(const std::string& name) const;
+  // A normalised JSON form, for `schema show --json` and the store.
+  Json to_json() const;
+};
+
+// A problem found in a schema file or in run parameters, located precisely.
+struct Diagnostic {
+  std::string file;   // empty for parameters
+  int line = 0;       // 1-based; 0 when unknown
+  int column = 0;     // 1-based
+  std::string field;  // dotted path, e.g. "params.count.min"
+  std::string message;
+  std::string str() const;  // "file:line:col: field: message"
+};
+
+// Parses and validates one schema. file names the source in diagnostics.
+// Returns the schema, or std::nullopt with every problem found in *errors.
+std::optional<TaskSchema> parse_schema(const std::string& yaml, const std::string& file,
+                                       std::vector<Diagnostic>* errors);
+
+// Reads and parses a schema file; a file that cannot be read is a diagnostic.
+std::optional<TaskSchema> load_schema_file(const std::string& path,
+                                           std::vector<Diagnostic>* errors);
+
+// Joins diagnostics into one message, one per line.
+std::string format_diagnostics(const std::vector<Diagnostic>& errors);
+
+}  // namespace taskhost

@@ -1,0 +1,78 @@
+#include "store/pg.hpp"
+
+#include <spdlog/spdlog.h>
+
+namespace taskhost::pg {
+namespace {
+
+void log_notice(void*, const char* message) {
+  std::string m(message);
+  while (!m.empty() && m.back() == '\n') m.pop_back();
+  spdlog::debug("postgres: {}", m);
+}
+
+Result check(PGconn* conn, PGresult* r) {
+  Result result(r);
+  auto status = PQresultStatus(r);
+  if (r == nullptr || (status != PGRES_COMMAND_OK && status != PGRES_TUPLES_OK)) {
+    const char* state = r ? PQresultErrorField(r, PG_DIAG_SQLSTATE) : nullptr;
+    std::string msg = r ? PQresultErrorMessage(r) : PQerrorMessage(conn);
+    while (!msg.empty() && msg.back() == '\n') msg.pop_back();
+    throw DbError(state ? state : "", "database: " + msg);
+  }
+  return result;
+}
+
+}  // namespace
+
+int64_t Result::affected() const {
+  const char* n = PQcmdTuples(r_.get());
+  return *n ? std::stoll(n) : 0;
+}
+
+Connection::Connection(const std::string& conninfo)
+    : conn_(PQconnectdb(conninfo.c_str()), &PQfinish) {
+  if (!conn_ || PQstatus(conn_.get()) != CONNECTION_OK) {
+    std::string msg = conn_ ? PQerrorMessage(conn_.get()) : "out of memory";
+    while (!msg.empty() && msg.back() == '\n') msg.pop_back();
+    std::string where = conn_ ? std::string(PQdb(conn_.get())) + " on " +
+                                    (PQhost(conn_.get()) ? PQhost(conn_.get()) : "?")
+                              : "?";
+    throw Error(ErrorKind::environment, "cannot connect to database " + where + ": " + msg);
+  }
+  PQsetNoticeProcessor(conn_.get(), &log_notice, nullptr);
+}
+
+Result Connection::exec(const std::string& sql, std::initializer_list<Param> params) {
+  return exec(sql, std::vector<Param>(params));
+}
+
+Result Connection::exec(const std::string& sql, const std::vector<Param>& params) {
+  std::vector<const char*> values;
+  values.reserve(params.size());
+  for (const auto& p : params) values.push_back(p.c_str());
+  return check(conn_.get(), PQexecParams(conn_.get(), sql.c_str(), static_cast<int>(values.size()),
+                                         nullptr, values.data(), nullptr, nullptr, 0));
+}
+
+void Connection::exec_script(const std::string& sql) {
+  check(conn_.get(), PQexec(conn_.get(), sql.c_str()));
+}
+
+Transaction::Transaction(Connection& c) : conn_(c) { conn_.exec("BEGIN"); }
+
+Transaction::~Transaction() {
+  if (done_) return;
+  try {
+    conn_.exec("ROLLBACK");
+  } catch (const std::exception& e) {
+    spdlog::warn("rollback failed: {}", e.what());
+  }
+}
+
+void Transaction::commit() {
+  conn_.exec("COMMIT");
+  done_ = true;
+}
+
+}  // namespace taskhost::pg

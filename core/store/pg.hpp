@@ -1,0 +1,102 @@
+#pragma once
+
+#include <libpq-fe.h>
+
+#include <cstdint>
+#include <initializer_list>
+#include <memory>
+#include <optional>
+#include <string>
+#include <vector>
+
+#include "common/error.hpp"
+
+namespace taskhost::pg {
+
+// A failed statement. sqlstate is PostgreSQL's five-character error code.
+class DbError : public Error {
+ public:
+  DbError(std::string sqlstate, const std::string& message)
+      : Error(ErrorKind::environment, message), sqlstate_(std::move(sqlstate)) {}
+  const std::string& sqlstate() const { return sqlstate_; }
+  bool unique_violation() const { return sqlstate_ == "23505"; }
+
+ private:
+  std::string sqlstate_;
+};
+
+// One statement parameter, sent as text; an empty Param is SQL NULL.
+class Param {
+ public:
+  Param(std::nullopt_t) {}
+  Param(std::string v) : value_(std::move(v)) {}
+  Param(const char* v) : value_(v) {}
+  Param(int64_t v) : value_(std::to_string(v)) {}
+  Param(int v) : value_(std::to_string(v)) {}
+  Param(uint64_t v) : value_(std::to_string(v)) {}
+  Param(bool v) : value_(v ? "true" : "false") {}
+  Param(std::optional<std::string> v) : value_(std::move(v)) {}
+  const char* c_str() const { return value_ ? value_->c_str() : nullptr; }
+
+ private:
+  std::optional<std::string> value_;
+};
+
+// The rows of a completed statement. Columns are read as text.
+class Result {
+ public:
+  explicit Result(PGresult* r) : r_(r, &PQclear) {}
+  int rows() const { return PQntuples(r_.get()); }
+  bool null(int row, int col) const { return PQgetisnull(r_.get(), row, col) != 0; }
+  std::string text(int row, int col) const { return PQgetvalue(r_.get(), row, col); }
+  std::optional<std::string> optional(int row, int col) const {
+    return null(row, col) ? std::nullopt : std::optional<std::string>(text(row, col));
+  }
+  int64_t integer(int row, int col) const { return std::stoll(text(row, col)); }
+  bool boolean(int row, int col) const { return text(row, col) == "t"; }
+  // Rows changed by INSERT/UPDATE/DELETE.
+  int64_t affected() const;
+
+ private:
+  std::unique_ptr<PGresult, decltype(&PQclear)> r_;
+};
+
+// An open session. Not thread-safe: one thread uses a Connection at a time.
+class Connection {
+ public:
+  // Connects; throws Error(environment) naming the target but never the
+  // password.
+  explicit Connection(const std::string& conninfo);
+
+  // Runs one parameterized statement ($1, $2, ...). Throws DbError.
+  Result exec(const std::string& sql, std::initializer_list<Param> params = {});
+  Result exec(const std::string& sql, const std::vector<Param>& params);
+  // Runs a script of several statements without parameters (migrations).
+  void exec_script(const std::string& sql);
+
+  PGconn* raw() { return conn_.get(); }
+
+ private:
+  std::unique_ptr<PGconn, decltype(&PQfinish)> conn_;
+};
+
+// BEGIN on construction, ROLLBACK on destruction unless commit() was called.
+class Transaction {
+ public:
+  explicit Transaction(Connection& c);
+  ~Transaction();
+  Transaction(const Transaction&) = delete;
+  Transaction& operator=(const Transaction&) = delete;
+
+  Result exec(const std::string& sql, std::initializer_list<Param> params = {}) {
+    return conn_.exec(sql, params);
+  }
+  void commit();
+  Connection& connection() { return conn_; }
+
+ private:
+  Connection& conn_;
+  bool done_ = false;
+};
+
+}  // namespace taskhost::pg

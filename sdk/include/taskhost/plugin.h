@@ -1,0 +1,166 @@
+/*
+ * taskhost plugin ABI — the only contract between the host and a plugin.
+ *
+ * Plain C. No C++ type, exception, allocator or thread-local crosses it.
+ *
+ * Versioning (PostgreSQL's magic block, SQLite's struct rule):
+ *   - A plugin exports exactly one required symbol, TH_PLUGIN_ENTRY_SYMBOL,
+ *     returning a pointer to a static th_plugin descriptor.
+ *   - The host refuses a descriptor whose magic differs, whose abi_major
+ *     differs from its own, or whose abi_minor is newer than its own.
+ *   - Every struct begins with struct_size and only ever grows at the end.
+ *     A reader touches a field only if struct_size covers it.
+ *
+ * Memory ownership, in one place:
+ *   - th_str points into memory owned by the caller, valid for that call only.
+ *   - Variable-length results are never returned as pointers: the callee
+ *     streams them into a caller-supplied th_sink during the call.
+ *   - Error messages are written by the callee into a caller-supplied
+ *     th_error buffer (NUL-terminated, truncated to fit).
+ *   - The th_host pointer and the th_host_api table are valid only during
+ *     th_plugin.run and only on the thread that called it.
+ *
+ * Every host call takes plain bytes in and streams plain bytes out, so each is
+ * implementable over a socket: a sandboxed child process receives a table of
+ * broker stubs with the same signatures and the plugin cannot tell.
+ */
+#ifndef TASKHOST_PLUGIN_H
+#define TASKHOST_PLUGIN_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+#ifdef __cplusplus
+extern "C" {
+#endif
+
+#define TH_ABI_MAJOR 1u
+#define TH_ABI_MINOR 0u
+#define TH_PLUGIN_MAGIC 0x54534b48u /* "TSKH" */
+#define TH_PLUGIN_ENTRY_SYMBOL "taskhost_plugin_descriptor"
+
+#if defined(__GNUC__)
+#define TH_EXPORT __attribute__((visibility("default")))
+#else
+#define TH_EXPORT
+#endif
+
+/* Result codes of every ABI function. 0 is success. */
+typedef enum th_code {
+  TH_OK = 0,
+  TH_ERR_INVALID = 1,       /* bad argument or malformed input */
+  TH_ERR_NOT_SUPPORTED = 2, /* service not granted or operation unknown */
+  TH_ERR_PERMISSION = 3,    /* outside the schema's capabilities */
+  TH_ERR_NOT_FOUND = 4,
+  TH_ERR_IO = 5,        /* network, disk or remote failure */
+  TH_ERR_RETRYABLE = 6, /* run failed; a retry may succeed */
+  TH_ERR_PERMANENT = 7, /* run failed; retrying will not help */
+  TH_ERR_CANCELLED = 8, /* stopped because should_stop() said so */
+  TH_ERR_INTERNAL = 9
+} th_code;
+
+typedef enum th_log_level {
+  TH_LOG_DEBUG = 0,
+  TH_LOG_INFO = 1,
+  TH_LOG_WARN = 2,
+  TH_LOG_ERROR = 3
+} th_log_level;
+
+/* A byte string owned by the caller; not NUL-terminated. */
+typedef struct th_str {
+  const char* data;
+  size_t size;
+} th_str;
+
+/* A caller-supplied buffer the callee writes a NUL-terminated message into. */
+typedef struct th_error {
+  char* message;
+  size_t capacity;
+} th_error;
+
+/* Streams bytes from callee to caller. write returns 0 to continue, non-zero
+ * to abort the transfer (the callee then fails with TH_ERR_IO). */
+typedef struct th_sink {
+  void* user;
+  int (*write)(void* user, const char* data, size_t size);
+} th_sink;
+
+/* Streams bytes from caller to callee. read returns the number of bytes put
+ * into buf (0 at end of stream) or -1 on error. */
+typedef struct th_source {
+  void* user;
+  int64_t (*read)(void* user, char* buf, size_t capacity);
+} th_source;
+
+/* Opaque to the plugin: identifies the run the host is serving. */
+typedef struct th_host th_host;
+
+/*
+ * A brokered service operation (object storage, SFTP, SQL, HTTP).
+ *   op       operation name, e.g. "get", "put", "list", "query"
+ *   request  JSON object with the operation's arguments
+ *   body_in  optional request body (NULL when the operation has none)
+ *   body_out optional response body (NULL to discard it)
+ *   reply    receives a JSON object describing the result
+ * The host checks every call against the schema's capabilities.
+ */
+typedef int (*th_service_fn)(th_host* host, th_str op, th_str request, th_source* body_in,
+                             th_sink* body_out, th_sink* reply, th_error* err);
+
+/* The services the host offers one run. Entries for services the schema did
+ * not grant are NULL: test with TH_HOST_HAS(api, field) before calling. */
+typedef struct th_host_api {
+  uint32_t struct_size;
+  uint32_t abi_major;
+  uint32_t abi_minor;
+
+  /* Always present. */
+  void (*log)(th_host* host, th_log_level level, th_str message);
+  int (*progress)(th_host* host, uint64_t done, uint64_t total, th_error* err);
+  /* Streams the last stored checkpoint as JSON ("null" when none). */
+  int (*checkpoint_get)(th_host* host, th_sink* out, th_error* err);
+  /* Stores a checkpoint (any JSON value) durably before returning. */
+  int (*checkpoint_set)(th_host* host, th_str json, th_error* err);
+  /* Records a named event (e.g. "item.failed") with a JSON payload durably. */
+  int (*emit)(th_host* host, th_str event, th_str json, th_error* err);
+  /* 1 when a cancel or pause was requested: stop at the next safe point. */
+  int (*should_stop)(th_host* host);
+  /* Streams the run's validated parameters as a JSON object. */
+  int (*params)(th_host* host, th_sink* out, th_error* err);
+  /* Streams {"run_id","attempt","schema","schema_version"} as JSON. */
+  int (*run_info)(th_host* host, th_sink* out, th_error* err);
+  /* Sets the run's output (a JSON object); the last call wins. */
+  int (*set_output)(th_host* host, th_str json, th_error* err);
+
+  /* Present only when the schema grants the service. */
+  th_service_fn object_storage;
+  th_service_fn sftp;
+  th_service_fn sql;
+  th_service_fn http;
+} th_host_api;
+
+#define TH_HOST_HAS(api, field)                                                 \
+  ((api)->struct_size >= offsetof(th_host_api, field) + sizeof((api)->field) && \
+   (api)->field != NULL)
+
+/* What a plugin exports. All fields are required. */
+typedef struct th_plugin {
+  uint32_t struct_size;
+  uint32_t magic; /* TH_PLUGIN_MAGIC */
+  uint32_t abi_major;
+  uint32_t abi_minor;
+  const char* name;        /* static, NUL-terminated */
+  const char* version;     /* the plugin's own semver */
+  const char* description; /* one line */
+  /* Runs the task once. Returns TH_OK, or an error code with a message in err.
+   * TH_ERR_PERMANENT means "do not retry"; any other error may be retried. */
+  int (*run)(const th_host_api* api, th_host* host, th_error* err);
+} th_plugin;
+
+typedef const th_plugin* (*th_plugin_entry_fn)(void);
+
+#ifdef __cplusplus
+}
+#endif
+
+#endif /* TASKHOST_PLUGIN_H */

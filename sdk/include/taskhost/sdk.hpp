@@ -1,0 +1,270 @@
+// taskhost C++ SDK: what plugin authors write against. Header-only.
+//
+//   struct Hello {
+//     static constexpr const char* name = "hello";
+//     static constexpr const char* version = "1.0.0";
+//     static constexpr const char* description = "Greets";
+//     void run(taskhost::Context& ctx);
+//   };
+//   TASKHOST_PLUGIN(Hello)
+//
+// run() reports failure by throwing: taskhost::Error carries a th_code,
+// taskhost::PermanentError means "do not retry", any other std::exception is
+// a retryable failure. The generated trampoline is noexcept: nothing unwinds
+// across the C ABI.
+#pragma once
+
+#include <taskhost/plugin.h>
+
+#include <cstdint>
+#include <cstring>
+#include <nlohmann/json.hpp>
+#include <optional>
+#include <stdexcept>
+#include <string>
+#include <string_view>
+#include <utility>
+
+namespace taskhost {
+
+using Json = nlohmann::json;
+
+// A failure with an ABI code. OK is code TH_OK with an empty message.
+class Status {
+ public:
+  Status() = default;
+  Status(th_code code, std::string message) : code_(code), message_(std::move(message)) {}
+  bool ok() const { return code_ == TH_OK; }
+  th_code code() const { return code_; }
+  const std::string& message() const { return message_; }
+
+ private:
+  th_code code_ = TH_OK;
+  std::string message_;
+};
+
+// A value or the Status saying why there is none.
+template <typename T>
+class Result {
+ public:
+  Result(T value) : value_(std::move(value)) {}
+  Result(Status status) : status_(std::move(status)) {}
+  bool ok() const { return status_.ok(); }
+  const Status& status() const { return status_; }
+  // Precondition: ok().
+  T& value() { return *value_; }
+  const T& value() const { return *value_; }
+
+ private:
+  Status status_;
+  std::optional<T> value_;
+};
+
+class Error : public std::runtime_error {
+ public:
+  Error(th_code code, const std::string& message) : std::runtime_error(message), code_(code) {}
+  explicit Error(const Status& s) : Error(s.code(), s.message()) {}
+  th_code code() const { return code_; }
+
+ private:
+  th_code code_;
+};
+
+// The run failed and retrying will not help (bad input, rejected by policy).
+class PermanentError : public Error {
+ public:
+  explicit PermanentError(const std::string& message) : Error(TH_ERR_PERMANENT, message) {}
+};
+
+namespace detail {
+
+inline th_str str(std::string_view s) { return th_str{s.data(), s.size()}; }
+
+inline int append_to_string(void* user, const char* data, size_t size) {
+  static_cast<std::string*>(user)->append(data, size);
+  return 0;
+}
+
+// Owns the message buffer a host call may write into.
+struct ErrorBuffer {
+  char message[1024] = {0};
+  th_error err{message, sizeof message};
+  Status status(int code) const {
+    return code == TH_OK ? Status() : Status(static_cast<th_code>(code), message);
+  }
+};
+
+inline void write_error(th_error* err, std::string_view message) {
+  if (err == nullptr || err->message == nullptr || err->capacity == 0) return;
+  size_t n = message.size() < err->capacity - 1 ? message.size() : err->capacity - 1;
+  std::memcpy(err->message, message.data(), n);
+  err->message[n] = '\0';
+}
+
+}  // namespace detail
+
+// A granted service (object storage, SFTP, SQL, HTTP). Operations and their
+// request/reply JSON are documented per service. Cheap to copy; valid only
+// during run().
+class Service {
+ public:
+  Service(th_service_fn fn, th_host* host) : fn_(fn), host_(host) {}
+
+  // Calls op with a JSON request. body_in/body_out stream the payload, if any.
+  Result<Json> call(std::string_view op, const Json& request, th_source* body_in = nullptr,
+                    th_sink* body_out = nullptr) const {
+    std::string req = request.dump(), reply;
+    th_sink reply_sink{&reply, detail::append_to_string};
+    detail::ErrorBuffer eb;
+    int rc = fn_(host_, detail::str(op), detail::str(req), body_in, body_out, &reply_sink, &eb.err);
+    if (rc != TH_OK) return eb.status(rc);
+    if (reply.empty()) return Json::object();
+    Json parsed = Json::parse(reply, nullptr, false);
+    if (parsed.is_discarded()) return Status(TH_ERR_INTERNAL, "host sent a malformed reply");
+    return parsed;
+  }
+
+ private:
+  th_service_fn fn_;
+  th_host* host_;
+};
+
+// The plugin's view of its run. Valid only during run(), on its thread.
+// Calls that record state (checkpoint, emit, progress, output) throw Error
+// when the host could not record it: the run cannot continue safely then.
+class Context {
+ public:
+  Context(const th_host_api* api, th_host* host) : api_(api), host_(host) {}
+
+  void log(th_log_level level, std::string_view message) const {
+    api_->log(host_, level, detail::str(message));
+  }
+  void debug(std::string_view m) const { log(TH_LOG_DEBUG, m); }
+  void info(std::string_view m) const { log(TH_LOG_INFO, m); }
+  void warn(std::string_view m) const { log(TH_LOG_WARN, m); }
+  void error(std::string_view m) const { log(TH_LOG_ERROR, m); }
+
+  void progress(uint64_t done, uint64_t total) const {
+    detail::ErrorBuffer eb;
+    check(api_->progress(host_, done, total, &eb.err), eb);
+  }
+
+  // The last checkpoint stored by this run (any attempt), or null.
+  Json checkpoint() const { return fetch_json(api_->checkpoint_get); }
+  void checkpoint(const Json& state) const {
+    std::string s = state.dump();
+    detail::ErrorBuffer eb;
+    check(api_->checkpoint_set(host_, detail::str(s), &eb.err), eb);
+  }
+
+  void emit(std::string_view event, const Json& payload) const {
+    std::string s = payload.dump();
+    detail::ErrorBuffer eb;
+    check(api_->emit(host_, detail::str(event), detail::str(s), &eb.err), eb);
+  }
+
+  // True once a cancel or pause was requested: stop at the next safe point.
+  bool should_stop() const { return api_->should_stop(host_) != 0; }
+
+  const Json& params() const {
+    if (!params_) params_ = fetch_json(api_->params);
+    return *params_;
+  }
+  // Typed access to one parameter. Defaults were filled in by the host, so a
+  // missing parameter is one the schema marks optional without a default.
+  template <typename T>
+  T param(const std::string& name) const {
+    const Json& p = params();
+    auto it = p.find(name);
+    if (it == p.end() || it->is_null())
+      throw PermanentError("parameter '" + name + "' was not given");
+    try {
+      return it->get<T>();
+    } catch (const Json::exception&) {
+      throw PermanentError("parameter '" + name + "' has type " + it->type_name());
+    }
+  }
+  template <typename T>
+  std::optional<T> optional_param(const std::string& name) const {
+    const Json& p = params();
+    auto it = p.find(name);
+    if (it == p.end() || it->is_null()) return std::nullopt;
+    return param<T>(name);
+  }
+
+  // {"run_id": "...", "attempt": N, "schema": "...", "schema_version": "..."}
+  Json run_info() const { return fetch_json(api_->run_info); }
+
+  void set_output(const Json& output) const {
+    std::string s = output.dump();
+    detail::ErrorBuffer eb;
+    check(api_->set_output(host_, detail::str(s), &eb.err), eb);
+  }
+
+  // A service handle when the schema grants it, otherwise std::nullopt.
+  std::optional<Service> object_storage() const { return service(api_->object_storage); }
+  std::optional<Service> sftp() const { return service(api_->sftp); }
+  std::optional<Service> sql() const { return service(api_->sql); }
+  std::optional<Service> http() const { return service(api_->http); }
+
+ private:
+  static void check(int rc, const detail::ErrorBuffer& eb) {
+    if (rc != TH_OK) throw Error(eb.status(rc));
+  }
+  Json fetch_json(int (*fn)(th_host*, th_sink*, th_error*)) const {
+    std::string out;
+    th_sink sink{&out, detail::append_to_string};
+    detail::ErrorBuffer eb;
+    check(fn(host_, &sink, &eb.err), eb);
+    return Json::parse(out);
+  }
+  std::optional<Service> service(th_service_fn fn) const {
+    if (fn == nullptr) return std::nullopt;
+    return Service(fn, host_);
+  }
+
+  const th_host_api* api_;
+  th_host* host_;
+  mutable std::optional<Json> params_;
+};
+
+namespace detail {
+
+// Turns run() into a noexcept C function: exceptions become codes + messages.
+template <typename Task>
+int run_trampoline(const th_host_api* api, th_host* host, th_error* err) noexcept {
+  try {
+    if (api == nullptr || api->abi_major != TH_ABI_MAJOR) {
+      write_error(err, "host ABI major version differs from the plugin's");
+      return TH_ERR_PERMANENT;
+    }
+    Context ctx(api, host);
+    Task task;
+    task.run(ctx);
+    return TH_OK;
+  } catch (const Error& e) {
+    write_error(err, e.what());
+    return e.code() == TH_OK ? TH_ERR_INTERNAL : e.code();
+  } catch (const std::exception& e) {
+    write_error(err, e.what());
+    return TH_ERR_RETRYABLE;
+  } catch (...) {
+    write_error(err, "unknown exception");
+    return TH_ERR_INTERNAL;
+  }
+}
+
+}  // namespace detail
+}  // namespace taskhost
+
+// Generates the plugin's one exported symbol. Task needs static constexpr
+// name, version and description, a default constructor and run(Context&).
+#define TASKHOST_PLUGIN(Task)                                              \
+  extern "C" TH_EXPORT const th_plugin* taskhost_plugin_descriptor(void) { \
+    static const th_plugin descriptor = {                                  \
+        sizeof(th_plugin), TH_PLUGIN_MAGIC,                                \
+        TH_ABI_MAJOR,      TH_ABI_MINOR,                                   \
+        Task::name,        Task::version,                                  \
+        Task::description, &::taskhost::detail::run_trampoline<Task>};     \
+    return &descriptor;                                                    \
+  }

@@ -1,0 +1,213 @@
+// The taskhost binary as an operator uses it: real process, real database.
+#include <gtest/gtest.h>
+#include <sys/wait.h>
+
+#include <cstdio>
+#include <filesystem>
+#include <fstream>
+#include <nlohmann/json.hpp>
+#include <sstream>
+
+#include "support/test_database.hpp"
+
+namespace taskhost {
+namespace {
+
+namespace fs = std::filesystem;
+using Json = nlohmann::json;
+
+struct Output {
+  int exit_code;
+  std::string out, err;
+};
+
+std::string quote(const std::string& s) {
+  std::string q = "'";
+  for (char c : s) q += c == '\'' ? std::string("'\\''") : std::string(1, c);
+  return q + "'";
+}
+
+std::string slurp(const fs::path& p) {
+  std::ifstream in(p);
+  std::ostringstream s;
+  s << in.rdbuf();
+  return s.str();
+}
+
+struct Cli : ::testing::Test {
+  test::TestDatabase db;
+  fs::path tmp =
+      fs::temp_directory_path() / ("taskhost-cli-" + std::to_string(::getpid()) + "-" +
+                                   ::testing::UnitTest::GetInstance()->current_test_info()->name());
+
+  void SetUp() override { fs::create_directories(tmp); }
+  void TearDown() override { fs::remove_all(tmp); }
+
+  Output run(const std::vector<std::string>& args,
+             const std::string& plugin_dir = BUNDLED_PLUGIN_DIR) {
+    std::string cmd = std::string(TASKHOST_BIN) + " --database-url " + quote(db.conninfo()) +
+                      " --plugin-dir " + quote(plugin_dir);
+    for (const auto& a : args) cmd += " " + quote(a);
+    cmd += " >" + quote((tmp / "out").string()) + " 2>" + quote((tmp / "err").string()) +
+           " </dev/null";
+    int status = std::system(cmd.c_str());
+    return {WEXITSTATUS(status), slurp(tmp / "out"), slurp(tmp / "err")};
+  }
+
+  fs::path write(const std::string& name, const std::string& text) {
+    std::ofstream(tmp / name) << text;
+    return tmp / name;
+  }
+};
+
+TEST_F(Cli, HelpListsEveryCommandAndExitCodes) {
+  auto r = run({"--help"});
+  EXPECT_EQ(r.exit_code, 0);
+  for (const char* c : {"migrate", "db start", "schema install", "schema list", "schema show",
+                        "schema rm", "run NAME[@VERSION]", "runs list", "runs show",
+                        "plugin inspect", "exit codes: 0 ok, 1 run failed"})
+    EXPECT_NE(r.out.find(c), std::string::npos) << c;
+  r = run({"run", "--help"});
+  EXPECT_EQ(r.exit_code, 0);
+  EXPECT_NE(r.out.find("--params-file"), std::string::npos);
+  EXPECT_NE(r.out.find("--wait"), std::string::npos);
+}
+
+TEST_F(Cli, UsageErrorsExitTwo) {
+  EXPECT_EQ(run({}).exit_code, 2);
+  auto r = run({"frobnicate"});
+  EXPECT_EQ(r.exit_code, 2);
+  EXPECT_NE(r.err.find("unknown command 'frobnicate'"), std::string::npos);
+  r = run({"schema", "show"});
+  EXPECT_EQ(r.exit_code, 2);
+  EXPECT_NE(r.err.find("ref"), std::string::npos) << r.err;
+  EXPECT_EQ(run({"runs", "list", "--limit", "many"}).exit_code, 2);
+}
+
+TEST_F(Cli, InstallRunAndInspectHello) {
+  auto r = run({"schema", "install", BUNDLED_SCHEMA_DIR "/hello.yaml"});
+  ASSERT_EQ(r.exit_code, 0) << r.err;
+  EXPECT_EQ(r.out, "hello@1.0.0: installed\n");
+  EXPECT_EQ(run({"schema", "install", BUNDLED_SCHEMA_DIR "/hello.yaml"}).out,
+            "hello@1.0.0: unchanged\n");
+
+  r = run({"run", "hello", "-p", "name=CI", "-p", "count=4", "--wait", "--json"});
+  ASSERT_EQ(r.exit_code, 0) << r.err;
+  Json run_json = Json::parse(r.out);
+  EXPECT_EQ(run_json["state"], "succeeded");
+  EXPECT_EQ(run_json["output"]["greeting"], "Hello, CI!");
+  EXPECT_EQ(run_json["progress"], (Json{{"done", 4}, {"total", 4}}));
+  const std::string id = run_json["id"];
+
+  r = run({"runs", "list", "--json"});
+  ASSERT_EQ(r.exit_code, 0) << r.err;
+  EXPECT_EQ(Json::parse(r.out)[0]["id"], id);
+  r = run({"runs", "show", id.substr(0, 8)});
+  ASSERT_EQ(r.exit_code, 0) << r.err;
+  EXPECT_NE(r.out.find("state   succeeded (attempt 1)"), std::string::npos) << r.out;
+  EXPECT_NE(r.out.find("queued -> running"), std::string::npos);
+  EXPECT_NE(r.out.find("item.done"), std::string::npos);
+
+  r = run({"run", "hello"});  // human output, no --wait
+  EXPECT_EQ(r.exit_code, 0);
+  EXPECT_NE(r.out.find("state   succeeded"), std::string::npos);
+  EXPECT_NE(r.out.find("output  {\"attempt\":1,\"count\":3,\"greeting\":\"Hello, world!\"}"),
+            std::string::npos)
+      << r.out;
+
+  r = run({"schema", "show", "hello", "--json"});
+  EXPECT_EQ(Json::parse(r.out)["params"]["count"]["default"], 3);
+  r = run({"schema", "list"});
+  EXPECT_NE(r.out.find("hello"), std::string::npos);
+
+  r = run({"plugin", "inspect", BUNDLED_PLUGIN_DIR "/hello.so", "--json"});
+  ASSERT_EQ(r.exit_code, 0) << r.err;
+  Json info = Json::parse(r.out);
+  EXPECT_EQ(info["name"], "hello");
+  EXPECT_EQ(info["abi"], "1.0");
+  EXPECT_EQ(info["sha256"].get<std::string>().size(), 64u);
+}
+
+TEST_F(Cli, InvalidInputNamesWhatIsWrong) {
+  auto bad = write("bad.yaml",
+                   "name: bad\nversion: 1.0.0\nplugin: { path: x.so, sha256: any }\ntimeot: 5m\n");
+  auto r = run({"schema", "install", bad.string()});
+  EXPECT_EQ(r.exit_code, 2);
+  EXPECT_NE(r.err.find(bad.string() + ":4:1: timeot: unknown key; did you mean 'timeout'?"),
+            std::string::npos)
+      << r.err;
+
+  run({"schema", "install", BUNDLED_SCHEMA_DIR "/hello.yaml"});
+  r = run({"run", "hello", "-p", "count=0"});
+  EXPECT_EQ(r.exit_code, 2);
+  EXPECT_NE(r.err.find("params.count: expected an integer from 1 to 10000, got 0"),
+            std::string::npos)
+      << r.err;
+  EXPECT_EQ(Json::parse(run({"runs", "list", "--json"}).out).size(), 0u);
+
+  r = run({"run", "nope"});
+  EXPECT_EQ(r.exit_code, 3);
+  EXPECT_NE(r.err.find("no schema named nope is installed"), std::string::npos);
+  EXPECT_EQ(run({"runs", "show", "00000000-0000"}).exit_code, 3);
+
+  auto params = write("p.json", "[1, 2]");
+  r = run({"run", "hello", "--params-file", params.string()});
+  EXPECT_EQ(r.exit_code, 2);
+  EXPECT_NE(r.err.find("expected a JSON object"), std::string::npos);
+}
+
+TEST_F(Cli, AFailedRunExitsOneWithWait) {
+  auto schema = write("err.yaml",
+                      "name: err\nversion: 1.0.0\nplugin: { path: returns_error.so, "
+                      "sha256: any }\n");
+  EXPECT_EQ(run({"schema", "install", schema.string()}, FIXTURE_PLUGIN_DIR).exit_code, 5)
+      << "sha256: any needs --dev";
+  ASSERT_EQ(run({"--dev", "schema", "install", schema.string()}, FIXTURE_PLUGIN_DIR).exit_code, 0);
+  auto r = run({"--dev", "run", "err", "--wait"}, FIXTURE_PLUGIN_DIR);
+  EXPECT_EQ(r.exit_code, 1);
+  EXPECT_NE(r.out.find("error   permanent: input file is malformed at line 7"), std::string::npos)
+      << r.out;
+  r = run({"--dev", "run", "err"}, FIXTURE_PLUGIN_DIR);
+  EXPECT_EQ(r.exit_code, 0) << "without --wait the exit code reports submission";
+}
+
+TEST_F(Cli, SchemaInstallChecksThePluginAndDryRunChangesNothing) {
+  auto wrong = write("wrong.yaml", "name: w\nversion: 1.0.0\nplugin: { path: hello.so, sha256: " +
+                                       std::string(64, 'a') + " }\n");
+  auto r = run({"schema", "install", wrong.string()});
+  EXPECT_EQ(r.exit_code, 5);
+  EXPECT_NE(r.err.find("but the schema pins aaaa"), std::string::npos) << r.err;
+  r = run({"schema", "install", "--dry-run", BUNDLED_SCHEMA_DIR "/hello.yaml"});
+  EXPECT_EQ(r.out, "hello@1.0.0: would install\n");
+  EXPECT_EQ(run({"schema", "list", "--json"}).out, "[]\n");
+  run({"schema", "install", BUNDLED_SCHEMA_DIR "/hello.yaml"});
+  r = run({"schema", "rm", "hello"});
+  EXPECT_EQ(r.exit_code, 0) << r.err;
+  EXPECT_EQ(run({"run", "hello"}).exit_code, 3);
+}
+
+TEST_F(Cli, JsonLogsAreOneObjectPerLine) {
+  run({"schema", "install", BUNDLED_SCHEMA_DIR "/hello.yaml"});
+  auto r = run({"--log-format", "json", "run", "hello", "-p", "name=\"quoted\"\n"});
+  ASSERT_EQ(r.exit_code, 0) << r.err;
+  std::istringstream lines(r.err);
+  int n = 0;
+  for (std::string line; std::getline(lines, line); ++n) {
+    Json j = Json::parse(line);  // throws if a line is not JSON
+    EXPECT_TRUE(j.contains("level") && j.contains("msg") && j.contains("time_ms"));
+  }
+  EXPECT_GE(n, 3);
+  EXPECT_NE(r.err.find("greeted \\\"quoted\\\"\\n 3 times"), std::string::npos) << r.err;
+}
+
+TEST_F(Cli, AnUnmigratedSharedDatabaseIsRefused) {
+  pg::Connection(db.conninfo()).exec("DROP SCHEMA taskhost CASCADE");
+  auto r = run({"schema", "list"});
+  EXPECT_EQ(r.exit_code, 6);
+  EXPECT_NE(r.err.find("run `taskhost migrate`"), std::string::npos) << r.err;
+  EXPECT_EQ(run({"migrate"}).exit_code, 0);
+  EXPECT_EQ(run({"schema", "list"}).exit_code, 0);
+}
+
+}  // namespace
+}  // namespace taskhost
