@@ -9,7 +9,7 @@ constexpr std::array<const char*, 8> state_names = {
     "queued", "running", "pausing", "paused", "cancelling", "cancelled", "succeeded", "failed"};
 
 // States in which an attempt owns the run.
-const char* active_states = "('running', 'pausing', 'cancelling')";
+const std::string active_states = "('running', 'pausing', 'cancelling')";
 
 const char* run_columns =
     "SELECT r.id, r.schema_id, s.name, s.version, r.params::text, r.state, r.attempt, r.actor, "
@@ -153,21 +153,20 @@ void require_owned(const pg::Result& r, const std::string& id, int attempt) {
 
 }  // namespace
 
-void RunWriter::progress(uint64_t done, uint64_t total) {
-  require_owned(conn_.exec("UPDATE taskhost.runs SET progress_done = $3, progress_total = $4, "
-                           "updated_at = now() WHERE id = $1 AND attempt = $2 AND state IN " +
-                               std::string(active_states),
-                           {id_, attempt_, done, total}),
+void RunWriter::update(const std::string& assignments, std::vector<pg::Param> values) {
+  values.insert(values.begin(), {id_, attempt_});
+  require_owned(conn_.exec("UPDATE taskhost.runs SET " + assignments +
+                               ", updated_at = now() WHERE id = $1 AND attempt = $2 AND state IN " +
+                               active_states,
+                           values),
                 id_, attempt_);
 }
 
-void RunWriter::checkpoint(const std::string& json) {
-  require_owned(conn_.exec("UPDATE taskhost.runs SET checkpoint = $3::jsonb, updated_at = now() "
-                           "WHERE id = $1 AND attempt = $2 AND state IN " +
-                               std::string(active_states),
-                           {id_, attempt_, json}),
-                id_, attempt_);
+void RunWriter::progress(uint64_t done, uint64_t total) {
+  update("progress_done = $3, progress_total = $4", {done, total});
 }
+
+void RunWriter::checkpoint(const std::string& json) { update("checkpoint = $3::jsonb", {json}); }
 
 Json RunWriter::checkpoint() const {
   auto r = conn_.exec("SELECT checkpoint::text FROM taskhost.runs WHERE id = $1", {id_});
@@ -179,18 +178,12 @@ void RunWriter::emit(const std::string& name, const std::string& json) {
   require_owned(conn_.exec("INSERT INTO taskhost.run_events (run_id, attempt, name, payload) "
                            "SELECT id, attempt, $3, $4::jsonb FROM taskhost.runs "
                            "WHERE id = $1 AND attempt = $2 AND state IN " +
-                               std::string(active_states),
+                               active_states,
                            {id_, attempt_, name, json}),
                 id_, attempt_);
 }
 
-void RunWriter::output(const std::string& json) {
-  require_owned(conn_.exec("UPDATE taskhost.runs SET output = $3::jsonb, updated_at = now() "
-                           "WHERE id = $1 AND attempt = $2 AND state IN " +
-                               std::string(active_states),
-                           {id_, attempt_, json}),
-                id_, attempt_);
-}
+void RunWriter::output(const std::string& json) { update("output = $3::jsonb", {json}); }
 
 RunState RunWriter::state() const {
   auto r = conn_.exec("SELECT state FROM taskhost.runs WHERE id = $1", {id_});
@@ -205,7 +198,7 @@ void RunWriter::finish(RunState to, const std::optional<std::string>& error_code
       "UPDATE taskhost.runs r SET state = $3, error_code = $4, error = $5, updated_at = now(), "
       "finished_at = CASE WHEN $3 = 'paused' THEN NULL ELSE now() END FROM old "
       "WHERE r.id = old.id AND r.attempt = $2 AND old.state IN " +
-          std::string(active_states) + " RETURNING old.state",
+          active_states + " RETURNING old.state",
       {id_, attempt_, to_string(to), error_code, error});
   require_owned(r, id_, attempt_);
   tx.exec(

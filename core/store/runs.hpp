@@ -88,6 +88,9 @@ class RunWriter {
   int attempt() const { return attempt_; }
 
  private:
+  // UPDATE ... SET assignments (parameters from $3) while this attempt owns the run.
+  void update(const std::string& assignments, std::vector<pg::Param> values);
+
   pg::Connection& conn_;
   std::string id_, actor_;
   int attempt_ = 0;
