@@ -1,6 +1,8 @@
 #include "cli/cli.hpp"
 
+#include <pthread.h>
 #include <pwd.h>
+#include <signal.h>
 #include <unistd.h>
 
 #include <spdlog/spdlog.h>
@@ -14,14 +16,18 @@
 #include <map>
 #include <optional>
 #include <sstream>
+#include <thread>
 
 #include "common/error.hpp"
 #include "common/log.hpp"
-#include "engine/engine.hpp"
+#include "engine/submit.hpp"
+#include "engine/worker.hpp"
 #include "plugin/loader.hpp"
+#include "schema/duration.hpp"
 #include "schema/params.hpp"
 #include "store/cluster.hpp"
 #include "store/migrate.hpp"
+#include "store/queue.hpp"
 #include "store/runs.hpp"
 #include "store/schemas.hpp"
 
@@ -85,10 +91,17 @@ class Session {
  public:
   explicit Session(Globals g) : g_(std::move(g)) {}
 
+  // The database's connection string (starting the embedded one if need be).
+  const std::string& conninfo() {
+    if (conninfo_.empty())
+      conninfo_ = g_.database_url.empty() ? cluster().ensure_running() : g_.database_url;
+    return conninfo_;
+  }
+
   pg::Connection& db() {
     if (!conn_) {
       bool embedded = g_.database_url.empty();
-      conn_.emplace(embedded ? cluster().ensure_running() : g_.database_url);
+      conn_.emplace(conninfo());
       // The embedded database is private to this host: keep it current. A
       // shared one is migrated deliberately, with `taskhost migrate`.
       if (embedded)
@@ -118,12 +131,20 @@ class Session {
     return std::string("cli:") + (pw ? pw->pw_name : std::to_string(::geteuid()));
   }
 
-  Engine engine() { return Engine(db(), {plugin_dir(), g_.dev, actor()}); }
+  WorkerOptions worker_options() {
+    WorkerOptions o;
+    o.conninfo = conninfo();
+    o.plugin_dir = plugin_dir();
+    o.dev_mode = g_.dev;
+    o.id = default_worker_id();
+    return o;
+  }
 
   const Globals& globals() const { return g_; }
 
  private:
   Globals g_;
+  std::string conninfo_;
   std::optional<pg::Connection> conn_;
   bool migrating_ = false;
 };
@@ -261,7 +282,10 @@ Json run_json(const Run& r) {
       {"checkpoint", r.checkpoint},
       {"output", r.output},
       {"error_code", r.error_code ? Json(*r.error_code) : Json()},
-      {"error", r.error ? Json(*r.error) : Json()}};
+      {"error", r.error ? Json(*r.error) : Json()},
+      {"max_attempts", r.max_attempts},
+      {"parent_run_id", r.parent_run_id ? Json(*r.parent_run_id) : Json()},
+      {"idempotency_key", r.idempotency_key ? Json(*r.idempotency_key) : Json()}};
 }
 
 void print_run_summary(const Run& r) {
@@ -300,18 +324,127 @@ int run_task(Session& s, const po::variables_map& vm) {
   for (auto& [k, v] : assigned.items()) params[k] = v;  // -p overrides the file
   if (!errors.empty()) throw Error(ErrorKind::invalid, format_diagnostics(errors));
 
-  const bool wait = vm.count("wait") > 0, json = vm.count("json") > 0;
-  Engine engine = s.engine();
-  std::string id = engine.submit(schema, params);
-  if (!json) std::cout << "run " << id << " queued\n" << std::flush;
-  // Until the durable queue lands, this process executes the run itself.
-  Run run =
-      engine.execute(id, wait && !json ? ProgressObserver(draw_progress) : ProgressObserver());
+  const bool wait = vm.count("wait") > 0, json = vm.count("json") > 0,
+             inline_run = vm.count("inline") > 0;
+  std::optional<std::string> key;
+  if (vm.count("idempotency-key")) key = vm["idempotency-key"].as<std::string>();
+  auto submitted = submit_run(s.db(), schema, params, s.actor(), key);
+  const std::string& id = submitted.run_id;
+  if (!json)
+    std::cout << "run " << id << (submitted.created ? " queued" : " exists (idempotency key)")
+              << "\n"
+              << std::flush;
+  if (inline_run && submitted.created) {
+    // This process is the worker for this one run.
+    WorkerOptions o = s.worker_options();
+    o.concurrency = 1;
+    o.only_run = id;
+    if (!json) o.observer = draw_progress;
+    Worker(o).run();
+  } else if (wait) {
+    // Workers execute it; follow it until it ends (or pauses).
+    for (;;) {
+      Run r = get_run(s.db(), id);
+      if (r.progress_total && !json) draw_progress(*r.progress_done, *r.progress_total);
+      if (is_final(r.state) || r.state == RunState::paused) break;
+      std::this_thread::sleep_for(std::chrono::milliseconds(200));
+    }
+  }
+  Run run = get_run(s.db(), id);
   if (json)
     print_json(run_json(run));
-  else
+  else if (inline_run || wait)
     print_run_summary(run);
   return wait && run.state != RunState::succeeded ? exit_run_failed : exit_ok;
+}
+
+int worker_cmd(Session& s, const po::variables_map& vm) {
+  WorkerOptions o = s.worker_options();
+  o.concurrency = vm["concurrency"].as<int>();
+  if (o.concurrency < 1 || o.concurrency > 1024)
+    throw Error(ErrorKind::invalid, "--concurrency: expected 1 to 1024");
+  auto duration = [&](const char* name) {
+    auto d = parse_duration(vm[name].as<std::string>());
+    if (!d || d->count() <= 0)
+      throw Error(ErrorKind::invalid, std::string("--") + name + ": expected a duration like 30s");
+    return *d;
+  };
+  o.lease = duration("lease");
+  o.grace = duration("grace");
+  o.rescue_every = std::min(o.rescue_every, o.lease / 2);
+  o.scheduler = vm.count("no-scheduler") == 0;
+  if (vm.count("id")) o.id = vm["id"].as<std::string>();
+  s.db();  // migrated (embedded) or checked before any worker thread starts
+
+  // SIGINT/SIGTERM stop claiming; in-flight runs finish, then the worker exits.
+  sigset_t signals;
+  sigemptyset(&signals);
+  sigaddset(&signals, SIGINT);
+  sigaddset(&signals, SIGTERM);
+  pthread_sigmask(SIG_BLOCK, &signals, nullptr);
+  Worker worker(o);
+  std::thread waiter([&] {
+    int sig = 0;
+    sigwait(&signals, &sig);
+    spdlog::info("{}: signal {}, finishing in-flight runs", o.id, sig);
+    worker.stop();
+  });
+  spdlog::info("{} started: concurrency {}, lease {}", o.id, o.concurrency,
+               format_duration(o.lease));
+  try {
+    worker.run();
+  } catch (...) {
+    pthread_kill(waiter.native_handle(), SIGTERM);
+    waiter.join();
+    throw;
+  }
+  waiter.join();
+  spdlog::info("{} stopped", o.id);
+  return exit_ok;
+}
+
+int runs_control(Session& s, const po::variables_map& vm,
+                 RunState (*op)(pg::Connection&, const std::string&, const std::string&,
+                                const std::string&)) {
+  Run r = get_run(s.db(), vm["id"].as<std::string>());
+  RunState now = op(s.db(), r.id, s.actor(), vm["reason"].as<std::string>());
+  std::cout << "run " << r.id << " " << to_string(now) << "\n";
+  return exit_ok;
+}
+
+int runs_output(Session& s, const po::variables_map& vm) {
+  Run r = get_run(s.db(), vm["id"].as<std::string>());
+  if (vm.count("file")) {
+    std::string content = run_file_content(s.db(), r.id, vm["file"].as<std::string>());
+    if (vm.count("out")) {
+      std::ofstream out(vm["out"].as<std::string>(), std::ios::binary);
+      out << content;
+      if (!out) throw Error(ErrorKind::environment, "cannot write " + vm["out"].as<std::string>());
+    } else {
+      std::cout << content;
+    }
+    return exit_ok;
+  }
+  auto files = run_files(s.db(), r.id);
+  if (vm.count("json")) {
+    Json j = {{"id", r.id},
+              {"state", to_string(r.state)},
+              {"output", r.output},
+              {"files", Json::array()}};
+    for (const auto& f : files)
+      j["files"].push_back({{"name", f.name},
+                            {"content_type", f.content_type},
+                            {"size", f.size},
+                            {"sha256", f.sha256},
+                            {"created_at", f.created_at}});
+    print_json(j);
+    return exit_ok;
+  }
+  std::cout << "output  " << r.output.dump() << "\nfiles:\n";
+  for (const auto& f : files)
+    std::cout << "  " << pad(f.name, 32) << pad(std::to_string(f.size) + " B", 14)
+              << pad(f.content_type, 28) << f.sha256 << "\n";
+  return exit_ok;
 }
 
 int runs_list(Session& s, const po::variables_map& vm) {
@@ -363,7 +496,11 @@ int runs_show(Session& s, const po::variables_map& vm) {
   print_run_summary(r);
   std::cout << "params  " << r.params.dump() << "\n"
             << "actor   " << r.actor << "\n"
-            << "created " << r.created_at << "\n";
+            << "created " << r.created_at << "\n"
+            << "attempts " << r.attempt << " of " << r.max_attempts << "\n";
+  if (r.state == RunState::queued) std::cout << "runnable after " << r.run_after << "\n";
+  if (r.lease_owner) std::cout << "held by " << *r.lease_owner << "\n";
+  if (r.parent_run_id) std::cout << "chained from run " << *r.parent_run_id << "\n";
   if (r.progress_total && *r.progress_total > 0) {
     double rate = r.elapsed_seconds > 0 ? *r.progress_done / r.elapsed_seconds : 0;
     std::cout << "progress " << *r.progress_done << "/" << *r.progress_total << " ("
@@ -456,6 +593,10 @@ int db_url(Session& s, const po::variables_map&) {
 // ---- command table ---------------------------------------------------------
 
 void json_flag(po::options_description& d) { d.add_options()("json", "machine-readable output"); }
+void reason_option(po::options_description& d) {
+  d.add_options()("reason", po::value<std::string>()->default_value("operator request"),
+                  "why, for the run's record");
+}
 
 const std::vector<Command>& commands() {
   static const std::vector<Command> table = {
@@ -503,16 +644,67 @@ const std::vector<Command>& commands() {
        schema_rm},
       {"run",
        "NAME[@VERSION]",
-       "run a task",
+       "submit a run of a task (workers execute it)",
        [](po::options_description& d) {
          d.add_options()("param,p", po::value<std::vector<std::string>>()->composing(),
                          "parameter key=value (repeatable)")(
              "params-file", po::value<std::string>(), "JSON object of parameters")(
-             "wait", "show progress; exit 1 unless the run succeeds");
+             "idempotency-key", po::value<std::string>(),
+             "a second submit with this key returns the first run")(
+             "inline", "execute the run in this process instead of waiting for a worker")(
+             "wait", "follow the run with a progress bar; exit 1 unless it succeeds");
          json_flag(d);
        },
        {{"ref", 1}},
        run_task},
+      {"worker",
+       "",
+       "execute queued runs until SIGINT/SIGTERM",
+       [](po::options_description& d) {
+         d.add_options()("concurrency", po::value<int>()->default_value(4), "runs at once")(
+             "lease", po::value<std::string>()->default_value("30s"),
+             "how long a claimed run stays ours without a heartbeat")(
+             "grace", po::value<std::string>()->default_value("30s"),
+             "how long a run may ignore a stop request or overrun its timeout")(
+             "no-scheduler", "do not fire cron schedules or chains")(
+             "id", po::value<std::string>(), "worker id (default worker:HOST:PID)");
+       },
+       {},
+       worker_cmd},
+      {"runs cancel",
+       "ID",
+       "cancel a run (a running one stops at its next safe point)",
+       reason_option,
+       {{"id", 1}},
+       [](Session& s, const po::variables_map& vm) { return runs_control(s, vm, cancel_run); }},
+      {"runs pause",
+       "ID",
+       "pause a run; it keeps its checkpoint",
+       reason_option,
+       {{"id", 1}},
+       [](Session& s, const po::variables_map& vm) { return runs_control(s, vm, pause_run); }},
+      {"runs resume",
+       "ID",
+       "resume a paused run from its checkpoint",
+       reason_option,
+       {{"id", 1}},
+       [](Session& s, const po::variables_map& vm) { return runs_control(s, vm, resume_run); }},
+      {"runs retry",
+       "ID",
+       "re-queue a failed or cancelled run from its last checkpoint",
+       reason_option,
+       {{"id", 1}},
+       [](Session& s, const po::variables_map& vm) { return runs_control(s, vm, retry_run); }},
+      {"runs output",
+       "ID",
+       "print a run's output and files, or one file's content",
+       [](po::options_description& d) {
+         d.add_options()("file", po::value<std::string>(), "print this file's content")(
+             "out,o", po::value<std::string>(), "write the file here instead of stdout");
+         json_flag(d);
+       },
+       {{"id", 1}},
+       runs_output},
       {"runs list",
        "",
        "list runs, newest first",

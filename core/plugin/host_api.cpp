@@ -53,6 +53,23 @@ int stream(th_sink* out, const std::string& bytes) {
   return TH_OK;
 }
 
+// Reads a plugin's source to its end, refusing more than a run may attach.
+std::string drain(th_source* body) {
+  constexpr size_t limit = 64u << 20;
+  if (body == nullptr || body->read == nullptr) throw Error(ErrorKind::invalid, "no source given");
+  std::string out;
+  char buf[1 << 16];
+  for (;;) {
+    int64_t n = body->read(body->user, buf, sizeof buf);
+    if (n == 0) return out;
+    if (n < 0 || static_cast<size_t>(n) > sizeof buf)
+      throw Error(ErrorKind::environment, "the plugin's source failed");
+    out.append(buf, static_cast<size_t>(n));
+    if (out.size() > limit)
+      throw Error(ErrorKind::invalid, "an attached file may be at most 64 MiB; use object storage");
+  }
+}
+
 }  // namespace
 
 th_host_api make_host_api() {
@@ -94,6 +111,11 @@ th_host_api make_host_api() {
   };
   api.set_output = [](th_host* h, th_str json, th_error* err) {
     return guarded(err, [&] { services(h).set_output(view(json)); });
+  };
+  api.attach_file = [](th_host* h, th_str name, th_str content_type, th_source* body,
+                       th_error* err) {
+    return guarded(err,
+                   [&] { services(h).attach_file(view(name), view(content_type), drain(body)); });
   };
   return api;
 }

@@ -24,6 +24,8 @@ class HostServices {
   virtual std::string params() = 0;
   virtual std::string run_info() = 0;
   virtual void set_output(std::string_view json) = 0;
+  virtual void attach_file(std::string_view name, std::string_view content_type,
+                           std::string content) = 0;
 };
 
 // The ABI table for services; pass as_host(services) as the th_host*. Service

@@ -74,6 +74,8 @@ class Connection {
   // Runs a script of several statements without parameters (migrations).
   void exec_script(const std::string& sql);
 
+  // False once the server went away; the connection must then be replaced.
+  bool ok() const { return PQstatus(conn_.get()) == CONNECTION_OK; }
   PGconn* raw() { return conn_.get(); }
 
  private:

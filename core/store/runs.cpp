@@ -1,6 +1,9 @@
 #include "store/runs.hpp"
 
 #include <array>
+#include <regex>
+
+#include "common/sha256.hpp"
 
 namespace taskhost {
 namespace {
@@ -15,7 +18,8 @@ const char* run_columns =
     "SELECT r.id, r.schema_id, s.name, s.version, r.params::text, r.state, r.attempt, r.actor, "
     "r.created_at::text, r.started_at::text, r.finished_at::text, r.progress_done, "
     "r.progress_total, r.checkpoint::text, r.output::text, r.error_code, r.error, "
-    "extract(epoch FROM coalesce(r.finished_at, now()) - coalesce(r.started_at, now()))::float8 "
+    "extract(epoch FROM coalesce(r.finished_at, now()) - coalesce(r.started_at, now()))::float8, "
+    "r.max_attempts, r.run_after::text, r.lease_owner, r.parent_run_id::text, r.idempotency_key "
     "FROM taskhost.runs r JOIN taskhost.task_schemas s ON s.id = r.schema_id ";
 
 Json json_or_null(const pg::Result& r, int row, int col) {
@@ -44,6 +48,11 @@ std::vector<Run> read_runs(const pg::Result& r) {
     run.error_code = r.optional(i, 15);
     run.error = r.optional(i, 16);
     run.elapsed_seconds = std::stod(r.text(i, 17));
+    run.max_attempts = static_cast<int>(r.integer(i, 18));
+    run.run_after = r.text(i, 19);
+    run.lease_owner = r.optional(i, 20);
+    run.parent_run_id = r.optional(i, 21);
+    run.idempotency_key = r.optional(i, 22);
     out.push_back(std::move(run));
   }
   return out;
@@ -64,20 +73,6 @@ RunState run_state_from(const std::string& s) {
 
 bool is_final(RunState s) {
   return s == RunState::succeeded || s == RunState::failed || s == RunState::cancelled;
-}
-
-std::string insert_run(pg::Transaction& tx, int64_t schema_id, const Json& params,
-                       const std::string& actor) {
-  auto r = tx.exec(
-      "INSERT INTO taskhost.runs (schema_id, params, state, actor) VALUES ($1, $2, 'queued', $3) "
-      "RETURNING id",
-      {schema_id, params.dump(), actor});
-  std::string id = r.text(0, 0);
-  tx.exec(
-      "INSERT INTO taskhost.run_transitions (run_id, attempt, from_state, to_state, actor, reason) "
-      "VALUES ($1, 0, NULL, 'queued', $2, 'submitted')",
-      {id, actor});
-  return id;
 }
 
 Run get_run(pg::Connection& conn, const std::string& id_or_prefix) {
@@ -117,30 +112,13 @@ std::vector<Transition> run_transitions(pg::Connection& conn, const std::string&
 std::vector<RunEvent> run_events(pg::Connection& conn, const std::string& id, int limit) {
   auto r = conn.exec(
       "SELECT attempt, name, payload::text, at::text FROM taskhost.run_events "
-      "WHERE run_id = $1 ORDER BY id LIMIT $2",
+      "WHERE run_id = $1 AND NOT superseded ORDER BY id LIMIT $2",
       {id, limit});
   std::vector<RunEvent> out;
   for (int i = 0; i < r.rows(); ++i)
     out.push_back(
         {static_cast<int>(r.integer(i, 0)), r.text(i, 1), Json::parse(r.text(i, 2)), r.text(i, 3)});
   return out;
-}
-
-int RunWriter::start() {
-  pg::Transaction tx(conn_);
-  auto r = tx.exec(
-      "UPDATE taskhost.runs SET state = 'running', attempt = attempt + 1, started_at = now(), "
-      "updated_at = now() WHERE id = $1 AND state = 'queued' RETURNING attempt",
-      {id_});
-  if (r.rows() == 0)
-    throw Error(ErrorKind::conflict, "run " + id_ + " is not queued, so it cannot start");
-  attempt_ = static_cast<int>(r.integer(0, 0));
-  tx.exec(
-      "INSERT INTO taskhost.run_transitions (run_id, attempt, from_state, to_state, actor, reason) "
-      "VALUES ($1, $2, 'queued', 'running', $3, 'started')",
-      {id_, attempt_, actor_});
-  tx.commit();
-  return attempt_;
 }
 
 namespace {
@@ -166,7 +144,9 @@ void RunWriter::progress(uint64_t done, uint64_t total) {
   update("progress_done = $3, progress_total = $4", {done, total});
 }
 
-void RunWriter::checkpoint(const std::string& json) { update("checkpoint = $3::jsonb", {json}); }
+void RunWriter::checkpoint(const std::string& json) {
+  update("checkpoint = $3::jsonb, checkpoint_seq = checkpoint_seq + 1", {json});
+}
 
 Json RunWriter::checkpoint() const {
   auto r = conn_.exec("SELECT checkpoint::text FROM taskhost.runs WHERE id = $1", {id_});
@@ -175,12 +155,13 @@ Json RunWriter::checkpoint() const {
 
 void RunWriter::emit(const std::string& name, const std::string& json) {
   // Inserted only while this attempt owns the run, in one statement.
-  require_owned(conn_.exec("INSERT INTO taskhost.run_events (run_id, attempt, name, payload) "
-                           "SELECT id, attempt, $3, $4::jsonb FROM taskhost.runs "
-                           "WHERE id = $1 AND attempt = $2 AND state IN " +
-                               active_states,
-                           {id_, attempt_, name, json}),
-                id_, attempt_);
+  require_owned(
+      conn_.exec("INSERT INTO taskhost.run_events (run_id, attempt, name, payload, checkpoint_seq) "
+                 "SELECT id, attempt, $3, $4::jsonb, checkpoint_seq FROM taskhost.runs "
+                 "WHERE id = $1 AND attempt = $2 AND state IN " +
+                     active_states,
+                 {id_, attempt_, name, json}),
+      id_, attempt_);
 }
 
 void RunWriter::output(const std::string& json) { update("output = $3::jsonb", {json}); }
@@ -190,22 +171,53 @@ RunState RunWriter::state() const {
   return run_state_from(r.text(0, 0));
 }
 
-void RunWriter::finish(RunState to, const std::optional<std::string>& error_code,
-                       const std::optional<std::string>& error, const std::string& reason) {
-  pg::Transaction tx(conn_);
-  auto r = tx.exec(
-      "WITH old AS (SELECT id, state FROM taskhost.runs WHERE id = $1 FOR UPDATE) "
-      "UPDATE taskhost.runs r SET state = $3, error_code = $4, error = $5, updated_at = now(), "
-      "finished_at = CASE WHEN $3 = 'paused' THEN NULL ELSE now() END FROM old "
-      "WHERE r.id = old.id AND r.attempt = $2 AND old.state IN " +
-          active_states + " RETURNING old.state",
-      {id_, attempt_, to_string(to), error_code, error});
-  require_owned(r, id_, attempt_);
-  tx.exec(
-      "INSERT INTO taskhost.run_transitions (run_id, attempt, from_state, to_state, actor, reason) "
-      "VALUES ($1, $2, $3, $4, $5, $6)",
-      {id_, attempt_, r.text(0, 0), to_string(to), actor_, reason});
-  tx.commit();
+void RunWriter::attach_file(const std::string& name, const std::string& content_type,
+                            const std::string& content) {
+  static const std::regex name_re("^[A-Za-z0-9][A-Za-z0-9._-]{0,127}$");
+  if (!std::regex_match(name, name_re))
+    throw Error(ErrorKind::invalid,
+                "file name '" + name + "' must be 1-128 letters, digits, '.', '_' or '-'");
+  // Binary-safe: the content travels hex-encoded and is decoded by PostgreSQL.
+  static constexpr char digits[] = "0123456789abcdef";
+  std::string hex;
+  hex.reserve(content.size() * 2);
+  for (unsigned char c : content) {
+    hex += digits[c >> 4];
+    hex += digits[c & 0xf];
+  }
+  require_owned(
+      conn_.exec("INSERT INTO taskhost.run_files (run_id, name, content_type, content, sha256, "
+                 "attempt) SELECT id, $3, $4, decode($5, 'hex'), $6, attempt FROM taskhost.runs "
+                 "WHERE id = $1 AND attempt = $2 AND state IN " +
+                     active_states +
+                     " ON CONFLICT (run_id, name) DO UPDATE SET content_type = "
+                     "excluded.content_type, content = excluded.content, sha256 = "
+                     "excluded.sha256, attempt = excluded.attempt, created_at = now()",
+                 {id_, attempt_, name, content_type, hex, sha256_hex(content)}),
+      id_, attempt_);
+}
+
+std::vector<RunFile> run_files(pg::Connection& conn, const std::string& id) {
+  auto r = conn.exec(
+      "SELECT name, content_type, sha256, created_at::text, octet_length(content) "
+      "FROM taskhost.run_files WHERE run_id = $1 ORDER BY name",
+      {id});
+  std::vector<RunFile> out;
+  for (int i = 0; i < r.rows(); ++i)
+    out.push_back({r.text(i, 0), r.text(i, 1), r.text(i, 2), r.text(i, 3), r.integer(i, 4)});
+  return out;
+}
+
+std::string run_file_content(pg::Connection& conn, const std::string& id, const std::string& name) {
+  auto r = conn.exec(
+      "SELECT encode(content, 'hex') FROM taskhost.run_files WHERE run_id = $1 AND name = $2",
+      {id, name});
+  if (r.rows() == 0) throw Error(ErrorKind::not_found, "run " + id + " has no file " + name);
+  const std::string hex = r.text(0, 0);
+  std::string out(hex.size() / 2, '\0');
+  for (size_t i = 0; i < out.size(); ++i)
+    out[i] = static_cast<char>(std::stoi(hex.substr(2 * i, 2), nullptr, 16));
+  return out;
 }
 
 }  // namespace taskhost

@@ -31,6 +31,9 @@ struct Run {
   std::optional<int64_t> progress_done, progress_total;
   Json checkpoint, output;  // null when unset
   std::optional<std::string> error_code, error;
+  int max_attempts = 1;
+  std::string run_after;
+  std::optional<std::string> lease_owner, parent_run_id, idempotency_key;
   double elapsed_seconds = 0;  // since start (or until finish)
 };
 
@@ -53,37 +56,33 @@ struct RunFilter {
   int limit = 50;
 };
 
-// Records a new queued run and its first transition. Returns its id.
-std::string insert_run(pg::Transaction& tx, int64_t schema_id, const Json& params,
-                       const std::string& actor);
-
 // Accepts a full id or a unique prefix of at least 8 characters.
 // Throws Error(not_found) or Error(invalid) for an ambiguous prefix.
 Run get_run(pg::Connection& conn, const std::string& id_or_prefix);
 std::vector<Run> list_runs(pg::Connection& conn, const RunFilter& filter);
 std::vector<Transition> run_transitions(pg::Connection& conn, const std::string& id);
+// Live events in order; events superseded by a resumed attempt are left out.
 std::vector<RunEvent> run_events(pg::Connection& conn, const std::string& id, int limit);
 
-// The writes of the attempt that runs a run. Each is fenced by (id, attempt,
-// an active state): a caller that no longer owns the attempt gets
-// Error(conflict) and changes nothing.
+// The writes a plugin's host calls make during one attempt. Each is fenced
+// by (id, attempt, an active state): a caller that no longer owns the attempt
+// gets Error(conflict) and changes nothing.
 class RunWriter {
  public:
-  RunWriter(pg::Connection& conn, std::string run_id, std::string actor)
-      : conn_(conn), id_(std::move(run_id)), actor_(std::move(actor)) {}
+  RunWriter(pg::Connection& conn, std::string run_id, int attempt)
+      : conn_(conn), id_(std::move(run_id)), attempt_(attempt) {}
 
-  // queued -> running with attempt + 1. Returns the new attempt number.
-  int start();
   void progress(uint64_t done, uint64_t total);
+  // Stores the checkpoint and starts a new checkpoint sequence: events emitted
+  // from here on are superseded if the attempt dies before the next one.
   void checkpoint(const std::string& json);
   Json checkpoint() const;
   void emit(const std::string& name, const std::string& json);
   void output(const std::string& json);
+  void attach_file(const std::string& name, const std::string& content_type,
+                   const std::string& content);
   // The state as stored now (other actors may have asked to pause/cancel).
   RunState state() const;
-  // Ends the attempt: to is succeeded, failed, cancelled or paused.
-  void finish(RunState to, const std::optional<std::string>& error_code,
-              const std::optional<std::string>& error, const std::string& reason);
 
   int attempt() const { return attempt_; }
 
@@ -92,8 +91,16 @@ class RunWriter {
   void update(const std::string& assignments, std::vector<pg::Param> values);
 
   pg::Connection& conn_;
-  std::string id_, actor_;
-  int attempt_ = 0;
+  std::string id_;
+  int attempt_;
 };
+
+struct RunFile {
+  std::string name, content_type, sha256, created_at;
+  int64_t size = 0;
+};
+std::vector<RunFile> run_files(pg::Connection& conn, const std::string& id);
+// The content of one attached file. Throws Error(not_found).
+std::string run_file_content(pg::Connection& conn, const std::string& id, const std::string& name);
 
 }  // namespace taskhost

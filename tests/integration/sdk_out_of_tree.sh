@@ -32,7 +32,7 @@ cp "$so" "$work/plugins/"
 sed "s/@SHA256@/$digest/" "$src/schemas/hello.yaml" >"$work/hello.yaml"
 "$th" --database-url "$url" migrate
 "$th" --database-url "$url" --plugin-dir "$work/plugins" schema install "$work/hello.yaml"
-out=$("$th" --database-url "$url" --plugin-dir "$work/plugins" run hello -p name=outsider --wait --json)
+out=$("$th" --database-url "$url" --plugin-dir "$work/plugins" run hello -p name=outsider --inline --wait --json)
 echo "$out"
 grep -q '"state": "succeeded"' <<<"$out"
 grep -q '"greeting": "Hello, outsider!"' <<<"$out"

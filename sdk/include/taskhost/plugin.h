@@ -131,6 +131,10 @@ typedef struct th_host_api {
   int (*run_info)(th_host* host, th_sink* out, th_error* err);
   /* Sets the run's output (a JSON object); the last call wins. */
   int (*set_output)(th_host* host, th_str json, th_error* err);
+  /* Attaches a file (e.g. a result CSV) to the run's output, read from body
+   * to its end. Attaching a name again replaces that file. */
+  int (*attach_file)(th_host* host, th_str name, th_str content_type, th_source* body,
+                     th_error* err);
 
   /* Present only when the schema grants the service. */
   th_service_fn object_storage;

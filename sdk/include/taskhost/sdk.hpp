@@ -201,6 +201,25 @@ class Context {
     check(api_->set_output(host_, detail::str(s), &eb.err), eb);
   }
 
+  // Attaches a file to the run's output (`taskhost runs output ID --file NAME`).
+  void attach_file(std::string_view name, std::string_view content_type,
+                   std::string_view data) const {
+    struct Cursor {
+      std::string_view rest;
+      static int64_t read(void* user, char* buf, size_t capacity) {
+        auto* c = static_cast<Cursor*>(user);
+        size_t n = c->rest.size() < capacity ? c->rest.size() : capacity;
+        std::memcpy(buf, c->rest.data(), n);
+        c->rest.remove_prefix(n);
+        return static_cast<int64_t>(n);
+      }
+    } cursor{data};
+    th_source source{&cursor, &Cursor::read};
+    detail::ErrorBuffer eb;
+    check(api_->attach_file(host_, detail::str(name), detail::str(content_type), &source, &eb.err),
+          eb);
+  }
+
   // A service handle when the schema grants it, otherwise std::nullopt.
   std::optional<Service> object_storage() const { return service(api_->object_storage); }
   std::optional<Service> sftp() const { return service(api_->sftp); }

@@ -91,7 +91,7 @@ TEST_F(Cli, InstallRunAndInspectHello) {
   EXPECT_EQ(run({"schema", "install", BUNDLED_SCHEMA_DIR "/hello.yaml"}).out,
             "hello@1.0.0: unchanged\n");
 
-  r = run({"run", "hello", "-p", "name=CI", "-p", "count=4", "--wait", "--json"});
+  r = run({"run", "hello", "-p", "name=CI", "-p", "count=4", "--inline", "--wait", "--json"});
   ASSERT_EQ(r.exit_code, 0) << r.err;
   Json run_json = Json::parse(r.out);
   EXPECT_EQ(run_json["state"], "succeeded");
@@ -108,7 +108,7 @@ TEST_F(Cli, InstallRunAndInspectHello) {
   EXPECT_NE(r.out.find("queued -> running"), std::string::npos);
   EXPECT_NE(r.out.find("item.done"), std::string::npos);
 
-  r = run({"run", "hello"});  // human output, no --wait
+  r = run({"run", "hello", "--inline"});  // human output
   EXPECT_EQ(r.exit_code, 0);
   EXPECT_NE(r.out.find("state   succeeded"), std::string::npos);
   EXPECT_NE(r.out.find("output  {\"attempt\":1,\"count\":3,\"greeting\":\"Hello, world!\"}"),
@@ -163,11 +163,11 @@ TEST_F(Cli, AFailedRunExitsOneWithWait) {
   EXPECT_EQ(run({"schema", "install", schema.string()}, FIXTURE_PLUGIN_DIR).exit_code, 5)
       << "sha256: any needs --dev";
   ASSERT_EQ(run({"--dev", "schema", "install", schema.string()}, FIXTURE_PLUGIN_DIR).exit_code, 0);
-  auto r = run({"--dev", "run", "err", "--wait"}, FIXTURE_PLUGIN_DIR);
+  auto r = run({"--dev", "run", "err", "--inline", "--wait"}, FIXTURE_PLUGIN_DIR);
   EXPECT_EQ(r.exit_code, 1);
   EXPECT_NE(r.out.find("error   permanent: input file is malformed at line 7"), std::string::npos)
       << r.out;
-  r = run({"--dev", "run", "err"}, FIXTURE_PLUGIN_DIR);
+  r = run({"--dev", "run", "err", "--inline"}, FIXTURE_PLUGIN_DIR);
   EXPECT_EQ(r.exit_code, 0) << "without --wait the exit code reports submission";
 }
 
@@ -188,7 +188,7 @@ TEST_F(Cli, SchemaInstallChecksThePluginAndDryRunChangesNothing) {
 
 TEST_F(Cli, JsonLogsAreOneObjectPerLine) {
   run({"schema", "install", BUNDLED_SCHEMA_DIR "/hello.yaml"});
-  auto r = run({"--log-format", "json", "run", "hello", "-p", "name=\"quoted\"\n"});
+  auto r = run({"--log-format", "json", "run", "hello", "--inline", "-p", "name=\"quoted\"\n"});
   ASSERT_EQ(r.exit_code, 0) << r.err;
   std::istringstream lines(r.err);
   int n = 0;

@@ -1,67 +1,43 @@
-#include "engine/engine.hpp"
-
-#include <fcntl.h>
+// Executing runs in-process through the real loader, queue and store.
 #include <gtest/gtest.h>
-#include <unistd.h>
 
 #include <chrono>
 #include <thread>
 
 #include "common/error.hpp"
-#include "common/sha256.hpp"
+#include "engine/submit.hpp"
+#include "support/fixtures.hpp"
 #include "support/test_database.hpp"
 
 namespace taskhost {
 namespace {
 
-const std::string fixtures = FIXTURE_PLUGIN_DIR;
-
-std::string digest_of(const std::string& path) {
-  int fd = ::open(path.c_str(), O_RDONLY);
-  std::string d = sha256_hex_fd(fd);
-  ::close(fd);
-  return d;
-}
+using test::install_fixture;
 
 struct EngineTest : ::testing::Test {
   test::TestDatabase db;
   pg::Connection conn = db.connect();
-  Engine fixture_engine{conn, {fixtures, false, "test"}};
-  Engine bundled_engine{conn, {BUNDLED_PLUGIN_DIR, false, "test"}};
 
-  // Installs a schema for a fixture plugin pinned to its real digest (or pin).
-  InstalledSchema install(const std::string& name, const std::string& so,
-                          const std::string& extra = "", std::string pin = "") {
-    if (pin.empty()) pin = digest_of(fixtures + "/" + so);
-    std::vector<Diagnostic> errors;
-    auto s = parse_schema("name: " + name + "\nversion: 1.0.0\nplugin: { path: " + so +
-                              ", sha256: " + pin + " }\n" + extra,
-                          name, &errors);
-    EXPECT_TRUE(s.has_value()) << format_diagnostics(errors);
-    install_schema(conn, *s, "test");
-    return find_schema(conn, {name, "1.0.0"});
+  std::string submit(const InstalledSchema& s, const Json& params = Json::object()) {
+    return submit_run(conn, s, params, "test").run_id;
   }
-
-  InstalledSchema install_hello() {
-    std::vector<Diagnostic> errors;
-    auto s = load_schema_file(BUNDLED_SCHEMA_DIR "/hello.yaml", &errors);
-    EXPECT_TRUE(s.has_value()) << format_diagnostics(errors);
-    install_schema(conn, *s, "test");
-    return find_schema(conn, SchemaRef::parse("hello"));
-  }
-
   taskhost::Run run_fixture(const InstalledSchema& s, const Json& params = Json::object()) {
-    return fixture_engine.execute(fixture_engine.submit(s, params));
+    return test::execute(db.conninfo(), submit(s, params));
+  }
+  taskhost::Run run_hello(const std::string& id) {
+    return test::execute(db.conninfo(), id, BUNDLED_PLUGIN_DIR);
   }
 };
 
+const std::string probe_params =
+    "params: { mode: { type: string }, items: { type: integer, default: 3 }, "
+    "delay_ms: { type: integer, default: 0 } }\n";
+
 TEST_F(EngineTest, HelloRunsAndEverythingIsRecorded) {
-  auto hello = install_hello();
-  std::vector<std::pair<uint64_t, uint64_t>> seen;
-  std::string id = bundled_engine.submit(hello, {{"name", "ops"}, {"count", 5}});
+  auto hello = test::install_hello(conn);
+  std::string id = submit(hello, {{"name", "ops"}, {"count", 5}});
   EXPECT_EQ(get_run(conn, id).state, RunState::queued);
-  taskhost::Run r =
-      bundled_engine.execute(id, [&](uint64_t d, uint64_t t) { seen.emplace_back(d, t); });
+  taskhost::Run r = run_hello(id);
 
   EXPECT_EQ(r.state, RunState::succeeded);
   EXPECT_EQ(r.attempt, 1);
@@ -70,9 +46,8 @@ TEST_F(EngineTest, HelloRunsAndEverythingIsRecorded) {
   EXPECT_EQ(r.checkpoint, (Json{{"done", 5}}));
   EXPECT_EQ(r.progress_done, 5);
   EXPECT_EQ(r.progress_total, 5);
-  ASSERT_FALSE(seen.empty());
-  EXPECT_EQ(seen.back(), std::make_pair(uint64_t{5}, uint64_t{5}));
   EXPECT_TRUE(r.finished_at.has_value());
+  EXPECT_FALSE(r.lease_owner.has_value());
 
   auto events = run_events(conn, id, 100);
   ASSERT_EQ(events.size(), 5u);
@@ -83,16 +58,17 @@ TEST_F(EngineTest, HelloRunsAndEverythingIsRecorded) {
   ASSERT_EQ(t.size(), 3u);
   EXPECT_EQ(t[0].to, "queued");
   EXPECT_EQ(t[1].to, "running");
+  EXPECT_EQ(t[1].actor, "test-worker");
   EXPECT_EQ(*t[2].from, "running");
   EXPECT_EQ(t[2].to, "succeeded");
-  EXPECT_EQ(t[2].actor, "test");
+  EXPECT_EQ(t[2].reason, "plugin returned");
 }
 
 TEST_F(EngineTest, ARetriedAttemptResumesFromTheCheckpoint) {
-  auto hello = install_hello();
-  std::string id = bundled_engine.submit(hello, {{"count", 5}});
+  auto hello = test::install_hello(conn);
+  std::string id = submit(hello, {{"count", 5}});
   conn.exec("UPDATE taskhost.runs SET checkpoint = '{\"done\": 3}' WHERE id = $1", {id});
-  taskhost::Run r = bundled_engine.execute(id);
+  taskhost::Run r = run_hello(id);
   EXPECT_EQ(r.state, RunState::succeeded);
   auto events = run_events(conn, id, 100);
   ASSERT_EQ(events.size(), 2u);  // items 4 and 5 only
@@ -100,9 +76,9 @@ TEST_F(EngineTest, ARetriedAttemptResumesFromTheCheckpoint) {
 }
 
 TEST_F(EngineTest, SubmitValidatesParamsAndRecordsNothingOnError) {
-  auto hello = install_hello();
+  auto hello = test::install_hello(conn);
   try {
-    bundled_engine.submit(hello, {{"count", 0}, {"nme", "x"}});
+    submit(hello, {{"count", 0}, {"nme", "x"}});
     FAIL();
   } catch (const Error& e) {
     EXPECT_EQ(e.kind(), ErrorKind::invalid);
@@ -115,7 +91,7 @@ TEST_F(EngineTest, SubmitValidatesParamsAndRecordsNothingOnError) {
 }
 
 TEST_F(EngineTest, ThePluginSeesTheHostApi) {
-  auto probe = install("probe", "probe.so", "params: { mode: { type: string } }\n");
+  auto probe = install_fixture(conn, "probe", "probe.so", probe_params);
   taskhost::Run r = run_fixture(probe, {{"mode", "all"}});
   ASSERT_EQ(r.state, RunState::succeeded) << r.error.value_or("");
   EXPECT_TRUE(r.output["checkpoint_before"].is_null());
@@ -123,7 +99,7 @@ TEST_F(EngineTest, ThePluginSeesTheHostApi) {
   EXPECT_EQ(
       r.output["run"],
       (Json{{"run_id", r.id}, {"attempt", 1}, {"schema", "probe"}, {"schema_version", "1.0.0"}}));
-  EXPECT_EQ(r.output["params"], (Json{{"mode", "all"}}));
+  EXPECT_EQ(r.output["params"], (Json{{"mode", "all"}, {"items", 3}, {"delay_ms", 0}}));
   EXPECT_EQ(r.output["stop"], false);
   // Deny by default: nothing granted, nothing present.
   EXPECT_EQ(r.output["granted"],
@@ -132,6 +108,18 @@ TEST_F(EngineTest, ThePluginSeesTheHostApi) {
   ASSERT_EQ(events.size(), 2u);
   EXPECT_EQ(events[1].name, "item.failed");
   EXPECT_EQ(events[1].payload["error"], "no such claim");
+}
+
+TEST_F(EngineTest, OutputFilesAreAttachedToTheRun) {
+  auto probe = install_fixture(conn, "probe", "probe.so", probe_params);
+  taskhost::Run r = run_fixture(probe, {{"mode", "slow"}, {"items", 2}});
+  ASSERT_EQ(r.state, RunState::succeeded) << r.error.value_or("");
+  auto files = run_files(conn, r.id);
+  ASSERT_EQ(files.size(), 1u);
+  EXPECT_EQ(files[0].name, "result.csv");
+  EXPECT_EQ(files[0].content_type, "text/csv");
+  EXPECT_EQ(run_file_content(conn, r.id, "result.csv"), "item,status\n1,ok\n2,ok\n");
+  EXPECT_THROW(run_file_content(conn, r.id, "nope.csv"), Error);
 }
 
 TEST_F(EngineTest, RefusedPluginsFailTheRunAndTheHostKeepsWorking) {
@@ -144,40 +132,54 @@ TEST_F(EngineTest, RefusedPluginsFailTheRunAndTheHostKeepsWorking) {
       {"no_entry.so", "", "does not export taskhost_plugin_descriptor()"},
       {"bad_magic.so", "", "descriptor magic is 0xdeadbeef"},
       {"probe.so", std::string(64, 'f'),
-       "its SHA-256 is " + digest_of(fixtures + "/probe.so") + " but the schema pins " +
-           std::string(64, 'f')},
+       "its SHA-256 is " + test::digest_of(test::fixture_dir + "/probe.so") +
+           " but the schema pins " + std::string(64, 'f')},
       {"probe.so", "any", "pins sha256: any, which only a host started with --dev accepts"},
   };
   int i = 0;
   for (const auto& c : cases) {
-    auto s = install("bad-" + std::to_string(i++), c.so, "", c.pin);
+    auto s = install_fixture(conn, "bad-" + std::to_string(i++), c.so,
+                             "retry: { max_attempts: 3 }\n", c.pin);
     taskhost::Run r = run_fixture(s);
-    EXPECT_EQ(r.state, RunState::failed) << c.so;
+    EXPECT_EQ(r.state, RunState::failed) << c.so << " is not retried";
     EXPECT_EQ(r.error_code, "plugin_refused");
     EXPECT_NE(r.error->find(c.message), std::string::npos) << *r.error;
     EXPECT_EQ(r.error->rfind(s.schema.ref() + ": plugin ", 0), 0u) << *r.error;
   }
-  auto probe = install("probe", "probe.so", "params: { mode: { type: string } }\n");
+  auto probe = install_fixture(conn, "probe", "probe.so", probe_params);
   EXPECT_EQ(run_fixture(probe, {{"mode", "all"}}).state, RunState::succeeded);
 }
 
 TEST_F(EngineTest, AThrowingPluginFailsRetryably) {
-  taskhost::Run r = run_fixture(install("throws", "throws.so"));
-  EXPECT_EQ(r.state, RunState::failed);
+  auto s = install_fixture(conn, "throws", "throws.so",
+                           "retry: { max_attempts: 2, backoff: fixed, initial: 1h, max: 1h }\n");
+  taskhost::Run r = run_fixture(s);
+  EXPECT_EQ(r.state, RunState::queued) << "one attempt left";
   EXPECT_EQ(r.error_code, "retryable");
   EXPECT_EQ(r.error, "boom: the disk is on fire");
+  EXPECT_EQ(run_transitions(conn, r.id).back().reason, "plugin failed; retry scheduled");
+  // Not runnable before its backoff (30 to 60 minutes) has passed.
+  auto wait = conn.exec(
+      "SELECT extract(epoch FROM run_after - now()) FROM taskhost.runs "
+      "WHERE id = $1",
+      {r.id});
+  double seconds = std::stod(wait.text(0, 0));
+  EXPECT_GT(seconds, 1700);
+  EXPECT_LT(seconds, 3601);
 }
 
-TEST_F(EngineTest, AnErrorCodeFromTheCAbiIsRecorded) {
-  taskhost::Run r = run_fixture(install("returns-error", "returns_error.so"));
+TEST_F(EngineTest, AnErrorCodeFromTheCAbiIsPermanent) {
+  auto s =
+      install_fixture(conn, "returns-error", "returns_error.so", "retry: { max_attempts: 5 }\n");
+  taskhost::Run r = run_fixture(s);
   EXPECT_EQ(r.state, RunState::failed);
+  EXPECT_EQ(r.attempt, 1);
   EXPECT_EQ(r.error_code, "permanent");
   EXPECT_EQ(r.error, "input file is malformed at line 7");
-  EXPECT_EQ(run_transitions(conn, r.id).back().reason, "plugin failed");
 }
 
 TEST_F(EngineTest, ReservedEventNamesAreRefused) {
-  auto probe = install("probe", "probe.so", "params: { mode: { type: string } }\n");
+  auto probe = install_fixture(conn, "probe", "probe.so", probe_params);
   taskhost::Run r = run_fixture(probe, {{"mode", "bad_event"}});
   EXPECT_EQ(r.state, RunState::failed);
   EXPECT_EQ(r.error_code, "invalid");
@@ -187,7 +189,7 @@ TEST_F(EngineTest, ReservedEventNamesAreRefused) {
 }
 
 TEST_F(EngineTest, TheTimeoutStopsACooperativePlugin) {
-  auto probe = install("probe", "probe.so", "params: { mode: { type: string } }\ntimeout: 1s\n");
+  auto probe = install_fixture(conn, "probe", "probe.so", probe_params + "timeout: 1s\n");
   auto start = std::chrono::steady_clock::now();
   taskhost::Run r = run_fixture(probe, {{"mode", "wait_stop"}});
   EXPECT_LT(std::chrono::steady_clock::now() - start, std::chrono::seconds(10));
@@ -196,47 +198,45 @@ TEST_F(EngineTest, TheTimeoutStopsACooperativePlugin) {
   EXPECT_EQ(r.error, "stopped after the schema's timeout of 1s: stopped as asked");
 }
 
-TEST_F(EngineTest, ACancelRequestStopsTheRunAtItsNextSafePoint) {
-  auto probe = install("probe", "probe.so", "params: { mode: { type: string } }\n");
-  std::string id = fixture_engine.submit(probe, {{"mode", "wait_stop"}});
-  // Stands in for `runs cancel` (engine issue): another session asks to stop.
-  std::thread canceller([&] {
-    pg::Connection other = db.connect();
-    for (int i = 0; i < 200; ++i) {
-      auto r = other.exec(
-          "UPDATE taskhost.runs SET state = 'cancelling' WHERE id = $1 AND state = 'running'",
-          {id});
-      if (r.affected() == 1) return;
-      std::this_thread::sleep_for(std::chrono::milliseconds(25));
+TEST_F(EngineTest, CancelAndPauseStopARunAtItsNextSafePoint) {
+  auto probe = install_fixture(conn, "probe", "probe.so", probe_params);
+  for (auto op : {cancel_run, pause_run}) {
+    std::string id = submit(probe, {{"mode", "slow"}, {"items", 400}, {"delay_ms", 10}});
+    std::thread operator_thread([&] {
+      pg::Connection other = db.connect();
+      // Once it is running and has checkpointed a few items.
+      for (int i = 0; i < 1000; ++i) {
+        auto r = get_run(other, id);
+        if (r.state == RunState::running && r.checkpoint.is_object() &&
+            r.checkpoint.value("done", 0) >= 3)
+          break;
+        std::this_thread::sleep_for(std::chrono::milliseconds(10));
+      }
+      op(other, id, "tester", "test");
+    });
+    taskhost::Run r = test::execute(db.conninfo(), id);
+    operator_thread.join();
+    auto t = run_transitions(conn, id);
+    if (op == cancel_run) {
+      EXPECT_EQ(r.state, RunState::cancelled);
+      EXPECT_EQ(t[2].to, "cancelling");
+    } else {
+      EXPECT_EQ(r.state, RunState::paused);
+      EXPECT_EQ(t[2].to, "pausing");
+      // Resume continues from the checkpoint.
+      int done = r.checkpoint["done"];
+      EXPECT_GT(done, 0);
+      EXPECT_LT(done, 400);
+      resume_run(conn, id, "tester", "go on");
+      conn.exec("UPDATE taskhost.runs SET params = params || '{\"delay_ms\": 0}' WHERE id = $1",
+                {id});
+      r = test::execute(db.conninfo(), id);
+      EXPECT_EQ(r.state, RunState::succeeded);
+      EXPECT_EQ(r.attempt, 2);
+      EXPECT_EQ(run_events(conn, id, 1000).size(), 400u) << "each item exactly once";
     }
-  });
-  taskhost::Run r = fixture_engine.execute(id);
-  canceller.join();
-  EXPECT_EQ(r.state, RunState::cancelled);
-  EXPECT_EQ(run_transitions(conn, id).back().from, "cancelling");
-}
-
-TEST_F(EngineTest, WritesOfAnAttemptThatLostTheRunAreDiscarded) {
-  auto hello = install_hello();
-  std::string id = bundled_engine.submit(hello, Json::object());
-  RunWriter current(conn, id, "worker-a");
-  EXPECT_EQ(current.start(), 1);
-  RunWriter stale(conn, id, "worker-b");  // never started: attempt 0
-  try {
-    stale.checkpoint("{\"x\": 1}");
-    FAIL();
-  } catch (const Error& e) {
-    EXPECT_EQ(e.kind(), ErrorKind::conflict);
+    EXPECT_EQ(t[2].actor, "tester");
   }
-  EXPECT_THROW(stale.emit("item.done", "{}"), Error);
-  EXPECT_THROW(stale.finish(RunState::succeeded, std::nullopt, std::nullopt, "x"), Error);
-  EXPECT_THROW(RunWriter(conn, id, "c").start(), Error);  // not queued any more
-  current.finish(RunState::succeeded, std::nullopt, std::nullopt, "done");
-  EXPECT_THROW(current.checkpoint("{}"), Error);  // finished runs are closed
-  taskhost::Run r = get_run(conn, id);
-  EXPECT_TRUE(r.checkpoint.is_null());
-  EXPECT_TRUE(run_events(conn, id, 10).empty());
-  EXPECT_EQ(r.state, RunState::succeeded);
 }
 
 }  // namespace

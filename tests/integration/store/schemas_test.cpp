@@ -3,6 +3,7 @@
 #include <gtest/gtest.h>
 
 #include "common/error.hpp"
+#include "engine/submit.hpp"
 #include "store/runs.hpp"
 #include "support/test_database.hpp"
 
@@ -69,9 +70,7 @@ TEST_F(Schemas, NameResolvesToTheHighestSemverNotTheNewestInstall) {
 TEST_F(Schemas, RemoveRefusesWhileUnfinishedRunsUseItUnlessForced) {
   install_schema(conn, make("1.0.0"), "t");
   auto s = find_schema(conn, SchemaRef::parse("demo@1.0.0"));
-  pg::Transaction tx(conn);
-  std::string run = insert_run(tx, s.id, Json::object(), "t");
-  tx.commit();
+  std::string run = submit_run(conn, s, Json::object(), "t").run_id;
   try {
     remove_schema(conn, SchemaRef::parse("demo"), false, "t");
     FAIL();

@@ -1,0 +1,215 @@
+#include "engine/executor.hpp"
+
+#include <spdlog/spdlog.h>
+
+#include <chrono>
+#include <regex>
+
+#include "plugin/host_api.hpp"
+
+namespace taskhost {
+namespace {
+
+using Clock = std::chrono::steady_clock;
+
+const char* code_name(int rc) {
+  switch (rc) {
+    case TH_ERR_INVALID:
+      return "invalid";
+    case TH_ERR_NOT_SUPPORTED:
+      return "not_supported";
+    case TH_ERR_PERMISSION:
+      return "permission_denied";
+    case TH_ERR_NOT_FOUND:
+      return "not_found";
+    case TH_ERR_IO:
+      return "io";
+    case TH_ERR_RETRYABLE:
+      return "retryable";
+    case TH_ERR_PERMANENT:
+      return "permanent";
+    case TH_ERR_CANCELLED:
+      return "cancelled";
+    default:
+      return "internal";
+  }
+}
+
+// Codes that say another attempt cannot help.
+bool permanent(int rc) {
+  return rc == TH_ERR_PERMANENT || rc == TH_ERR_INVALID || rc == TH_ERR_PERMISSION ||
+         rc == TH_ERR_NOT_SUPPORTED;
+}
+
+Json parse_json(std::string_view text, const char* what) {
+  Json j = Json::parse(text, nullptr, false);
+  if (j.is_discarded()) throw Error(ErrorKind::invalid, std::string(what) + " is not valid JSON");
+  return j;
+}
+
+// The host side of one attempt: every plugin call lands here.
+class RunHost : public HostServices {
+ public:
+  RunHost(pg::Connection& conn, const ClaimedRun& run, const std::atomic<bool>& stop,
+          const ProgressObserver& observer)
+      : writer_(conn, run.id, run.attempt),
+        run_(run),
+        stop_(stop),
+        deadline_(Clock::now() + run.timeout),
+        observer_(observer),
+        short_id_(run.id.substr(0, 8)) {}
+
+  void log(th_log_level level, std::string_view message) override {
+    static constexpr spdlog::level::level_enum levels[] = {
+        spdlog::level::debug, spdlog::level::info, spdlog::level::warn, spdlog::level::err};
+    auto lvl = level >= TH_LOG_DEBUG && level <= TH_LOG_ERROR ? levels[level] : spdlog::level::info;
+    spdlog::log(lvl, "[{} {}] {}", run_.schema_name, short_id_, message);
+  }
+
+  void progress(uint64_t done, uint64_t total) override {
+    // Stored at most every 250 ms (and always at completion): progress is a
+    // hint, and a plugin may report it per item.
+    auto now = Clock::now();
+    if (done != total && now - last_progress_ < std::chrono::milliseconds(250)) return;
+    last_progress_ = now;
+    writer_.progress(done, total);
+    if (observer_) observer_(done, total);
+  }
+
+  std::string checkpoint_get() override { return writer_.checkpoint().dump(); }
+
+  void checkpoint_set(std::string_view json) override {
+    writer_.checkpoint(parse_json(json, "checkpoint").dump());
+  }
+
+  void emit(std::string_view event, std::string_view json) override {
+    static const std::regex event_re("^[a-z][a-z0-9_]*(\\.[a-z][a-z0-9_]*)+$");
+    std::string name(event);
+    if (!std::regex_match(name, event_re) || name.rfind("run.", 0) == 0)
+      throw Error(ErrorKind::invalid,
+                  "event name '" + name + "' must look like item.failed and not start with run.");
+    writer_.emit(name, parse_json(json, "event payload").dump());
+  }
+
+  bool should_stop() override {
+    if (stop_.load(std::memory_order_relaxed) || Clock::now() >= deadline_) return true;
+    // The worker hears of stop requests by NOTIFY and heartbeat; this poll
+    // (at most once a second) also covers a missed notification.
+    auto now = Clock::now();
+    if (now - last_state_check_ >= std::chrono::seconds(1)) {
+      last_state_check_ = now;
+      auto s = writer_.state();
+      stop_requested_ = s != RunState::running;
+    }
+    return stop_requested_;
+  }
+
+  std::string params() override { return run_.params.dump(); }
+
+  std::string run_info() override {
+    return Json{{"run_id", run_.id},
+                {"attempt", run_.attempt},
+                {"schema", run_.schema_name},
+                {"schema_version", version_}}
+        .dump();
+  }
+
+  void set_output(std::string_view json) override {
+    Json j = parse_json(json, "output");
+    if (!j.is_object()) throw Error(ErrorKind::invalid, "output must be a JSON object");
+    writer_.output(j.dump());
+  }
+
+  void attach_file(std::string_view name, std::string_view content_type,
+                   std::string content) override {
+    writer_.attach_file(std::string(name), std::string(content_type), content);
+  }
+
+  bool timed_out() const { return Clock::now() >= deadline_; }
+  void set_version(std::string v) { version_ = std::move(v); }
+
+ private:
+  RunWriter writer_;
+  const ClaimedRun& run_;
+  const std::atomic<bool>& stop_;
+  Clock::time_point deadline_;
+  const ProgressObserver& observer_;
+  std::string short_id_, version_;
+  Clock::time_point last_progress_{};
+  Clock::time_point last_state_check_ = Clock::now();
+  bool stop_requested_ = false;
+};
+
+}  // namespace
+
+std::shared_ptr<const InstalledSchema> Executor::schema(pg::Connection& conn, int64_t id) {
+  {
+    std::lock_guard lock(mutex_);
+    if (auto it = schemas_.find(id); it != schemas_.end()) return it->second;
+  }
+  auto s = std::make_shared<const InstalledSchema>(schema_by_id(conn, id));
+  std::lock_guard lock(mutex_);
+  return schemas_.emplace(id, s).first->second;
+}
+
+std::shared_ptr<const LoadedPlugin> Executor::plugin(const TaskSchema& schema) {
+  const auto path = plugin_dir_ / schema.plugin_path;
+  std::error_code ec;
+  auto mtime = std::filesystem::last_write_time(path, ec);
+  auto size = std::filesystem::file_size(path, ec);
+  std::lock_guard lock(mutex_);
+  auto it = plugins_.find(path.string());
+  if (!ec && it != plugins_.end() && it->second.pin == schema.plugin_sha256 &&
+      it->second.mtime == mtime && it->second.size == size)
+    return it->second.plugin;
+  // First use, another pin, or the file changed: verify and load afresh.
+  auto loaded =
+      std::make_shared<const LoadedPlugin>(load_plugin(path, schema.plugin_sha256, dev_mode_));
+  if (!ec) plugins_[path.string()] = {schema.plugin_sha256, mtime, size, loaded};
+  return loaded;
+}
+
+Completion Executor::execute(pg::Connection& conn, const ClaimedRun& run,
+                             const std::atomic<bool>& stop, const ProgressObserver& observer) {
+  Completion c;
+  c.run_id = run.id;
+  c.attempt = run.attempt;
+  std::shared_ptr<const InstalledSchema> schema;
+  std::shared_ptr<const LoadedPlugin> plugin;
+  try {
+    schema = this->schema(conn, run.schema_id);
+    c.has_chain = !schema->schema.on_success.empty() || !schema->schema.on_failure.empty();
+    plugin = this->plugin(schema->schema);
+  } catch (const Error& e) {
+    // A refused plugin stays refused; anything else (database) may pass.
+    c.retryable = e.kind() != ErrorKind::refused;
+    c.error_code = e.kind() == ErrorKind::refused ? "plugin_refused" : "host";
+    c.error = (schema ? schema->schema.ref() + ": " : std::string()) + e.what();
+    c.reason = e.kind() == ErrorKind::refused ? "plugin refused" : "host error";
+    return c;
+  }
+
+  RunHost host(conn, run, stop, observer);
+  host.set_version(schema->schema.version.str());
+  th_host_api api = make_host_api();
+  std::string message;
+  int rc = plugin->run(&api, as_host(host), &message);
+  if (rc == TH_OK) {
+    c.succeeded = true;
+    c.reason = "plugin returned";
+  } else if (host.timed_out()) {
+    c.retryable = true;
+    c.error_code = "timeout";
+    c.error = "stopped after the schema's timeout of " +
+              std::to_string(run.timeout.count() / 1000) + "s: " + message;
+    c.reason = "timeout";
+  } else {
+    c.retryable = !permanent(rc);
+    c.error_code = code_name(rc);
+    c.error = message;
+    c.reason = rc == TH_ERR_CANCELLED ? "plugin stopped" : "plugin failed";
+  }
+  return c;
+}
+
+}  // namespace taskhost

@@ -1,0 +1,198 @@
+#include "engine/scheduler.hpp"
+
+#include <spdlog/spdlog.h>
+
+#include <map>
+#include <regex>
+
+#include "schema/params.hpp"
+#include "store/queue.hpp"
+
+namespace taskhost {
+namespace {
+
+template <size_t N>
+std::string int_array(const std::bitset<N>& bits) {
+  std::string out = "{";
+  for (size_t i = 0; i < N; ++i)
+    if (bits.test(i)) out += (out.size() > 1 ? "," : "") + std::to_string(i);
+  return out + "}";
+}
+
+// The value at a dotted path ("output.key") in ctx, or null.
+Json lookup(const Json& ctx, const std::string& path) {
+  const Json* at = &ctx;
+  size_t start = 0;
+  while (start <= path.size()) {
+    size_t dot = path.find('.', start);
+    std::string key = path.substr(start, dot - start);
+    if (!at->is_object() || !at->contains(key)) return Json();
+    at = &(*at)[key];
+    if (dot == std::string::npos) break;
+    start = dot + 1;
+  }
+  return *at;
+}
+
+// "{{ output.key }}" alone keeps the value's JSON type; templates inside
+// other text are replaced by their text. A missing value is an error.
+Json render(const std::string& text, const Json& ctx) {
+  static const std::regex placeholder(R"(\{\{\s*([a-z_]+(?:\.[A-Za-z0-9_-]+)+)\s*\}\})");
+  std::smatch m;
+  if (std::regex_match(text, m, placeholder)) {
+    Json v = lookup(ctx, m[1]);
+    if (v.is_null()) throw Error(ErrorKind::invalid, "'" + m[1].str() + "' has no value");
+    return v;
+  }
+  std::string out;
+  auto begin = text.cbegin();
+  for (std::sregex_iterator it(text.begin(), text.end(), placeholder), end; it != end; ++it) {
+    Json v = lookup(ctx, (*it)[1]);
+    if (v.is_null()) throw Error(ErrorKind::invalid, "'" + (*it)[1].str() + "' has no value");
+    out.append(begin, text.cbegin() + it->position());
+    out += v.is_string() ? v.get<std::string>() : v.dump();
+    begin = text.cbegin() + it->position() + it->length();
+  }
+  out.append(begin, text.cend());
+  return out;
+}
+
+// The highest installed version of each schema that has a schedule.
+std::vector<InstalledSchema> scheduled(pg::Connection& conn) {
+  auto ids = conn.exec(
+      "SELECT id FROM taskhost.task_schemas WHERE removed_at IS NULL AND name IN ("
+      "  SELECT name FROM taskhost.task_schemas WHERE removed_at IS NULL "
+      "  AND spec->>'schedule' IS NOT NULL)");
+  std::map<std::string, InstalledSchema> latest;
+  for (int i = 0; i < ids.rows(); ++i) {
+    auto s = schema_by_id(conn, ids.integer(i, 0));
+    auto it = latest.find(s.schema.name);
+    if (it == latest.end() || it->second.schema.version < s.schema.version)
+      latest[s.schema.name] = std::move(s);
+  }
+  std::vector<InstalledSchema> out;
+  for (auto& [name, s] : latest)
+    if (s.schema.schedule) out.push_back(std::move(s));
+  return out;
+}
+
+}  // namespace
+
+int fire_schedules(pg::Connection& conn, const std::string& actor) {
+  int fired = 0;
+  for (const auto& s : scheduled(conn)) {
+    std::string why;
+    auto spec = CronSpec::parse(*s.schema.schedule, &why);
+    if (!spec) continue;  // validated at install
+    auto due = conn.exec(
+        "SELECT m::text FROM generate_series(date_trunc('minute', now()) - interval '1 day', "
+        "  date_trunc('minute', now()), interval '1 minute') AS m, "
+        "  LATERAL (SELECT m AT TIME ZONE $1 AS l) local "
+        "WHERE m >= $2::timestamptz "
+        "  AND extract(minute FROM l)::int = ANY($3::int[]) "
+        "  AND extract(hour FROM l)::int = ANY($4::int[]) "
+        "  AND extract(month FROM l)::int = ANY($5::int[]) "
+        "  AND CASE WHEN $8 AND $9 THEN extract(day FROM l)::int = ANY($6::int[]) "
+        "                OR extract(dow FROM l)::int = ANY($7::int[]) "
+        "           WHEN $8 THEN extract(day FROM l)::int = ANY($6::int[]) "
+        "           WHEN $9 THEN extract(dow FROM l)::int = ANY($7::int[]) "
+        "           ELSE true END "
+        "ORDER BY m DESC LIMIT 1",
+        {s.schema.timezone, s.installed_at, int_array(spec->minutes), int_array(spec->hours),
+         int_array(spec->months), int_array(spec->days_of_month), int_array(spec->days_of_week),
+         spec->dom_restricted, spec->dow_restricted});
+    if (due.rows() == 0) continue;
+    const std::string tick = due.text(0, 0);
+
+    pg::Transaction tx(conn);
+    auto claimed = tx.exec(
+        "INSERT INTO taskhost.schedule_ticks (schema_name, scheduled_for, fired_by) "
+        "VALUES ($1, $2, $3) ON CONFLICT DO NOTHING RETURNING scheduled_for",
+        {s.schema.name, tick, actor});
+    if (claimed.rows() == 0) continue;  // fired already, here or elsewhere
+    std::vector<Diagnostic> errors;
+    Json params = validate_params(s.schema, Json::object(), &errors);
+    if (!errors.empty()) {
+      // Recorded on the tick, so that the tick is not tried again and again.
+      tx.exec(
+          "UPDATE taskhost.schedule_ticks SET error = $3 WHERE schema_name = $1 AND "
+          "scheduled_for = $2",
+          {s.schema.name, tick, format_diagnostics(errors)});
+      tx.commit();
+      spdlog::error("schedule of {} cannot fire tick {}: {}", s.schema.ref(), tick,
+                    format_diagnostics(errors));
+      continue;
+    }
+    SubmitRequest req;
+    req.schema = &s;
+    req.params = std::move(params);
+    req.actor = actor;
+    req.reason = "schedule '" + *s.schema.schedule + "' tick " + tick;
+    auto run = enqueue_in(tx, req);
+    tx.exec(
+        "UPDATE taskhost.schedule_ticks SET run_id = $3 WHERE schema_name = $1 AND "
+        "scheduled_for = $2",
+        {s.schema.name, tick, run.run_id});
+    tx.commit();
+    spdlog::info("schedule of {} fired tick {}: run {}", s.schema.ref(), tick, run.run_id);
+    ++fired;
+  }
+  return fired;
+}
+
+int fire_chains(pg::Connection& conn, Executor& executor, const std::string& actor) {
+  auto pending = conn.exec(
+      "SELECT id FROM taskhost.runs WHERE NOT chain_fired AND state IN ('succeeded', 'failed') "
+      "ORDER BY finished_at LIMIT 100");
+  int started = 0;
+  for (int i = 0; i < pending.rows(); ++i) {
+    const std::string id = pending.text(i, 0);
+    pg::Transaction tx(conn);
+    auto parent = tx.exec(
+        "UPDATE taskhost.runs SET chain_fired = true WHERE id = $1 AND NOT chain_fired "
+        "RETURNING state, schema_id, coalesce(output, '{}')::text, params::text, attempt",
+        {id});
+    if (parent.rows() == 0) continue;  // another worker fired it
+    auto schema = executor.schema(conn, parent.integer(0, 1));
+    const auto& steps =
+        parent.text(0, 0) == "succeeded" ? schema->schema.on_success : schema->schema.on_failure;
+    const Json ctx = {{"output", Json::parse(parent.text(0, 2))},
+                      {"params", Json::parse(parent.text(0, 3))},
+                      {"run", {{"id", id}}}};
+    for (const auto& step : steps) {
+      try {
+        auto target = find_schema(conn, SchemaRef::parse(step.run));
+        Json params = Json::object();
+        std::vector<std::string> assignments;
+        for (const auto& [key, text] : step.params) {
+          Json v = render(text, ctx);
+          if (v.is_string())
+            assignments.push_back(key + "=" + v.get<std::string>());  // typed by the target
+          else
+            params[key] = v;
+        }
+        std::vector<Diagnostic> errors;
+        Json typed = params_from_assignments(target.schema, assignments, &errors);
+        for (auto& [k, v] : typed.items()) params[k] = v;
+        Json valid = validate_params(target.schema, params, &errors);
+        if (!errors.empty()) throw Error(ErrorKind::invalid, format_diagnostics(errors));
+        auto child =
+            enqueue_in(tx, {&target, valid, actor, std::nullopt, id, "chained from run " + id});
+        spdlog::info("run {} chained {} as run {}", id, step.run, child.run_id);
+        ++started;
+      } catch (const Error& e) {
+        // The parent's record says why its follow-up did not start.
+        spdlog::error("run {}: chain step {} not started: {}", id, step.run, e.what());
+        tx.exec(
+            "INSERT INTO taskhost.run_events (run_id, attempt, name, payload, checkpoint_seq) "
+            "SELECT id, attempt, 'chain.failed', $2::jsonb, checkpoint_seq FROM taskhost.runs "
+            "WHERE id = $1",
+            {id, Json{{"run", step.run}, {"error", e.what()}}.dump()});
+      }
+    }
+    tx.commit();
+  }
+  return started;
+}
+
+}  // namespace taskhost

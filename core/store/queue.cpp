@@ -1,0 +1,417 @@
+#include "store/queue.hpp"
+
+#include <algorithm>
+#include <map>
+
+namespace taskhost {
+namespace {
+
+const std::string active = "('running', 'pausing', 'cancelling')";
+
+// A PostgreSQL array literal of text; std::nullopt elements are NULL.
+std::string array(const std::vector<std::optional<std::string>>& items) {
+  std::string out = "{";
+  for (size_t i = 0; i < items.size(); ++i) {
+    if (i) out += ',';
+    if (!items[i]) {
+      out += "NULL";
+      continue;
+    }
+    out += '"';
+    for (char c : *items[i]) {
+      if (c == '"' || c == '\\') out += '\\';
+      out += c;
+    }
+    out += '"';
+  }
+  return out + "}";
+}
+
+template <typename T, typename F>
+std::string array_of(const std::vector<T>& items, F&& field) {
+  std::vector<std::optional<std::string>> values;
+  values.reserve(items.size());
+  for (const auto& i : items) values.push_back(field(i));
+  return array(values);
+}
+
+std::string ms(std::chrono::milliseconds d) { return std::to_string(d.count()); }
+
+// The delay before retrying attempt `attempt` of run r: exponential (or
+// fixed) from retry_initial_ms, capped at retry_max_ms, with "equal jitter"
+// (50–100% of the delay) so that failed runs do not retry in lockstep.
+std::string backoff_sql(const std::string& r) {
+  return "(CASE WHEN " + r + ".retry_exponential THEN least(" + r + ".retry_max_ms, " + r +
+         ".retry_initial_ms * power(2, greatest(" + r + ".attempt - 1, 0))) ELSE " + r +
+         ".retry_initial_ms END * (0.5 + random() / 2)) * interval '1 millisecond'";
+}
+
+Submitted lookup_by_key(pg::Connection& conn, const std::string& schema_name,
+                        const std::string& key) {
+  auto r = conn.exec("SELECT id FROM taskhost.runs WHERE schema_name = $1 AND idempotency_key = $2",
+                     {schema_name, key});
+  if (r.rows() == 0)
+    throw Error(ErrorKind::environment, "idempotent submit found neither a new nor an old run");
+  return {r.text(0, 0), false};
+}
+
+std::vector<Submitted> insert_runs(pg::Connection& conn, const std::vector<SubmitRequest>& reqs) {
+  auto r = conn.exec(
+      "WITH input AS MATERIALIZED ("
+      "  SELECT gen_random_uuid() AS id, * FROM unnest($1::bigint[], $2::text[], $3::jsonb[], "
+      "    $4::text[], $5::int[], $6::bigint[], $7::bigint[], $8::bool[], $9::bigint[], "
+      "    $10::int[], $11::text[], $12::uuid[], $13::text[]) WITH ORDINALITY AS i(schema_id, "
+      "    schema_name, params, actor, max_attempts, retry_initial_ms, retry_max_ms, "
+      "    retry_exponential, timeout_ms, concurrency, idempotency_key, parent_run_id, reason, "
+      "    ord)),"
+      "ins AS (INSERT INTO taskhost.runs (id, schema_id, schema_name, params, state, actor, "
+      "    max_attempts, retry_initial_ms, retry_max_ms, retry_exponential, timeout_ms, "
+      "    concurrency, idempotency_key, parent_run_id) "
+      "  SELECT id, schema_id, schema_name, params, 'queued', actor, max_attempts, "
+      "    retry_initial_ms, retry_max_ms, retry_exponential, timeout_ms, concurrency, "
+      "    idempotency_key, parent_run_id FROM input ORDER BY ord "
+      "  ON CONFLICT (schema_name, idempotency_key) WHERE idempotency_key IS NOT NULL "
+      "  DO NOTHING RETURNING id),"
+      "tr AS (INSERT INTO taskhost.run_transitions (run_id, attempt, from_state, to_state, "
+      "    actor, reason) SELECT i.id, 0, NULL, 'queued', i.actor, i.reason "
+      "  FROM input i JOIN ins USING (id)) "
+      "SELECT i.id, ins.id IS NOT NULL FROM input i LEFT JOIN ins USING (id) ORDER BY i.ord",
+      {array_of(reqs, [](const SubmitRequest& q) { return std::to_string(q.schema->id); }),
+       array_of(reqs, [](const SubmitRequest& q) { return q.schema->schema.name; }),
+       array_of(reqs, [](const SubmitRequest& q) { return q.params.dump(); }),
+       array_of(reqs, [](const SubmitRequest& q) { return q.actor; }),
+       array_of(reqs,
+                [](const SubmitRequest& q) {
+                  return std::to_string(q.schema->schema.retry.max_attempts);
+                }),
+       array_of(reqs, [](const SubmitRequest& q) { return ms(q.schema->schema.retry.initial); }),
+       array_of(reqs, [](const SubmitRequest& q) { return ms(q.schema->schema.retry.max); }),
+       array_of(reqs,
+                [](const SubmitRequest& q) {
+                  return std::string(q.schema->schema.retry.exponential ? "true" : "false");
+                }),
+       array_of(reqs, [](const SubmitRequest& q) { return ms(q.schema->schema.timeout); }),
+       array_of(reqs,
+                [](const SubmitRequest& q) -> std::optional<std::string> {
+                  if (!q.schema->schema.concurrency) return std::nullopt;
+                  return std::to_string(*q.schema->schema.concurrency);
+                }),
+       array_of(reqs, [](const SubmitRequest& q) { return q.idempotency_key; }),
+       array_of(reqs, [](const SubmitRequest& q) { return q.parent_run_id; }),
+       array_of(reqs, [](const SubmitRequest& q) { return q.reason; })});
+  std::vector<Submitted> out;
+  for (int i = 0; i < r.rows(); ++i) {
+    const auto& q = reqs[static_cast<size_t>(i)];
+    if (r.boolean(i, 1))
+      out.push_back({r.text(i, 0), true});
+    else  // a concurrent or earlier submit with this key: a fresh snapshot sees it
+      out.push_back(lookup_by_key(conn, q.schema->schema.name, *q.idempotency_key));
+  }
+  conn.exec("SELECT pg_notify($1, '')", {runs_channel});
+  return out;
+}
+
+// The claim statement for at most $2 runs; extra narrows the candidates.
+std::string claim_sql(const std::string& extra) {
+  return "WITH picked AS (SELECT id FROM taskhost.runs WHERE state = 'queued' AND "
+         "run_after <= now() " +
+         extra +
+         " ORDER BY run_after LIMIT $2 FOR UPDATE SKIP LOCKED),"
+         "claimed AS (UPDATE taskhost.runs r SET state = 'running', attempt = r.attempt + 1, "
+         "  started_at = now(), lease_owner = $1, "
+         "  lease_expires_at = now() + $3 * interval '1 millisecond', updated_at = now() "
+         "  FROM picked WHERE r.id = picked.id "
+         "  RETURNING r.id, r.schema_id, r.schema_name, r.attempt, r.params::text, r.timeout_ms, "
+         "    r.checkpoint_seq),"
+         "tr AS (INSERT INTO taskhost.run_transitions (run_id, attempt, from_state, to_state, "
+         "  actor, reason) SELECT id, attempt, 'queued', 'running', $1, 'claimed' FROM claimed),"
+         "sup AS (UPDATE taskhost.run_events e SET superseded = true FROM claimed c "
+         "  WHERE e.run_id = c.id AND e.attempt < c.attempt AND e.checkpoint_seq = "
+         "  c.checkpoint_seq AND NOT e.superseded) "
+         "SELECT id, schema_id, schema_name, attempt, params, timeout_ms FROM claimed";
+}
+
+void read_claimed(const pg::Result& r, std::vector<ClaimedRun>& out) {
+  for (int i = 0; i < r.rows(); ++i)
+    out.push_back({r.text(i, 0), r.integer(i, 1), r.text(i, 2), static_cast<int>(r.integer(i, 3)),
+                   Json::parse(r.text(i, 4)), std::chrono::milliseconds(r.integer(i, 5))});
+}
+
+RunState state_of(pg::Transaction& tx, const std::string& id) {
+  auto r = tx.exec("SELECT state FROM taskhost.runs WHERE id = $1 FOR UPDATE", {id});
+  if (r.rows() == 0) throw Error(ErrorKind::not_found, "no run " + id);
+  return run_state_from(r.text(0, 0));
+}
+
+void record(pg::Transaction& tx, const std::string& id, RunState from, RunState to,
+            const std::string& actor, const std::string& reason) {
+  tx.exec(
+      "INSERT INTO taskhost.run_transitions (run_id, attempt, from_state, to_state, actor, reason) "
+      "SELECT id, attempt, $2, $3, $4, $5 FROM taskhost.runs WHERE id = $1",
+      {id, to_string(from), to_string(to), actor, reason});
+}
+
+[[noreturn]] void refuse(const std::string& what, const std::string& id, RunState s) {
+  throw Error(ErrorKind::conflict, "cannot " + what + " run " + id + ": it is " + to_string(s));
+}
+
+}  // namespace
+
+std::vector<Submitted> enqueue(pg::Connection& conn, const std::vector<SubmitRequest>& requests) {
+  if (requests.empty()) return {};
+  pg::Transaction tx(conn);
+  auto out = insert_runs(conn, requests);
+  tx.commit();
+  return out;
+}
+
+Submitted enqueue(pg::Connection& conn, const SubmitRequest& request) {
+  return enqueue(conn, std::vector<SubmitRequest>{request}).front();
+}
+
+Submitted enqueue_in(pg::Transaction& tx, const SubmitRequest& request) {
+  return insert_runs(tx.connection(), {request}).front();
+}
+
+std::vector<ClaimedRun> claim(pg::Connection& conn, const std::string& owner, int limit,
+                              std::chrono::milliseconds lease,
+                              const std::optional<std::string>& only_run) {
+  std::vector<ClaimedRun> out;
+  if (only_run) {
+    pg::Transaction tx(conn);
+    read_claimed(tx.exec(claim_sql("AND id = $4"), {owner, 1, lease.count(), *only_run}), out);
+    tx.commit();
+    return out;
+  }
+  // Schemas without a concurrency limit: one statement for the whole batch.
+  {
+    pg::Transaction tx(conn);
+    read_claimed(tx.exec(claim_sql("AND concurrency IS NULL"), {owner, limit, lease.count()}), out);
+    tx.commit();
+  }
+  // Limited schemas: claims of one schema serialise on an advisory lock so
+  // that concurrent workers never exceed its limit together.
+  auto limited = conn.exec(
+      "SELECT DISTINCT schema_name, concurrency FROM taskhost.runs "
+      "WHERE state = 'queued' AND run_after <= now() AND concurrency IS NOT NULL");
+  for (int i = 0; i < limited.rows() && static_cast<int>(out.size()) < limit; ++i) {
+    const std::string name = limited.text(i, 0);
+    pg::Transaction tx(conn);
+    tx.exec("SELECT pg_advisory_xact_lock(hashtext('taskhost.concurrency:' || $1))", {name});
+    auto running = tx.exec(
+        "SELECT count(*) FROM taskhost.runs WHERE schema_name = $1 AND state IN " + active, {name});
+    int64_t room = limited.integer(i, 1) - running.integer(0, 0);
+    room = std::min<int64_t>(room, limit - static_cast<int64_t>(out.size()));
+    if (room > 0)
+      read_claimed(tx.exec(claim_sql("AND schema_name = $4 AND concurrency IS NOT NULL"),
+                           {owner, room, lease.count(), name}),
+                   out);
+    tx.commit();
+  }
+  return out;
+}
+
+std::vector<std::string> complete(pg::Connection& conn, const std::string& owner,
+                                  const std::vector<Completion>& cs) {
+  if (cs.empty()) return {};
+  pg::Transaction tx(conn);
+  auto r = tx.exec(
+      "WITH input AS (SELECT * FROM unnest($1::uuid[], $2::int[], $3::bool[], $4::bool[], "
+      "    $5::text[], $6::text[], $7::text[], $8::bool[]) AS i(id, attempt, succeeded, "
+      "    retryable, error_code, error, reason, has_chain)),"
+      "old AS (SELECT r.id, r.state, r.attempt, r.max_attempts, r.retry_exponential, "
+      "    r.retry_initial_ms, r.retry_max_ms, i.succeeded, i.retryable, i.error_code, i.error, "
+      "    i.reason, i.has_chain FROM taskhost.runs r JOIN input i ON r.id = i.id "
+      "  AND r.attempt = i.attempt AND r.lease_owner = $9 AND r.state IN " +
+          active +
+          " FOR UPDATE OF r),"
+          "next AS (SELECT o.*, CASE WHEN o.succeeded THEN 'succeeded' "
+          "    WHEN o.state = 'cancelling' THEN 'cancelled' WHEN o.state = 'pausing' THEN 'paused' "
+          "    WHEN o.retryable AND o.attempt < o.max_attempts THEN 'queued' ELSE 'failed' END "
+          "  AS to_state FROM old o),"
+          "upd AS (UPDATE taskhost.runs r SET state = n.to_state, updated_at = now(), "
+          "    lease_owner = NULL, lease_expires_at = NULL, "
+          "    error_code = CASE WHEN n.succeeded THEN NULL ELSE n.error_code END, "
+          "    error = CASE WHEN n.succeeded THEN NULL ELSE n.error END, "
+          "    finished_at = CASE WHEN n.to_state IN ('succeeded', 'failed', 'cancelled') "
+          "      THEN now() END, "
+          "    stop_requested_at = NULL, "
+          "    chain_fired = NOT (n.has_chain AND n.to_state IN ('succeeded', 'failed')), "
+          "    run_after = CASE WHEN n.to_state = 'queued' THEN now() + " +
+          backoff_sql("n") +
+          " ELSE r.run_after END "
+          "  FROM next n WHERE r.id = n.id RETURNING r.id, n.state AS from_state, n.to_state, "
+          "    r.attempt, n.reason),"
+          "tr AS (INSERT INTO taskhost.run_transitions (run_id, attempt, from_state, to_state, "
+          "    actor, reason) SELECT id, attempt, from_state, to_state, $9, "
+          "    CASE WHEN to_state = 'queued' THEN reason || '; retry scheduled' ELSE reason END "
+          "  FROM upd) "
+          "SELECT id::text, to_state FROM upd",
+      {array_of(cs, [](const Completion& c) { return c.run_id; }),
+       array_of(cs, [](const Completion& c) { return std::to_string(c.attempt); }),
+       array_of(cs, [](const Completion& c) { return std::string(c.succeeded ? "t" : "f"); }),
+       array_of(cs, [](const Completion& c) { return std::string(c.retryable ? "t" : "f"); }),
+       array_of(cs, [](const Completion& c) { return c.error_code; }),
+       array_of(cs, [](const Completion& c) { return c.error; }),
+       array_of(cs, [](const Completion& c) { return c.reason; }),
+       array_of(cs, [](const Completion& c) { return std::string(c.has_chain ? "t" : "f"); }),
+       owner});
+  bool requeued = false;
+  std::map<std::string, bool> done;
+  for (int i = 0; i < r.rows(); ++i) {
+    done[r.text(i, 0)] = true;
+    requeued = requeued || r.text(i, 1) == "queued";
+  }
+  if (requeued) tx.exec("SELECT pg_notify($1, '')", {runs_channel});
+  tx.commit();
+  std::vector<std::string> fenced;
+  for (const auto& c : cs)
+    if (!done.count(c.run_id)) fenced.push_back(c.run_id);
+  return fenced;
+}
+
+HeartbeatResult heartbeat(pg::Connection& conn, const std::string& owner,
+                          const std::vector<std::string>& ids, std::chrono::milliseconds lease) {
+  HeartbeatResult out;
+  if (ids.empty()) return out;
+  std::vector<std::optional<std::string>> values(ids.begin(), ids.end());
+  auto r = conn.exec(
+      "UPDATE taskhost.runs SET lease_expires_at = now() + $3 * interval '1 millisecond' "
+      "WHERE id = ANY($1::uuid[]) AND lease_owner = $2 AND state IN " +
+          active + " RETURNING id::text, state",
+      {array(values), owner, lease.count()});
+  std::map<std::string, std::string> held;
+  for (int i = 0; i < r.rows(); ++i) held[r.text(i, 0)] = r.text(i, 1);
+  for (const auto& id : ids) {
+    auto it = held.find(id);
+    if (it == held.end())
+      out.lost.push_back(id);
+    else if (it->second != "running")
+      out.stop_requested.push_back(id);
+  }
+  return out;
+}
+
+int rescue(pg::Connection& conn, const std::string& actor, std::chrono::milliseconds grace) {
+  pg::Transaction tx(conn);
+  auto r = tx.exec(
+      "WITH stale AS (SELECT id, state, CASE "
+      "    WHEN lease_expires_at < now() THEN 'lease_expired' "
+      "    WHEN state <> 'running' AND stop_requested_at < now() - $2 * interval '1 millisecond' "
+      "      THEN 'stop_ignored' "
+      "    ELSE 'timeout' END AS why "
+      "  FROM taskhost.runs WHERE state IN " +
+          active +
+          " AND (lease_expires_at < now() "
+          "    OR (state <> 'running' AND stop_requested_at < now() - $2 * interval '1 "
+          "millisecond') "
+          "    OR started_at + (timeout_ms + $2) * interval '1 millisecond' < now()) "
+          "  ORDER BY lease_expires_at LIMIT 1000 FOR UPDATE SKIP LOCKED),"
+          "next AS (SELECT s.id, s.state, s.why, CASE WHEN s.state = 'cancelling' THEN 'cancelled' "
+          "    WHEN s.state = 'pausing' THEN 'paused' "
+          "    WHEN r.attempt < r.max_attempts THEN 'queued' ELSE 'failed' END AS to_state "
+          "  FROM stale s JOIN taskhost.runs r USING (id)),"
+          "upd AS (UPDATE taskhost.runs r SET state = n.to_state, updated_at = now(), "
+          "    lease_owner = NULL, lease_expires_at = NULL, stop_requested_at = NULL, "
+          "    error_code = CASE WHEN n.to_state IN ('queued', 'failed') THEN n.why END, "
+          "    error = CASE n.why WHEN 'lease_expired' THEN 'the worker ' || r.lease_owner || "
+          "      ' stopped renewing its lease (crashed, stopped or cut off)' "
+          "      WHEN 'timeout' THEN 'ran past its timeout and did not stop' "
+          "      ELSE 'ignored the stop request' END, "
+          "    finished_at = CASE WHEN n.to_state IN ('failed', 'cancelled') THEN now() END, "
+          "    run_after = CASE WHEN n.to_state = 'queued' THEN now() + " +
+          backoff_sql("r") +
+          " ELSE r.run_after END "
+          "  FROM next n WHERE r.id = n.id RETURNING r.id, r.attempt, n.state AS from_state, "
+          "    n.to_state, n.why),"
+          "tr AS (INSERT INTO taskhost.run_transitions (run_id, attempt, from_state, to_state, "
+          "    actor, reason) SELECT id, attempt, from_state, to_state, $1, 'rescued: ' || why "
+          "  FROM upd) "
+          "SELECT count(*), count(*) FILTER (WHERE to_state = 'queued') FROM upd",
+      {actor, grace.count()});
+  if (r.integer(0, 1) > 0) tx.exec("SELECT pg_notify($1, '')", {runs_channel});
+  tx.commit();
+  return static_cast<int>(r.integer(0, 0));
+}
+
+RunState cancel_run(pg::Connection& conn, const std::string& id, const std::string& actor,
+                    const std::string& reason) {
+  pg::Transaction tx(conn);
+  RunState from = state_of(tx, id), to;
+  if (from == RunState::queued || from == RunState::paused) {
+    to = RunState::cancelled;
+    tx.exec(
+        "UPDATE taskhost.runs SET state = 'cancelled', finished_at = now(), "
+        "updated_at = now() WHERE id = $1",
+        {id});
+  } else if (from == RunState::running || from == RunState::pausing) {
+    to = RunState::cancelling;
+    tx.exec(
+        "UPDATE taskhost.runs SET state = 'cancelling', stop_requested_at = now(), "
+        "updated_at = now() WHERE id = $1",
+        {id});
+    tx.exec("SELECT pg_notify($1, $2)", {control_channel, id});
+  } else {
+    refuse("cancel", id, from);
+  }
+  record(tx, id, from, to, actor, reason);
+  tx.commit();
+  return to;
+}
+
+RunState pause_run(pg::Connection& conn, const std::string& id, const std::string& actor,
+                   const std::string& reason) {
+  pg::Transaction tx(conn);
+  RunState from = state_of(tx, id), to;
+  if (from == RunState::queued) {
+    to = RunState::paused;
+    tx.exec("UPDATE taskhost.runs SET state = 'paused', updated_at = now() WHERE id = $1", {id});
+  } else if (from == RunState::running) {
+    to = RunState::pausing;
+    tx.exec(
+        "UPDATE taskhost.runs SET state = 'pausing', stop_requested_at = now(), "
+        "updated_at = now() WHERE id = $1",
+        {id});
+    tx.exec("SELECT pg_notify($1, $2)", {control_channel, id});
+  } else {
+    refuse("pause", id, from);
+  }
+  record(tx, id, from, to, actor, reason);
+  tx.commit();
+  return to;
+}
+
+RunState resume_run(pg::Connection& conn, const std::string& id, const std::string& actor,
+                    const std::string& reason) {
+  pg::Transaction tx(conn);
+  RunState from = state_of(tx, id);
+  if (from != RunState::paused) refuse("resume", id, from);
+  tx.exec(
+      "UPDATE taskhost.runs SET state = 'queued', run_after = now(), updated_at = now() "
+      "WHERE id = $1",
+      {id});
+  record(tx, id, from, RunState::queued, actor, reason);
+  tx.exec("SELECT pg_notify($1, '')", {runs_channel});
+  tx.commit();
+  return RunState::queued;
+}
+
+RunState retry_run(pg::Connection& conn, const std::string& id, const std::string& actor,
+                   const std::string& reason) {
+  pg::Transaction tx(conn);
+  RunState from = state_of(tx, id);
+  if (from != RunState::failed && from != RunState::cancelled) refuse("retry", id, from);
+  // A fresh budget: as many attempts as the schema allows, after those used.
+  tx.exec(
+      "UPDATE taskhost.runs r SET state = 'queued', run_after = now(), updated_at = now(), "
+      "finished_at = NULL, error = NULL, error_code = NULL, "
+      "max_attempts = r.attempt + coalesce((s.spec->'retry'->>'max_attempts')::int, 1) "
+      "FROM taskhost.task_schemas s WHERE s.id = r.schema_id AND r.id = $1",
+      {id});
+  record(tx, id, from, RunState::queued, actor, reason);
+  tx.exec("SELECT pg_notify($1, '')", {runs_channel});
+  tx.commit();
+  return RunState::queued;
+}
+
+}  // namespace taskhost

@@ -1,0 +1,227 @@
+// Workers as separate processes, killed, stopped and cut off from their
+// database the way a production day does it.
+#include <gtest/gtest.h>
+#include <signal.h>
+#include <spawn.h>
+#include <sys/wait.h>
+
+#include <chrono>
+#include <filesystem>
+#include <set>
+#include <thread>
+
+#include "engine/submit.hpp"
+#include "store/cluster.hpp"
+#include "store/migrate.hpp"
+#include "support/fixtures.hpp"
+#include "support/test_database.hpp"
+
+extern char** environ;
+
+namespace taskhost {
+namespace {
+
+using namespace std::chrono_literals;
+using Clock = std::chrono::steady_clock;
+
+// A `taskhost worker` child process, stopped with SIGTERM when destroyed.
+class WorkerProcess {
+ public:
+  WorkerProcess(const std::string& conninfo, const std::string& id,
+                std::vector<std::string> extra = {}) {
+    std::vector<std::string> args = {TASKHOST_BIN,
+                                     "--database-url",
+                                     conninfo,
+                                     "--plugin-dir",
+                                     FIXTURE_PLUGIN_DIR,
+                                     "--log-level",
+                                     "warn",
+                                     "worker",
+                                     "--id",
+                                     id,
+                                     "--lease",
+                                     "2s"};
+    args.insert(args.end(), extra.begin(), extra.end());
+    std::vector<char*> argv;
+    for (auto& a : args) argv.push_back(a.data());
+    argv.push_back(nullptr);
+    if (posix_spawn(&pid_, TASKHOST_BIN, nullptr, nullptr, argv.data(), environ) != 0)
+      throw std::runtime_error("cannot start a worker");
+  }
+  ~WorkerProcess() {
+    if (pid_ > 0) stop();
+  }
+  void signal(int sig) { ::kill(pid_, sig); }
+  // SIGTERM, then the exit status (0 = clean shutdown).
+  int stop() {
+    ::kill(pid_, SIGCONT);
+    ::kill(pid_, SIGTERM);
+    return wait();
+  }
+  int wait() {
+    int status = 0;
+    ::waitpid(pid_, &status, 0);
+    pid_ = -1;
+    return WIFEXITED(status) ? WEXITSTATUS(status) : 128 + WTERMSIG(status);
+  }
+
+ private:
+  pid_t pid_ = -1;
+};
+
+template <typename F>
+bool eventually(F&& condition, std::chrono::seconds limit) {
+  for (auto end = Clock::now() + limit; Clock::now() < end;) {
+    if (condition()) return true;
+    std::this_thread::sleep_for(50ms);
+  }
+  return condition();
+}
+
+const std::string slow_schema =
+    "params: { mode: { type: string, default: slow }, items: { type: integer }, "
+    "delay_ms: { type: integer } }\n"
+    "retry: { max_attempts: 3, backoff: fixed, initial: 1s }\n";
+
+struct Workers : ::testing::Test {
+  test::TestDatabase db;
+  pg::Connection conn = db.connect();
+
+  // Asserts that each item of a run is recorded exactly once.
+  void expect_items_once(const std::string& id, int items) {
+    auto events = run_events(conn, id, 10 * items);
+    std::multiset<int> seen;
+    for (const auto& e : events) seen.insert(e.payload["item"].get<int>());
+    EXPECT_EQ(events.size(), static_cast<size_t>(items));
+    for (int i = 1; i <= items; ++i) EXPECT_EQ(seen.count(i), 1u) << "item " << i;
+  }
+  bool progressed(const std::string& id, int64_t done) {
+    return get_run(conn, id).progress_done.value_or(0) >= done;
+  }
+};
+
+TEST_F(Workers, AKilledWorkersRunIsRescuedAndResumesFromItsCheckpoint) {
+  auto slow = test::install_fixture(conn, "slow", "probe.so", slow_schema);
+  std::string id = submit_run(conn, slow, {{"items", 60}, {"delay_ms", 40}}, "t").run_id;
+  WorkerProcess a(db.conninfo(), "worker-a");
+  ASSERT_TRUE(eventually([&] { return progressed(id, 10); }, 60s));
+  a.signal(SIGKILL);
+  EXPECT_EQ(a.wait(), 128 + SIGKILL);
+  int64_t done_when_killed = get_run(conn, id).progress_done.value_or(0);
+
+  WorkerProcess b(db.conninfo(), "worker-b");
+  ASSERT_TRUE(eventually([&] { return is_final(get_run(conn, id).state); }, 90s));
+  taskhost::Run r = get_run(conn, id);
+  EXPECT_EQ(r.state, RunState::succeeded) << r.error.value_or("");
+  EXPECT_EQ(r.attempt, 2);
+  EXPECT_EQ(r.output["attempt"], 2);
+  expect_items_once(id, 60);
+  auto t = run_transitions(conn, id);
+  std::vector<std::string> path;
+  for (const auto& x : t) path.push_back(x.to + "/" + x.actor);
+  EXPECT_EQ(path, (std::vector<std::string>{"queued/t", "running/worker-a", "queued/worker-b",
+                                            "running/worker-b", "succeeded/worker-b"}));
+  EXPECT_EQ(t[2].reason, "rescued: lease_expired");
+  // The second attempt started after the checkpoint, not from scratch.
+  auto first_of_b = conn.exec(
+      "SELECT min((payload->>'item')::int) FROM taskhost.run_events WHERE run_id = $1 AND "
+      "attempt = 2 AND NOT superseded",
+      {id});
+  EXPECT_GE(first_of_b.integer(0, 0), done_when_killed);
+  EXPECT_EQ(b.stop(), 0);
+}
+
+TEST_F(Workers, AStoppedWorkersLateWritesChangeNothing) {
+  auto slow = test::install_fixture(conn, "slow", "probe.so", slow_schema);
+  std::string id = submit_run(conn, slow, {{"items", 40}, {"delay_ms", 40}}, "t").run_id;
+  WorkerProcess a(db.conninfo(), "worker-a");
+  ASSERT_TRUE(eventually([&] { return progressed(id, 5); }, 60s));
+  a.signal(SIGSTOP);
+  WorkerProcess b(db.conninfo(), "worker-b");
+  ASSERT_TRUE(eventually([&] { return get_run(conn, id).state == RunState::succeeded; }, 90s));
+  a.signal(SIGCONT);  // wakes up believing it still owns attempt 1
+  std::this_thread::sleep_for(3s);
+  taskhost::Run r = get_run(conn, id);
+  EXPECT_EQ(r.state, RunState::succeeded);
+  EXPECT_EQ(r.attempt, 2);
+  EXPECT_EQ(r.checkpoint, (Json{{"done", 40}}));
+  expect_items_once(id, 40);
+  EXPECT_EQ(run_transitions(conn, id).back().actor, "worker-b");
+  EXPECT_EQ(a.stop(), 0);
+  EXPECT_EQ(b.stop(), 0);
+}
+
+TEST_F(Workers, FourWorkersCompleteTenThousandRunsExactlyOnce) {
+  auto noop = test::install_fixture(conn, "noop", "noop.so");
+  for (int batch = 0; batch < 10; ++batch) {
+    std::vector<SubmitRequest> reqs(1000);
+    for (auto& q : reqs) {
+      q.schema = &noop;
+      q.params = Json::object();
+      q.actor = "t";
+    }
+    enqueue(conn, reqs);
+  }
+  std::vector<std::unique_ptr<WorkerProcess>> workers;
+  for (int i = 0; i < 4; ++i)
+    workers.push_back(std::make_unique<WorkerProcess>(
+        db.conninfo(), "w" + std::to_string(i), std::vector<std::string>{"--concurrency", "8"}));
+  auto succeeded = [&] {
+    return conn.exec("SELECT count(*) FROM taskhost.runs WHERE state = 'succeeded'").integer(0, 0);
+  };
+  ASSERT_TRUE(eventually([&] { return succeeded() == 10000; }, 240s)) << succeeded();
+  for (auto& w : workers) EXPECT_EQ(w->stop(), 0);
+  auto check = conn.exec(
+      "SELECT count(*) FILTER (WHERE attempt <> 1), "
+      "  (SELECT count(*) FROM taskhost.run_transitions WHERE to_state = 'running'), "
+      "  (SELECT count(DISTINCT (run_id, attempt)) FROM taskhost.run_transitions "
+      "   WHERE to_state = 'running'), "
+      "  (SELECT count(DISTINCT actor) FROM taskhost.run_transitions WHERE to_state = 'running') "
+      "FROM taskhost.runs");
+  EXPECT_EQ(check.integer(0, 0), 0) << "every run completed on its first attempt";
+  EXPECT_EQ(check.integer(0, 1), 10000) << "claimed exactly once each";
+  EXPECT_EQ(check.integer(0, 2), 10000);
+  EXPECT_GE(check.integer(0, 3), 2) << "the work was shared";
+}
+
+TEST(WorkersAndPostgres, WorkersSurviveAPostgresRestart) {
+  // A cluster of its own: the shared test cluster must not restart under
+  // other tests.
+  auto home =
+      std::filesystem::temp_directory_path() / ("taskhost-restart-" + std::to_string(::getpid()));
+  EmbeddedCluster cluster(home);
+  std::string conninfo = cluster.ensure_running();
+  {
+    pg::Connection conn(conninfo);
+    migrate(conn, bundled_migrations());
+    auto slow = test::install_fixture(conn, "slow", "probe.so",
+                                      "params: { mode: { type: string, default: slow }, items: "
+                                      "{ type: integer }, delay_ms: { type: integer } }\n"
+                                      "retry: { max_attempts: 10, backoff: fixed, initial: 1s }\n");
+    for (int i = 0; i < 100; ++i) submit_run(conn, slow, {{"items", 3}, {"delay_ms", 30}}, "t");
+  }
+  {
+    WorkerProcess a(conninfo, "a"), b(conninfo, "b");
+    std::this_thread::sleep_for(1500ms);
+    cluster.stop();
+    std::this_thread::sleep_for(1s);
+    cluster.ensure_running();
+    pg::Connection conn(conninfo);
+    auto unfinished = [&] {
+      return conn
+          .exec("SELECT count(*) FROM taskhost.runs WHERE state NOT IN ('succeeded', 'failed')")
+          .integer(0, 0);
+    };
+    EXPECT_TRUE(eventually([&] { return unfinished() == 0; }, 180s)) << unfinished();
+    EXPECT_EQ(
+        conn.exec("SELECT count(*) FROM taskhost.runs WHERE state = 'succeeded'").integer(0, 0),
+        100);
+    EXPECT_EQ(a.stop(), 0);
+    EXPECT_EQ(b.stop(), 0);
+  }
+  cluster.stop();
+  std::filesystem::remove_all(home);
+}
+
+}  // namespace
+}  // namespace taskhost

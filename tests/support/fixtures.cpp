@@ -1,0 +1,50 @@
+#include "support/fixtures.hpp"
+
+#include <fcntl.h>
+#include <unistd.h>
+
+#include "common/sha256.hpp"
+#include "engine/worker.hpp"
+
+namespace taskhost::test {
+
+std::string digest_of(const std::string& path) {
+  int fd = ::open(path.c_str(), O_RDONLY);
+  std::string d = sha256_hex_fd(fd);
+  ::close(fd);
+  return d;
+}
+
+InstalledSchema install_fixture(pg::Connection& conn, const std::string& name,
+                                const std::string& so, const std::string& extra, std::string pin) {
+  if (pin.empty()) pin = digest_of(fixture_dir + "/" + so);
+  std::vector<Diagnostic> errors;
+  auto s = parse_schema("name: " + name + "\nversion: 1.0.0\nplugin: { path: " + so +
+                            ", sha256: " + pin + " }\n" + extra,
+                        name, &errors);
+  if (!s) throw Error(ErrorKind::invalid, format_diagnostics(errors));
+  install_schema(conn, *s, "test");
+  return find_schema(conn, {name, "1.0.0"});
+}
+
+InstalledSchema install_hello(pg::Connection& conn) {
+  std::vector<Diagnostic> errors;
+  auto s = load_schema_file(BUNDLED_SCHEMA_DIR "/hello.yaml", &errors);
+  if (!s) throw Error(ErrorKind::invalid, format_diagnostics(errors));
+  install_schema(conn, *s, "test");
+  return find_schema(conn, SchemaRef::parse("hello"));
+}
+
+Run execute(const std::string& conninfo, const std::string& run_id, const std::string& plugin_dir) {
+  WorkerOptions o;
+  o.conninfo = conninfo;
+  o.plugin_dir = plugin_dir;
+  o.id = "test-worker";
+  o.concurrency = 1;
+  o.only_run = run_id;
+  Worker(o).run();
+  pg::Connection conn(conninfo);
+  return get_run(conn, run_id);
+}
+
+}  // namespace taskhost::test

@@ -1,0 +1,30 @@
+#pragma once
+
+#include <string>
+
+#include "store/pg.hpp"
+#include "store/runs.hpp"
+#include "store/schemas.hpp"
+
+namespace taskhost::test {
+
+inline const std::string fixture_dir = FIXTURE_PLUGIN_DIR;
+
+// SHA-256 of a file.
+std::string digest_of(const std::string& path);
+
+// Installs NAME@1.0.0 running fixture plugin `so`, pinned to its real digest
+// unless pin is given; extra is appended to the YAML.
+InstalledSchema install_fixture(pg::Connection& conn, const std::string& name,
+                                const std::string& so, const std::string& extra = "",
+                                std::string pin = "");
+
+// Installs the bundled hello schema as the build stamped it.
+InstalledSchema install_hello(pg::Connection& conn);
+
+// Executes one queued run in this process, the way `taskhost run --inline`
+// does, and returns it as stored afterwards.
+Run execute(const std::string& conninfo, const std::string& run_id,
+            const std::string& plugin_dir = fixture_dir);
+
+}  // namespace taskhost::test
