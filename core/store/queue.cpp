@@ -75,7 +75,8 @@ std::vector<Submitted> insert_runs(pg::Connection& conn, const std::vector<Submi
       "tr AS (INSERT INTO taskhost.run_transitions (run_id, attempt, from_state, to_state, "
       "    actor, reason) SELECT i.id, 0, NULL, 'queued', i.actor, i.reason "
       "  FROM input i JOIN ins USING (id)) "
-      "SELECT i.id, ins.id IS NOT NULL FROM input i LEFT JOIN ins USING (id) ORDER BY i.ord",
+      "SELECT i.id, ins.id IS NOT NULL, (SELECT pg_notify($14, '')) "
+      "FROM input i LEFT JOIN ins USING (id) ORDER BY i.ord",
       {array_of(reqs, [](const SubmitRequest& q) { return std::to_string(q.schema->id); }),
        array_of(reqs, [](const SubmitRequest& q) { return q.schema->schema.name; }),
        array_of(reqs, [](const SubmitRequest& q) { return q.params.dump(); }),
@@ -98,7 +99,7 @@ std::vector<Submitted> insert_runs(pg::Connection& conn, const std::vector<Submi
                 }),
        array_of(reqs, [](const SubmitRequest& q) { return q.idempotency_key; }),
        array_of(reqs, [](const SubmitRequest& q) { return q.parent_run_id; }),
-       array_of(reqs, [](const SubmitRequest& q) { return q.reason; })});
+       array_of(reqs, [](const SubmitRequest& q) { return q.reason; }), runs_channel});
   std::vector<Submitted> out;
   for (int i = 0; i < r.rows(); ++i) {
     const auto& q = reqs[static_cast<size_t>(i)];
@@ -107,7 +108,6 @@ std::vector<Submitted> insert_runs(pg::Connection& conn, const std::vector<Submi
     else  // a concurrent or earlier submit with this key: a fresh snapshot sees it
       out.push_back(lookup_by_key(conn, q.schema->schema.name, *q.idempotency_key));
   }
-  conn.exec("SELECT pg_notify($1, '')", {runs_channel});
   return out;
 }
 
@@ -159,10 +159,9 @@ void record(pg::Transaction& tx, const std::string& id, RunState from, RunState 
 
 std::vector<Submitted> enqueue(pg::Connection& conn, const std::vector<SubmitRequest>& requests) {
   if (requests.empty()) return {};
-  pg::Transaction tx(conn);
-  auto out = insert_runs(conn, requests);
-  tx.commit();
-  return out;
+  // One statement, so one round trip and one commit: runs, transitions and
+  // the NOTIFY are atomic without an explicit transaction.
+  return insert_runs(conn, requests);
 }
 
 Submitted enqueue(pg::Connection& conn, const SubmitRequest& request) {
@@ -177,18 +176,14 @@ std::vector<ClaimedRun> claim(pg::Connection& conn, const std::string& owner, in
                               std::chrono::milliseconds lease,
                               const std::optional<std::string>& only_run) {
   std::vector<ClaimedRun> out;
+  // Each claim is one statement: one round trip, atomic on its own.
   if (only_run) {
-    pg::Transaction tx(conn);
-    read_claimed(tx.exec(claim_sql("AND id = $4"), {owner, 1, lease.count(), *only_run}), out);
-    tx.commit();
+    read_claimed(conn.exec(claim_sql("AND id = $4"), {owner, 1, lease.count(), *only_run}), out);
     return out;
   }
-  // Schemas without a concurrency limit: one statement for the whole batch.
-  {
-    pg::Transaction tx(conn);
-    read_claimed(tx.exec(claim_sql("AND concurrency IS NULL"), {owner, limit, lease.count()}), out);
-    tx.commit();
-  }
+  // Schemas without a concurrency limit: the whole batch at once.
+  read_claimed(conn.exec(claim_sql("AND concurrency IS NULL"), {owner, limit, lease.count()}), out);
+  if (static_cast<int>(out.size()) == limit) return out;
   // Limited schemas: claims of one schema serialise on an advisory lock so
   // that concurrent workers never exceed its limit together.
   auto limited = conn.exec(
@@ -214,8 +209,7 @@ std::vector<ClaimedRun> claim(pg::Connection& conn, const std::string& owner, in
 std::vector<std::string> complete(pg::Connection& conn, const std::string& owner,
                                   const std::vector<Completion>& cs) {
   if (cs.empty()) return {};
-  pg::Transaction tx(conn);
-  auto r = tx.exec(
+  auto r = conn.exec(
       "WITH input AS (SELECT * FROM unnest($1::uuid[], $2::int[], $3::bool[], $4::bool[], "
       "    $5::text[], $6::text[], $7::text[], $8::bool[]) AS i(id, attempt, succeeded, "
       "    retryable, error_code, error, reason, has_chain)),"
@@ -246,7 +240,8 @@ std::vector<std::string> complete(pg::Connection& conn, const std::string& owner
           "    actor, reason) SELECT id, attempt, from_state, to_state, $9, "
           "    CASE WHEN to_state = 'queued' THEN reason || '; retry scheduled' ELSE reason END "
           "  FROM upd) "
-          "SELECT id::text, to_state FROM upd",
+          "SELECT id::text, to_state, (SELECT CASE WHEN count(*) > 0 THEN pg_notify($10, '') "
+          "END FROM upd WHERE to_state = 'queued') FROM upd",
       {array_of(cs, [](const Completion& c) { return c.run_id; }),
        array_of(cs, [](const Completion& c) { return std::to_string(c.attempt); }),
        array_of(cs, [](const Completion& c) { return std::string(c.succeeded ? "t" : "f"); }),
@@ -255,15 +250,9 @@ std::vector<std::string> complete(pg::Connection& conn, const std::string& owner
        array_of(cs, [](const Completion& c) { return c.error; }),
        array_of(cs, [](const Completion& c) { return c.reason; }),
        array_of(cs, [](const Completion& c) { return std::string(c.has_chain ? "t" : "f"); }),
-       owner});
-  bool requeued = false;
+       owner, runs_channel});
   std::map<std::string, bool> done;
-  for (int i = 0; i < r.rows(); ++i) {
-    done[r.text(i, 0)] = true;
-    requeued = requeued || r.text(i, 1) == "queued";
-  }
-  if (requeued) tx.exec("SELECT pg_notify($1, '')", {runs_channel});
-  tx.commit();
+  for (int i = 0; i < r.rows(); ++i) done[r.text(i, 0)] = true;
   std::vector<std::string> fenced;
   for (const auto& c : cs)
     if (!done.count(c.run_id)) fenced.push_back(c.run_id);
