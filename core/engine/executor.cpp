@@ -50,9 +50,9 @@ Json parse_json(std::string_view text, const char* what) {
 // The host side of one attempt: every plugin call lands here.
 class RunHost : public HostServices {
  public:
-  RunHost(pg::Connection& conn, const ClaimedRun& run, const std::atomic<bool>& stop,
+  RunHost(pg::Pool& pool, const ClaimedRun& run, const std::atomic<bool>& stop,
           const ProgressObserver& observer)
-      : writer_(conn, run.id, run.attempt),
+      : pool_(pool),
         run_(run),
         stop_(stop),
         deadline_(Clock::now() + run.timeout),
@@ -72,14 +72,14 @@ class RunHost : public HostServices {
     auto now = Clock::now();
     if (done != total && now - last_progress_ < std::chrono::milliseconds(250)) return;
     last_progress_ = now;
-    writer_.progress(done, total);
+    writer()->progress(done, total);
     if (observer_) observer_(done, total);
   }
 
-  std::string checkpoint_get() override { return writer_.checkpoint().dump(); }
+  std::string checkpoint_get() override { return writer()->checkpoint().dump(); }
 
   void checkpoint_set(std::string_view json) override {
-    writer_.checkpoint(parse_json(json, "checkpoint").dump());
+    writer()->checkpoint(parse_json(json, "checkpoint").dump());
   }
 
   void emit(std::string_view event, std::string_view json) override {
@@ -88,7 +88,7 @@ class RunHost : public HostServices {
     if (!std::regex_match(name, event_re) || name.rfind("run.", 0) == 0)
       throw Error(ErrorKind::invalid,
                   "event name '" + name + "' must look like item.failed and not start with run.");
-    writer_.emit(name, parse_json(json, "event payload").dump());
+    writer()->emit(name, parse_json(json, "event payload").dump());
   }
 
   bool should_stop() override {
@@ -98,7 +98,7 @@ class RunHost : public HostServices {
     auto now = Clock::now();
     if (now - last_state_check_ >= std::chrono::seconds(1)) {
       last_state_check_ = now;
-      auto s = writer_.state();
+      auto s = writer()->state();
       stop_requested_ = s != RunState::running;
     }
     return stop_requested_;
@@ -117,19 +117,32 @@ class RunHost : public HostServices {
   void set_output(std::string_view json) override {
     Json j = parse_json(json, "output");
     if (!j.is_object()) throw Error(ErrorKind::invalid, "output must be a JSON object");
-    writer_.output(j.dump());
+    writer()->output(j.dump());
   }
 
   void attach_file(std::string_view name, std::string_view content_type,
                    std::string content) override {
-    writer_.attach_file(std::string(name), std::string(content_type), content);
+    writer()->attach_file(std::string(name), std::string(content_type), content);
   }
 
   bool timed_out() const { return Clock::now() >= deadline_; }
   void set_version(std::string v) { version_ = std::move(v); }
 
  private:
-  RunWriter writer_;
+  // A writer on a pooled connection, for one call: a plugin holds no
+  // connection between its calls.
+  struct PooledWriter {
+    pg::Pool::Lease conn;
+    RunWriter writer;
+    RunWriter* operator->() { return &writer; }
+  };
+  PooledWriter writer() {
+    auto conn = pool_.acquire();
+    RunWriter w(*conn, run_.id, run_.attempt);
+    return {std::move(conn), w};
+  }
+
+  pg::Pool& pool_;
   const ClaimedRun& run_;
   const std::atomic<bool>& stop_;
   Clock::time_point deadline_;
@@ -142,12 +155,12 @@ class RunHost : public HostServices {
 
 }  // namespace
 
-std::shared_ptr<const InstalledSchema> Executor::schema(pg::Connection& conn, int64_t id) {
+std::shared_ptr<const InstalledSchema> Executor::schema(pg::Pool& pool, int64_t id) {
   {
     std::lock_guard lock(mutex_);
     if (auto it = schemas_.find(id); it != schemas_.end()) return it->second;
   }
-  auto s = std::make_shared<const InstalledSchema>(schema_by_id(conn, id));
+  auto s = std::make_shared<const InstalledSchema>(schema_by_id(*pool.acquire(), id));
   std::lock_guard lock(mutex_);
   return schemas_.emplace(id, s).first->second;
 }
@@ -169,15 +182,15 @@ std::shared_ptr<const LoadedPlugin> Executor::plugin(const TaskSchema& schema) {
   return loaded;
 }
 
-Completion Executor::execute(pg::Connection& conn, const ClaimedRun& run,
-                             const std::atomic<bool>& stop, const ProgressObserver& observer) {
+Completion Executor::execute(pg::Pool& pool, const ClaimedRun& run, const std::atomic<bool>& stop,
+                             const ProgressObserver& observer) {
   Completion c;
   c.run_id = run.id;
   c.attempt = run.attempt;
   std::shared_ptr<const InstalledSchema> schema;
   std::shared_ptr<const LoadedPlugin> plugin;
   try {
-    schema = this->schema(conn, run.schema_id);
+    schema = this->schema(pool, run.schema_id);
     c.has_chain = !schema->schema.on_success.empty() || !schema->schema.on_failure.empty();
     plugin = this->plugin(schema->schema);
   } catch (const Error& e) {
@@ -189,7 +202,7 @@ Completion Executor::execute(pg::Connection& conn, const ClaimedRun& run,
     return c;
   }
 
-  RunHost host(conn, run, stop, observer);
+  RunHost host(pool, run, stop, observer);
   host.set_version(schema->schema.version.str());
   th_host_api api = make_host_api();
   std::string message;

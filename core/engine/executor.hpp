@@ -18,7 +18,7 @@ namespace taskhost {
 using ProgressObserver = std::function<void(uint64_t done, uint64_t total)>;
 
 // Runs claimed attempts of plugins in this process. Thread-safe: executor
-// threads share one Executor and bring their own connections. Schemas are
+// threads share one Executor and one connection pool. Schemas are
 // cached by id (a version never changes); plugins are cached by path and
 // re-verified against the pinned digest whenever the file changes.
 class Executor {
@@ -29,11 +29,11 @@ class Executor {
   // Executes one attempt. stop turns true when the worker learns of a
   // cancel/pause request or lost the lease; the plugin sees it through
   // should_stop(). A plugin failure is an outcome, not an exception.
-  Completion execute(pg::Connection& conn, const ClaimedRun& run, const std::atomic<bool>& stop,
+  Completion execute(pg::Pool& pool, const ClaimedRun& run, const std::atomic<bool>& stop,
                      const ProgressObserver& observer = {});
 
   // The schema with this id, parsed once.
-  std::shared_ptr<const InstalledSchema> schema(pg::Connection& conn, int64_t id);
+  std::shared_ptr<const InstalledSchema> schema(pg::Pool& pool, int64_t id);
 
  private:
   std::shared_ptr<const LoadedPlugin> plugin(const TaskSchema& schema);

@@ -140,7 +140,7 @@ int fire_schedules(pg::Connection& conn, const std::string& actor) {
   return fired;
 }
 
-int fire_chains(pg::Connection& conn, Executor& executor, const std::string& actor) {
+int fire_chains(pg::Connection& conn, const std::string& actor) {
   auto pending = conn.exec(
       "SELECT id FROM taskhost.runs WHERE NOT chain_fired AND state IN ('succeeded', 'failed') "
       "ORDER BY finished_at LIMIT 100");
@@ -153,9 +153,9 @@ int fire_chains(pg::Connection& conn, Executor& executor, const std::string& act
         "RETURNING state, schema_id, coalesce(output, '{}')::text, params::text, attempt",
         {id});
     if (parent.rows() == 0) continue;  // another worker fired it
-    auto schema = executor.schema(conn, parent.integer(0, 1));
+    auto schema = schema_by_id(conn, parent.integer(0, 1));
     const auto& steps =
-        parent.text(0, 0) == "succeeded" ? schema->schema.on_success : schema->schema.on_failure;
+        parent.text(0, 0) == "succeeded" ? schema.schema.on_success : schema.schema.on_failure;
     const Json ctx = {{"output", Json::parse(parent.text(0, 2))},
                       {"params", Json::parse(parent.text(0, 3))},
                       {"run", {{"id", id}}}};

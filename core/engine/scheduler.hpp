@@ -2,7 +2,6 @@
 
 #include <string>
 
-#include "engine/executor.hpp"
 #include "store/pg.hpp"
 
 namespace taskhost {
@@ -21,6 +20,6 @@ int fire_schedules(pg::Connection& conn, const std::string& actor);
 // chains have not fired, each in one transaction with flipping its flag, so a
 // chain fires once. Params are templated from the parent: "{{ output.key }}",
 // "{{ params.name }}", "{{ run.id }}". Returns runs started.
-int fire_chains(pg::Connection& conn, Executor& executor, const std::string& actor);
+int fire_chains(pg::Connection& conn, const std::string& actor);
 
 }  // namespace taskhost

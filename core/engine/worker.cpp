@@ -30,6 +30,8 @@ struct Worker::State {
   explicit State(WorkerOptions o)
       : options(std::move(o)),
         executor(options.plugin_dir, options.dev_mode),
+        // Plugins hold a connection only for the length of one host call.
+        pool(options.conninfo, std::min(options.concurrency, 8)),
         wake_fd(::eventfd(0, EFD_CLOEXEC | EFD_NONBLOCK)) {
     if (wake_fd < 0) throw Error(ErrorKind::environment, "eventfd failed");
   }
@@ -40,10 +42,9 @@ struct Worker::State {
     [[maybe_unused]] auto n = ::write(wake_fd, &one, sizeof one);
   }
 
-  // Executor threads: take a job, run it on the thread's own connection,
-  // hand back the completion and wake the main loop.
+  // Executor threads: take a job, run it, hand back the completion and wake
+  // the main loop.
   void executor_thread() {
-    std::optional<pg::Connection> conn;
     for (;;) {
       Job job;
       {
@@ -57,15 +58,13 @@ struct Worker::State {
       c.run_id = job.run.id;
       c.attempt = job.run.attempt;
       try {
-        if (!conn || !conn->ok()) conn.emplace(options.conninfo);
-        c = executor.execute(*conn, job.run, *job.stop,
+        c = executor.execute(pool, job.run, *job.stop,
                              options.only_run ? options.observer : ProgressObserver());
       } catch (const std::exception& e) {
         c.retryable = true;
         c.error_code = "host";
         c.error = e.what();
         c.reason = "host error";
-        conn.reset();
       }
       {
         std::lock_guard lock(mutex);
@@ -77,6 +76,7 @@ struct Worker::State {
 
   WorkerOptions options;
   Executor executor;
+  pg::Pool pool;
   int wake_fd;
   std::atomic<bool> stopping{false};
 
@@ -120,6 +120,10 @@ void Worker::run() {
   auto next_claim = now, next_heartbeat = now + o.lease / 3, next_rescue = now, next_chains = now,
        next_schedules = now;
   bool notified = true, claim_was_full = false;
+  // Coalescing: a round trip per run would cap throughput, so completions
+  // and claims wait up to o.coalesce to gather a batch of this size.
+  const int batch = std::max(1, o.concurrency / 2);
+  auto first_unrecorded = now, last_claim = now - o.coalesce;
 
   try {
     for (;;) {
@@ -143,12 +147,18 @@ void Worker::run() {
       }
       try {
         // 1. Record what finished, in one batch.
+        now = Clock::now();
+        if (s.unrecorded.empty()) first_unrecorded = now;
         {
           std::lock_guard lock(s.mutex);
           for (auto& c : s.done) s.unrecorded.push_back(std::move(c));
           s.done.clear();
         }
-        if (!s.unrecorded.empty()) {
+        // A batch is recorded when it is big enough, when nothing else is
+        // running, or when its oldest completion has waited `coalesce`.
+        if (!s.unrecorded.empty() && (static_cast<int>(s.unrecorded.size()) >= batch ||
+                                      s.unrecorded.size() == s.inflight.size() || s.stopping ||
+                                      now >= first_unrecorded + o.coalesce)) {
           auto fenced = complete(*conn, o.id, s.unrecorded);
           for (const auto& id : fenced)
             spdlog::warn("{}: run {} was no longer ours; its outcome was discarded", o.id, id);
@@ -157,9 +167,11 @@ void Worker::run() {
               spdlog::log(c.succeeded ? spdlog::level::info : spdlog::level::warn,
                           "run {} attempt {}: {}{}", c.run_id, c.attempt, c.reason,
                           c.error ? ": " + *c.error : std::string());
-          for (const auto& c : s.unrecorded) s.inflight.erase(c.run_id);
+          for (const auto& c : s.unrecorded) {
+            s.inflight.erase(c.run_id);
+            if (c.has_chain) next_chains = now;  // fire its chain without waiting
+          }
           s.unrecorded.clear();
-          next_chains = Clock::now();  // a finished run may have a chain to fire
         }
         if (o.only_run && s.only_run_claimed && s.inflight.empty()) break;
         if (s.stopping && s.inflight.empty()) break;
@@ -167,9 +179,12 @@ void Worker::run() {
         // 2. Claim while there is room.
         now = Clock::now();
         int room = o.concurrency - static_cast<int>(s.inflight.size());
-        bool want = notified || claim_was_full || now >= next_claim;
-        if (!s.stopping && room > 0 && want && !(o.only_run && s.only_run_claimed)) {
-          notified = false;
+        bool want = (notified || claim_was_full || now >= next_claim) &&
+                    !(o.only_run && s.only_run_claimed) && !s.stopping && room > 0;
+        bool ready = room >= batch || s.inflight.empty() || now >= last_claim + o.coalesce;
+        if (want && ready) {
+          notified = want = false;
+          last_claim = now;
           auto claimed = claim(*conn, o.id, room, o.lease, o.only_run);
           if (o.only_run) {
             if (claimed.empty())
@@ -217,21 +232,19 @@ void Worker::run() {
           }
           if (o.scheduler && now >= next_chains) {
             next_chains = now + o.poll;
-            fire_chains(*conn, s.executor, o.id);
+            fire_chains(*conn, o.id);
           }
         }
 
         // 5. Sleep until a notification, a completion or the next deadline.
-        bool has_done;
+        // (A completion that arrived since step 1 has left wake_fd readable.)
         {
-          std::lock_guard lock(s.mutex);
-          has_done = !s.done.empty();
-        }
-        if (!has_done && !claim_was_full) {
           auto next =
               std::min({next_heartbeat, next_claim, next_rescue, next_schedules, next_chains});
           if (o.only_run) next = std::min(next_heartbeat, Clock::now() + o.poll);
-          auto wait = std::chrono::duration_cast<std::chrono::milliseconds>(next - Clock::now());
+          if (!s.unrecorded.empty()) next = std::min(next, first_unrecorded + o.coalesce);
+          if (want) next = std::min(next, last_claim + o.coalesce);
+          auto wait = std::chrono::ceil<std::chrono::milliseconds>(next - Clock::now());
           pollfd fds[2] = {{PQsocket(conn->raw()), POLLIN, 0}, {s.wake_fd, POLLIN, 0}};
           ::poll(fds, 2, static_cast<int>(std::clamp<int64_t>(wait.count(), 0, 1000)));
           uint64_t drained;

@@ -20,9 +20,10 @@ struct WorkerOptions {
   std::chrono::milliseconds grace{30'000};  // for ignored stop requests and timeouts
   std::chrono::milliseconds poll{1'000};    // claim without a NOTIFY this often
   std::chrono::milliseconds rescue_every{5'000};
-  bool scheduler = true;                // fire cron schedules and chains
-  std::optional<std::string> only_run;  // execute this one run, then return
-  ProgressObserver observer;            // progress of only_run
+  std::chrono::milliseconds coalesce{2};  // longest wait to gather a batch
+  bool scheduler = true;                  // fire cron schedules and chains
+  std::optional<std::string> only_run;    // execute this one run, then return
+  ProgressObserver observer;              // progress of only_run
 };
 
 // A worker process's engine: claims runs from the queue in batches, runs them

@@ -75,4 +75,34 @@ void Transaction::commit() {
   done_ = true;
 }
 
+Pool::Lease Pool::acquire() {
+  std::unique_lock lock(mutex_);
+  freed_.wait(lock, [&] { return !idle_.empty() || open_ < size_; });
+  if (!idle_.empty()) {
+    auto conn = std::move(idle_.back());
+    idle_.pop_back();
+    return Lease(*this, std::move(conn));
+  }
+  ++open_;
+  lock.unlock();
+  try {
+    return Lease(*this, std::make_unique<Connection>(conninfo_));
+  } catch (...) {
+    lock.lock();
+    --open_;
+    freed_.notify_one();
+    throw;
+  }
+}
+
+void Pool::release(std::unique_ptr<Connection> conn) {
+  std::lock_guard lock(mutex_);
+  // A bad connection, or one left inside a failed transaction, is not reused.
+  if (conn->ok() && PQtransactionStatus(conn->raw()) == PQTRANS_IDLE)
+    idle_.push_back(std::move(conn));
+  else
+    --open_;
+  freed_.notify_one();
+}
+
 }  // namespace taskhost::pg

@@ -2,9 +2,11 @@
 
 #include <libpq-fe.h>
 
+#include <condition_variable>
 #include <cstdint>
 #include <initializer_list>
 #include <memory>
+#include <mutex>
 #include <optional>
 #include <string>
 #include <vector>
@@ -99,6 +101,44 @@ class Transaction {
  private:
   Connection& conn_;
   bool done_ = false;
+};
+
+// At most `size` connections shared by threads, opened on first need. A
+// connection that went bad is dropped when handed back, so the next
+// acquire() reconnects.
+class Pool {
+ public:
+  Pool(std::string conninfo, int size) : conninfo_(std::move(conninfo)), size_(size) {}
+  Pool(const Pool&) = delete;
+  Pool& operator=(const Pool&) = delete;
+
+  class Lease {
+   public:
+    Lease(Pool& pool, std::unique_ptr<Connection> conn) : pool_(pool), conn_(std::move(conn)) {}
+    Lease(Lease&&) = default;
+    ~Lease() {
+      if (conn_) pool_.release(std::move(conn_));
+    }
+    Connection& operator*() { return *conn_; }
+    Connection* operator->() { return conn_.get(); }
+
+   private:
+    Pool& pool_;
+    std::unique_ptr<Connection> conn_;
+  };
+
+  // Waits for a free connection; throws Error(environment) if connecting fails.
+  Lease acquire();
+
+ private:
+  void release(std::unique_ptr<Connection> conn);
+
+  std::string conninfo_;
+  int size_;
+  std::mutex mutex_;
+  std::condition_variable freed_;
+  std::vector<std::unique_ptr<Connection>> idle_;
+  int open_ = 0;
 };
 
 }  // namespace taskhost::pg
