@@ -200,6 +200,61 @@ TEST_F(Cli, JsonLogsAreOneObjectPerLine) {
   EXPECT_NE(r.err.find("greeted \\\"quoted\\\"\\n 3 times"), std::string::npos) << r.err;
 }
 
+TEST_F(Cli, ControlsARunThroughItsStates) {
+  auto schema = write("probe.yaml",
+                      "name: probe\nversion: 1.0.0\nplugin: { path: probe.so, sha256: any }\n"
+                      "params:\n  mode: { type: string }\n  items: { type: integer }\n"
+                      "  delay_ms: { type: integer }\n");
+  auto cli = [&](std::vector<std::string> args) {
+    args.insert(args.begin(), "--dev");
+    return run(args, FIXTURE_PLUGIN_DIR);
+  };
+  ASSERT_EQ(cli({"schema", "install", schema.string()}).exit_code, 0);
+  const std::vector<std::string> slow = {
+      "run",     "probe", "-p",         "mode=slow",         "-p",
+      "items=3", "-p",    "delay_ms=1", "--idempotency-key", "k1"};
+
+  // Nothing executes it (no worker), so it stays queued for the controls.
+  auto r = cli(slow);
+  ASSERT_EQ(r.exit_code, 0) << r.err;
+  const std::string id = r.out.substr(4, 36);
+  EXPECT_EQ(r.out, "run " + id + " queued\n");
+  EXPECT_EQ(cli(slow).out, "run " + id + " exists (idempotency key)\n");
+
+  EXPECT_EQ(cli({"runs", "pause", id}).out, "run " + id + " paused\n");
+  r = cli({"runs", "pause", id});
+  EXPECT_EQ(r.exit_code, 4);
+  EXPECT_NE(r.err.find("cannot pause run " + id + ": it is paused"), std::string::npos) << r.err;
+  EXPECT_EQ(cli({"runs", "resume", id}).out, "run " + id + " queued\n");
+  EXPECT_EQ(cli({"runs", "cancel", id, "--reason", "wrong batch"}).out,
+            "run " + id + " cancelled\n");
+  EXPECT_EQ(cli({"runs", "retry", id}).out, "run " + id + " queued\n");
+
+  // A worker for exactly this run, then its output and file.
+  r = cli({"run", "probe", "-p", "mode=slow", "-p", "items=3", "-p", "delay_ms=1", "--inline",
+           "--wait", "--json"});
+  ASSERT_EQ(r.exit_code, 0) << r.err;
+  const std::string done = Json::parse(r.out)["id"];
+  r = cli({"runs", "output", done, "--json"});
+  ASSERT_EQ(r.exit_code, 0) << r.err;
+  Json out = Json::parse(r.out);
+  EXPECT_EQ(out["output"]["items"], 3);
+  ASSERT_EQ(out["files"].size(), 1u);
+  EXPECT_EQ(out["files"][0]["name"], "result.csv");
+  EXPECT_EQ(out["files"][0]["size"], 27);
+  EXPECT_EQ(cli({"runs", "output", done, "--file", "result.csv"}).out,
+            "item,status\n1,ok\n2,ok\n3,ok\n");
+  auto saved = tmp / "saved.csv";
+  EXPECT_EQ(cli({"runs", "output", done, "--file", "result.csv", "-o", saved.string()}).exit_code,
+            0);
+  EXPECT_EQ(slurp(saved), "item,status\n1,ok\n2,ok\n3,ok\n");
+  EXPECT_EQ(cli({"runs", "output", done, "--file", "nope.csv"}).exit_code, 3);
+
+  r = cli({"runs", "show", id});
+  EXPECT_NE(r.out.find("wrong batch"), std::string::npos) << "the reason is on the record";
+  EXPECT_NE(r.out.find("paused -> queued"), std::string::npos) << r.out;
+}
+
 TEST_F(Cli, AnUnmigratedSharedDatabaseIsRefused) {
   pg::Connection(db.conninfo()).exec("DROP SCHEMA taskhost CASCADE");
   auto r = run({"schema", "list"});
