@@ -25,6 +25,7 @@
 #include "plugin/loader.hpp"
 #include "schema/duration.hpp"
 #include "schema/params.hpp"
+#include "store/audit.hpp"
 #include "store/cluster.hpp"
 #include "store/migrate.hpp"
 #include "store/queue.hpp"
@@ -526,6 +527,53 @@ int runs_show(Session& s, const po::variables_map& vm) {
 
 // ---- plugin, db, migrate ---------------------------------------------------
 
+AuditFilter audit_filter(Session& s, const po::variables_map& vm) {
+  AuditFilter f;
+  auto opt = [&](const char* name) {
+    return vm.count(name) ? std::optional<std::string>(vm[name].as<std::string>()) : std::nullopt;
+  };
+  if (vm.count("run")) f.run_id = get_run(s.db(), vm["run"].as<std::string>()).id;
+  f.actor = opt("actor");
+  f.action = opt("action");
+  f.since = opt("since");
+  f.until = opt("until");
+  if (vm.count("limit")) f.limit = vm["limit"].as<int>();
+  return f;
+}
+
+int audit_list(Session& s, const po::variables_map& vm) {
+  auto entries = list_audit(s.db(), audit_filter(s, vm));
+  if (vm.count("json")) {
+    Json out = Json::array();
+    for (const auto& e : entries) out.push_back(audit_json(e));
+    print_json(out);
+    return exit_ok;
+  }
+  std::cout << pad("SEQ", 8) << pad("AT", 29) << pad("ACTOR", 24) << pad("ACTION", 22)
+            << "SUBJECT\n";
+  for (const auto& e : entries)
+    std::cout << pad(std::to_string(e.seq), 8) << pad(e.at, 29) << pad(e.actor, 24)
+              << pad(e.action, 22) << (e.run_id ? "run " + *e.run_id : e.subject.value_or(""))
+              << "\n";
+  return exit_ok;
+}
+
+int audit_export(Session& s, const po::variables_map& vm) {
+  each_audit(s.db(), audit_filter(s, vm),
+             [](const AuditEntry& e) { std::cout << audit_json(e).dump() << "\n"; });
+  return exit_ok;
+}
+
+int audit_verify(Session& s, const po::variables_map&) {
+  auto v = verify_audit(s.db());
+  if (v.ok()) {
+    std::cout << "audit log intact: " << v.entries << " entries\n";
+    return exit_ok;
+  }
+  std::cout << "audit log broken at entry " << *v.broken_seq << ": " << v.why << "\n";
+  return exit_run_failed;
+}
+
 int plugin_inspect(Session&, const po::variables_map& vm) {
   auto p = inspect_plugin(vm["file"].as<std::string>());
   const auto& i = p.info();
@@ -593,6 +641,14 @@ int db_url(Session& s, const po::variables_map&) {
 // ---- command table ---------------------------------------------------------
 
 void json_flag(po::options_description& d) { d.add_options()("json", "machine-readable output"); }
+void audit_filters(po::options_description& d) {
+  d.add_options()("run", po::value<std::string>(), "only entries about this run")(
+      "actor", po::value<std::string>(), "only entries by this actor")(
+      "action", po::value<std::string>(), "only this action, or a prefix ending in '.' (run.)")(
+      "since", po::value<std::string>(), "only entries at or after this time")(
+      "until", po::value<std::string>(), "only entries before this time");
+}
+
 void reason_option(po::options_description& d) {
   d.add_options()("reason", po::value<std::string>()->default_value("operator request"),
                   "why, for the run's record");
@@ -726,6 +782,28 @@ const std::vector<Command>& commands() {
        },
        {{"id", 1}},
        runs_show},
+      {"audit list",
+       "",
+       "list audit log entries, oldest first",
+       [](po::options_description& d) {
+         audit_filters(d);
+         d.add_options()("limit", po::value<int>()->default_value(100), "at most this many");
+         json_flag(d);
+       },
+       {},
+       audit_list},
+      {"audit export",
+       "",
+       "print audit log entries as JSON lines, oldest first",
+       audit_filters,
+       {},
+       audit_export},
+      {"audit verify",
+       "",
+       "check the audit log's hash chain; exit 1 naming the first broken entry",
+       [](po::options_description&) {},
+       {},
+       audit_verify},
       {"plugin inspect",
        "FILE.so",
        "print a plugin's name, version, ABI and SHA-256",

@@ -2,6 +2,8 @@
 
 #include <algorithm>
 
+#include "store/audit.hpp"
+
 namespace taskhost {
 namespace {
 
@@ -50,6 +52,7 @@ InstallOutcome install_schema(pg::Connection& conn, const TaskSchema& s, const s
         "UPDATE taskhost.task_schemas SET removed_at = NULL, removed_by = NULL "
         "WHERE name = $1 AND version = $2",
         {s.name, s.version.str()});
+    append_audit(tx.connection(), actor, "schema.restored", std::nullopt, s.ref());
     tx.commit();
     return InstallOutcome::restored;
   }

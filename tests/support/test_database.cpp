@@ -21,6 +21,7 @@ TestDatabase::TestDatabase() {
   pg::Connection(admin_).exec("DROP DATABASE IF EXISTS " + name_ + " WITH (FORCE)");
   pg::Connection(admin_).exec("CREATE DATABASE " + name_);
   conninfo_ = cluster.conninfo(name_);
+  superuser_ = cluster.conninfo(name_, "postgres");
   pg::Connection conn(conninfo_);
   migrate(conn, bundled_migrations());
 }

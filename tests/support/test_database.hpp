@@ -17,9 +17,11 @@ class TestDatabase {
 
   const std::string& conninfo() const { return conninfo_; }
   pg::Connection connect() const { return pg::Connection(conninfo_); }
+  // As the cluster's superuser: for tests that play an attacker.
+  pg::Connection connect_as_superuser() const { return pg::Connection(superuser_); }
 
  private:
-  std::string name_, admin_, conninfo_;
+  std::string name_, admin_, conninfo_, superuser_;
 };
 
 }  // namespace taskhost::test

@@ -2,6 +2,7 @@
 #include <gtest/gtest.h>
 #include <sys/wait.h>
 
+#include <algorithm>
 #include <cstdio>
 #include <filesystem>
 #include <fstream>
@@ -253,6 +254,40 @@ TEST_F(Cli, ControlsARunThroughItsStates) {
   r = cli({"runs", "show", id});
   EXPECT_NE(r.out.find("wrong batch"), std::string::npos) << "the reason is on the record";
   EXPECT_NE(r.out.find("paused -> queued"), std::string::npos) << r.out;
+}
+
+TEST_F(Cli, AuditListExportAndVerify) {
+  run({"schema", "install", BUNDLED_SCHEMA_DIR "/hello.yaml"});
+  auto r = run({"run", "hello", "--inline", "--json"});
+  ASSERT_EQ(r.exit_code, 0) << r.err;
+  const std::string id = Json::parse(r.out)["id"];
+
+  r = run({"audit", "list", "--run", id.substr(0, 8), "--json"});
+  ASSERT_EQ(r.exit_code, 0) << r.err;
+  Json entries = Json::parse(r.out);
+  ASSERT_EQ(entries.size(), 3u);
+  EXPECT_EQ(entries[0]["action"], "run.submitted");
+  EXPECT_EQ(entries[0]["actor"].get<std::string>().rfind("cli:", 0), 0u);
+  EXPECT_EQ(entries[2]["action"], "run.succeeded");
+
+  r = run({"audit", "export", "--action", "schema."});
+  ASSERT_EQ(r.exit_code, 0) << r.err;
+  Json line = Json::parse(r.out.substr(0, r.out.find('\n')));
+  EXPECT_EQ(line["action"], "schema.installed");
+  EXPECT_EQ(line["subject"], "hello@1.0.0");
+  EXPECT_EQ(std::count(r.out.begin(), r.out.end(), '\n'), 1);
+
+  r = run({"audit", "verify"});
+  EXPECT_EQ(r.exit_code, 0) << r.err;
+  EXPECT_EQ(r.out, "audit log intact: 4 entries\n");
+  auto super = db.connect_as_superuser();
+  super.exec("SET session_replication_role = replica");
+  super.exec("UPDATE taskhost.audit_log SET actor = 'someone else' WHERE seq = 2");
+  r = run({"audit", "verify"});
+  EXPECT_EQ(r.exit_code, 1);
+  EXPECT_EQ(r.out,
+            "audit log broken at entry 2: entry 2 does not match its hash: its content was "
+            "changed\n");
 }
 
 TEST_F(Cli, AnUnmigratedSharedDatabaseIsRefused) {

@@ -1,0 +1,133 @@
+#include "store/audit.hpp"
+
+#include "common/sha256.hpp"
+
+namespace taskhost {
+namespace {
+
+constexpr int page_size = 5000;
+
+const char* columns =
+    "SELECT seq, to_char(at AT TIME ZONE 'UTC', 'YYYY-MM-DD\"T\"HH24:MI:SS.US\"Z\"'), actor, "
+    "action, run_id::text, subject, detail::text, prev_hash, hash, "
+    "(extract(epoch FROM at) * 1000000)::bigint FROM taskhost.audit_log ";
+
+AuditEntry read_entry(const pg::Result& r, int i) {
+  AuditEntry e;
+  e.seq = r.integer(i, 0);
+  e.at = r.text(i, 1);
+  e.actor = r.text(i, 2);
+  e.action = r.text(i, 3);
+  e.run_id = r.optional(i, 4);
+  e.subject = r.optional(i, 5);
+  e.detail = Json::parse(r.text(i, 6));
+  e.prev_hash = r.text(i, 7);
+  e.hash = r.text(i, 8);
+  return e;
+}
+
+std::string field(const std::optional<std::string>& x) {
+  return x ? std::to_string(x->size()) + ":" + *x + "," : "-,";
+}
+
+// The hash the chain rule gives row i of a `columns` result (detail as the
+// stored jsonb's text, exactly as the database hashed it).
+std::string expected_hash(const pg::Result& r, int i, const std::string& prev_hash) {
+  return sha256_hex("taskhost.audit.v1\n" + r.text(i, 0) + "\n" + prev_hash + "\n" +
+                    field(r.text(i, 9)) + field(r.text(i, 2)) + field(r.text(i, 3)) +
+                    field(r.optional(i, 4)) + field(r.optional(i, 5)) + field(r.text(i, 6)));
+}
+
+pg::Result query_page(pg::Connection& conn, const AuditFilter& f, int limit) {
+  return conn.exec(std::string(columns) +
+                       "WHERE seq > $1 AND ($2::uuid IS NULL OR run_id = $2) "
+                       "AND ($3::text IS NULL OR actor = $3) "
+                       "AND ($4::text IS NULL OR action = $4 OR (right($4, 1) = '.' AND "
+                       "  starts_with(action, $4))) "
+                       "AND ($5::timestamptz IS NULL OR at >= $5) "
+                       "AND ($6::timestamptz IS NULL OR at < $6) "
+                       "ORDER BY seq LIMIT $7",
+                   {f.after_seq, f.run_id, f.actor, f.action, f.since, f.until, limit});
+}
+
+}  // namespace
+
+void append_audit(pg::Connection& conn, const std::string& actor, const std::string& action,
+                  const std::optional<std::string>& run_id,
+                  const std::optional<std::string>& subject, const Json& detail) {
+  conn.exec(
+      "SELECT taskhost.audit_append(ARRAY[ROW($1, $2, $3::uuid, $4, $5::jsonb)"
+      "::taskhost.audit_entry])",
+      {actor, action, run_id, subject, detail.dump()});
+}
+
+std::vector<AuditEntry> list_audit(pg::Connection& conn, const AuditFilter& filter) {
+  std::vector<AuditEntry> out;
+  each_audit(conn, filter, [&](const AuditEntry& e) { out.push_back(e); });
+  return out;
+}
+
+void each_audit(pg::Connection& conn, AuditFilter filter,
+                const std::function<void(const AuditEntry&)>& each) {
+  int64_t left = filter.limit ? *filter.limit : INT64_MAX;
+  while (left > 0) {
+    auto r = query_page(conn, filter, static_cast<int>(std::min<int64_t>(left, page_size)));
+    for (int i = 0; i < r.rows(); ++i) each(read_entry(r, i));
+    if (r.rows() == 0) break;
+    left -= r.rows();
+    filter.after_seq = r.integer(r.rows() - 1, 0);
+  }
+}
+
+AuditVerdict verify_audit(pg::Connection& conn) {
+  AuditVerdict v;
+  std::string prev(64, '0');
+  int64_t seq = 0;
+  auto broken = [&](int64_t at, std::string why) {
+    v.broken_seq = at;
+    v.why = std::move(why);
+    return v;
+  };
+  for (;;) {
+    auto r =
+        conn.exec(std::string(columns) + "WHERE seq > $1 ORDER BY seq LIMIT $2", {seq, page_size});
+    for (int i = 0; i < r.rows(); ++i) {
+      const int64_t s = r.integer(i, 0);
+      if (s != seq + 1)
+        return broken(seq + 1, "entry " + std::to_string(seq + 1) +
+                                   " is missing (the next entry is " + std::to_string(s) + ")");
+      if (r.text(i, 7) != prev)
+        return broken(s, "entry " + std::to_string(s) + " does not follow entry " +
+                             std::to_string(seq) +
+                             " (its prev_hash is not that entry's hash): entries were "
+                             "reordered, inserted or removed");
+      if (!constant_time_equal(expected_hash(r, i, prev), r.text(i, 8)))
+        return broken(
+            s, "entry " + std::to_string(s) + " does not match its hash: its content was changed");
+      prev = r.text(i, 8);
+      seq = s;
+      ++v.entries;
+    }
+    if (r.rows() < page_size) break;
+  }
+  auto head = conn.exec("SELECT seq, hash FROM taskhost.audit_head");
+  if (head.integer(0, 0) != seq || head.text(0, 1) != prev)
+    return broken(seq + 1, "the chain head is at entry " + head.text(0, 0) +
+                               " but the log ends at entry " + std::to_string(seq) +
+                               ": entries after it were removed or the head was altered");
+  return v;
+}
+
+Json audit_json(const AuditEntry& e) {
+  return {{"seq", e.seq},
+          {"at", e.at},
+          {"actor", e.actor},
+          {"action", e.action},
+          {"run_id", e.run_id ? Json(*e.run_id) : Json()},
+          {"subject", e.subject ? Json(*e.subject) : Json()},
+          {"detail", e.detail},
+          {"prev_hash", e.prev_hash},
+          {"hash", e.hash}};
+}
+
+}  // namespace taskhost

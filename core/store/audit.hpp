@@ -1,0 +1,59 @@
+#pragma once
+
+#include <cstdint>
+#include <functional>
+#include <optional>
+#include <string>
+#include <vector>
+
+#include "schema/schema.hpp"  // Json
+#include "store/pg.hpp"
+
+namespace taskhost {
+
+// One entry of the audit log (migrations/0003_audit.sql has the chain rule).
+struct AuditEntry {
+  int64_t seq = 0;
+  std::string at;  // ISO 8601, UTC
+  std::string actor, action;
+  std::optional<std::string> run_id, subject;
+  Json detail = Json::object();
+  std::string prev_hash, hash;
+};
+
+// Appends one entry in the caller's transaction (or its own, in autocommit).
+// Run transitions and schema install/removal are appended by the database
+// itself; this is for everything else (service calls, keys).
+void append_audit(pg::Connection& conn, const std::string& actor, const std::string& action,
+                  const std::optional<std::string>& run_id,
+                  const std::optional<std::string>& subject, const Json& detail = Json::object());
+
+struct AuditFilter {
+  std::optional<std::string> run_id, actor, action;  // action: exact, or a prefix ending in '.'
+  std::optional<std::string> since, until;           // timestamps PostgreSQL understands
+  int64_t after_seq = 0;                             // keyset paging
+  std::optional<int> limit;
+};
+
+// Entries in chain order.
+std::vector<AuditEntry> list_audit(pg::Connection& conn, const AuditFilter& filter);
+
+// Calls each(entry) for every matching entry in chain order, a page at a time.
+void each_audit(pg::Connection& conn, AuditFilter filter,
+                const std::function<void(const AuditEntry&)>& each);
+
+struct AuditVerdict {
+  int64_t entries = 0;                // entries checked
+  std::optional<int64_t> broken_seq;  // the first entry that fails, if any
+  std::string why;
+  bool ok() const { return !broken_seq; }
+};
+
+// Walks the whole chain: contiguous seq from 1, each prev_hash the previous
+// entry's hash, each hash recomputed from the entry, the head at the last
+// entry. Stops at the first break.
+AuditVerdict verify_audit(pg::Connection& conn);
+
+Json audit_json(const AuditEntry& e);
+
+}  // namespace taskhost
