@@ -25,7 +25,8 @@ CREATE TABLE taskhost.audit_log (
   hash      text NOT NULL
 );
 CREATE INDEX audit_log_run_idx ON taskhost.audit_log (run_id, seq) WHERE run_id IS NOT NULL;
-CREATE INDEX audit_log_at_idx ON taskhost.audit_log (at);
+-- at grows with seq, so a block-range index serves time ranges at little cost.
+CREATE INDEX audit_log_at_idx ON taskhost.audit_log USING brin (at);
 
 CREATE TABLE taskhost.audit_head (
   one  boolean PRIMARY KEY DEFAULT true CHECK (one),
@@ -37,14 +38,16 @@ INSERT INTO taskhost.audit_head VALUES (true, 0, repeat('0', 64));
 CREATE TYPE taskhost.audit_entry AS (
   actor text, action text, run_id uuid, subject text, detail jsonb);
 
+-- STABLE, not IMMUTABLE: convert_to() is only stable, and a SQL function
+-- declared stricter than its body is not inlined (x40 slower per entry).
 CREATE FUNCTION taskhost.audit_field(x text) RETURNS text
-LANGUAGE sql IMMUTABLE AS $$
+LANGUAGE sql STABLE AS $$
   SELECT CASE WHEN x IS NULL THEN '-,' ELSE octet_length(x) || ':' || x || ',' END
 $$;
 
 CREATE FUNCTION taskhost.audit_hash(seq bigint, prev_hash text, at timestamptz, actor text,
                                     action text, run_id uuid, subject text, detail jsonb)
-RETURNS text LANGUAGE sql IMMUTABLE AS $$
+RETURNS text LANGUAGE sql STABLE AS $$
   SELECT encode(sha256(convert_to(
     'taskhost.audit.v1' || E'\n' || seq || E'\n' || prev_hash || E'\n' ||
     taskhost.audit_field((extract(epoch FROM at) * 1000000)::bigint::text) ||
