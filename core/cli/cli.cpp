@@ -564,14 +564,31 @@ int audit_export(Session& s, const po::variables_map& vm) {
   return exit_ok;
 }
 
-int audit_verify(Session& s, const po::variables_map&) {
+int audit_verify(Session& s, const po::variables_map& vm) {
+  if (vm.count("checkpoints") != vm.count("public-key"))
+    throw Error(ErrorKind::invalid, "--checkpoints and --public-key go together");
   auto v = verify_audit(s.db());
+  if (v.ok() && vm.count("checkpoints")) {
+    auto c = verify_audit_checkpoints(s.db(), vm["public-key"].as<std::string>(),
+                                      vm["checkpoints"].as<std::string>());
+    if (!c.ok())
+      v = c;
+    else
+      std::cout << "signed checkpoints hold: " << c.entries << "\n";
+  }
   if (v.ok()) {
     std::cout << "audit log intact: " << v.entries << " entries\n";
     return exit_ok;
   }
   std::cout << "audit log broken at entry " << *v.broken_seq << ": " << v.why << "\n";
   return exit_run_failed;
+}
+
+int audit_checkpoint(Session& s, const po::variables_map& vm) {
+  const auto key = vm["key"].as<std::string>();
+  int64_t seq = write_audit_checkpoint(s.db(), key, vm["out"].as<std::string>());
+  std::cout << "checkpoint at entry " << seq << " signed with " << key << "\n";
+  return exit_ok;
 }
 
 int plugin_inspect(Session&, const po::variables_map& vm) {
@@ -801,9 +818,23 @@ const std::vector<Command>& commands() {
       {"audit verify",
        "",
        "check the audit log's hash chain; exit 1 naming the first broken entry",
-       [](po::options_description&) {},
+       [](po::options_description& d) {
+         d.add_options()("checkpoints", po::value<std::string>(),
+                         "also check these signed checkpoints (from audit checkpoint)")(
+             "public-key", po::value<std::string>(), "the checkpoints' public key (KEY.pub)");
+       },
        {},
        audit_verify},
+      {"audit checkpoint",
+       "",
+       "append a signed (seq, hash) of the chain head to a file outside the database",
+       [](po::options_description& d) {
+         d.add_options()("key", po::value<std::string>()->required(),
+                         "Ed25519 private key (PEM); created with KEY.pub if missing")(
+             "out", po::value<std::string>()->required(), "the checkpoint file (JSON lines)");
+       },
+       {},
+       audit_checkpoint},
       {"plugin inspect",
        "FILE.so",
        "print a plugin's name, version, ABI and SHA-256",

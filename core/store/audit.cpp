@@ -1,5 +1,8 @@
 #include "store/audit.hpp"
 
+#include <fstream>
+
+#include "common/ed25519.hpp"
 #include "common/sha256.hpp"
 
 namespace taskhost {
@@ -24,6 +27,10 @@ AuditEntry read_entry(const pg::Result& r, int i) {
   e.prev_hash = r.text(i, 7);
   e.hash = r.text(i, 8);
   return e;
+}
+
+std::string checkpoint_message(int64_t seq, const std::string& hash, const std::string& at) {
+  return "taskhost.audit.checkpoint.v1\n" + std::to_string(seq) + "\n" + hash + "\n" + at;
 }
 
 std::string field(const std::optional<std::string>& x) {
@@ -115,6 +122,61 @@ AuditVerdict verify_audit(pg::Connection& conn) {
     return broken(seq + 1, "the chain head is at entry " + head.text(0, 0) +
                                " but the log ends at entry " + std::to_string(seq) +
                                ": entries after it were removed or the head was altered");
+  return v;
+}
+
+int64_t write_audit_checkpoint(pg::Connection& conn, const std::filesystem::path& key,
+                               const std::filesystem::path& out) {
+  if (!std::filesystem::exists(key)) ed25519_generate(key);
+  auto head = conn.exec(
+      "SELECT seq, hash, to_char(now() AT TIME ZONE 'UTC', 'YYYY-MM-DD\"T\"HH24:MI:SS\"Z\"') "
+      "FROM taskhost.audit_head");
+  const int64_t seq = head.integer(0, 0);
+  const std::string hash = head.text(0, 1), at = head.text(0, 2);
+  Json line = {{"seq", seq},
+               {"hash", hash},
+               {"at", at},
+               {"signature", ed25519_sign(key, checkpoint_message(seq, hash, at))}};
+  std::ofstream f(out, std::ios::app);
+  f << line.dump() << "\n";
+  if (!f.flush()) throw Error(ErrorKind::environment, "cannot append to " + out.string());
+  return seq;
+}
+
+AuditVerdict verify_audit_checkpoints(pg::Connection& conn, const std::filesystem::path& public_key,
+                                      const std::filesystem::path& checkpoints) {
+  AuditVerdict v;
+  std::ifstream in(checkpoints);
+  if (!in) throw Error(ErrorKind::environment, "cannot read " + checkpoints.string());
+  int line_no = 0;
+  for (std::string text; std::getline(in, text);) {
+    ++line_no;
+    const std::string where = checkpoints.string() + ":" + std::to_string(line_no);
+    Json c = Json::parse(text, nullptr, false);
+    if (c.is_discarded() || !c.contains("seq") || !c["seq"].is_number_integer() ||
+        !c.contains("hash") || !c["hash"].is_string() || !c.contains("at") ||
+        !c["at"].is_string() || !c.contains("signature") || !c["signature"].is_string())
+      throw Error(ErrorKind::invalid, where + ": not a checkpoint line");
+    const int64_t seq = c["seq"];
+    const std::string hash = c["hash"], at = c["at"];
+    if (!ed25519_verify(public_key, checkpoint_message(seq, hash, at),
+                        c["signature"].get<std::string>())) {
+      v.broken_seq = seq;
+      v.why = where + ": the checkpoint's signature does not verify";
+      return v;
+    }
+    if (seq == 0) continue;  // signed while the log was empty
+    auto r = conn.exec("SELECT hash FROM taskhost.audit_log WHERE seq = $1", {seq});
+    if (r.rows() == 0 || !constant_time_equal(r.text(0, 0), hash)) {
+      v.broken_seq = seq;
+      v.why = "entry " + std::to_string(seq) +
+              (r.rows() == 0 ? " is missing" : " differs from the one") + " signed at " + at +
+              " (" + where + "): the log was " +
+              (r.rows() == 0 ? "truncated" : "rewritten up to it");
+      return v;
+    }
+    ++v.entries;
+  }
   return v;
 }
 

@@ -1,6 +1,7 @@
 #pragma once
 
 #include <cstdint>
+#include <filesystem>
 #include <functional>
 #include <optional>
 #include <string>
@@ -43,7 +44,7 @@ void each_audit(pg::Connection& conn, AuditFilter filter,
                 const std::function<void(const AuditEntry&)>& each);
 
 struct AuditVerdict {
-  int64_t entries = 0;                // entries checked
+  int64_t entries = 0;                // entries (or checkpoints) checked
   std::optional<int64_t> broken_seq;  // the first entry that fails, if any
   std::string why;
   bool ok() const { return !broken_seq; }
@@ -53,6 +54,19 @@ struct AuditVerdict {
 // entry's hash, each hash recomputed from the entry, the head at the last
 // entry. Stops at the first break.
 AuditVerdict verify_audit(pg::Connection& conn);
+
+// Signed checkpoints: an anchor outside the database. A checkpoint is one
+// JSON line {"seq", "hash", "at", "signature"} appended to `out`, the
+// Ed25519 signature (private key `key`, created with key + ".pub" on first
+// use) of the chain head. A superuser can rewrite the log and its head
+// consistently; he cannot rewrite the signed checkpoints. Returns the seq.
+int64_t write_audit_checkpoint(pg::Connection& conn, const std::filesystem::path& key,
+                               const std::filesystem::path& out);
+
+// Each checkpoint's signature must verify with public_key, and the log must
+// still hold its entry with its hash. Reports the first checkpoint that fails.
+AuditVerdict verify_audit_checkpoints(pg::Connection& conn, const std::filesystem::path& public_key,
+                                      const std::filesystem::path& checkpoints);
 
 Json audit_json(const AuditEntry& e);
 

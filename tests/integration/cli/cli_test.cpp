@@ -280,6 +280,14 @@ TEST_F(Cli, AuditListExportAndVerify) {
   r = run({"audit", "verify"});
   EXPECT_EQ(r.exit_code, 0) << r.err;
   EXPECT_EQ(r.out, "audit log intact: 4 entries\n");
+  const std::string key = (tmp / "audit.pem").string(), cps = (tmp / "cp.jsonl").string();
+  r = run({"audit", "checkpoint", "--key", key, "--out", cps});
+  ASSERT_EQ(r.exit_code, 0) << r.err;
+  EXPECT_EQ(r.out, "checkpoint at entry 4 signed with " + key + "\n");
+  r = run({"audit", "verify", "--checkpoints", cps, "--public-key", key + ".pub"});
+  EXPECT_EQ(r.exit_code, 0) << r.err;
+  EXPECT_EQ(r.out, "signed checkpoints hold: 1\naudit log intact: 4 entries\n");
+  EXPECT_EQ(run({"audit", "verify", "--checkpoints", cps}).exit_code, 2);
   auto super = db.connect_as_superuser();
   super.exec("SET session_replication_role = replica");
   super.exec("UPDATE taskhost.audit_log SET actor = 'someone else' WHERE seq = 2");

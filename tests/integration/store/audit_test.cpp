@@ -4,6 +4,10 @@
 
 #include <gtest/gtest.h>
 
+#include <unistd.h>
+
+#include <filesystem>
+#include <fstream>
 #include <thread>
 
 #include "engine/submit.hpp"
@@ -200,6 +204,55 @@ TEST_F(Audit, ARewrittenSuffixIsCaughtUnlessTheHeadIsRewrittenToo) {
       "WHERE seq = 10)");
   EXPECT_TRUE(verify_audit(conn).ok())
       << "a rewrite that includes the head needs an outside anchor";
+}
+
+TEST_F(Audit, SignedCheckpointsCatchARewriteOfLogAndHead) {
+  namespace fs = std::filesystem;
+  const fs::path dir = fs::temp_directory_path() / ("taskhost-audit-" + std::to_string(::getpid()));
+  fs::create_directories(dir);
+  const fs::path key = dir / "audit.pem", pub = dir / "audit.pem.pub", file = dir / "cp.jsonl";
+  fill(5);
+  EXPECT_EQ(write_audit_checkpoint(conn, key, file), 5);
+  EXPECT_EQ(fs::status(key).permissions() & fs::perms::all,
+            fs::perms::owner_read | fs::perms::owner_write);
+  fill(5);
+  EXPECT_EQ(write_audit_checkpoint(conn, key, file), 10);
+  auto v = verify_audit_checkpoints(conn, pub, file);
+  EXPECT_TRUE(v.ok()) << v.why;
+  EXPECT_EQ(v.entries, 2);
+
+  // Rewrite entries 4.. and the head consistently: the chain verifies, the
+  // checkpoint at entry 5 does not.
+  auto a = attacker();
+  a.exec(
+      "DO $$ DECLARE r record; prev text; cur text; BEGIN "
+      "  SELECT hash INTO prev FROM taskhost.audit_log WHERE seq = 3; "
+      "  FOR r IN SELECT * FROM taskhost.audit_log WHERE seq >= 4 ORDER BY seq LOOP "
+      "    cur := taskhost.audit_hash(r.seq, prev, r.at, 'mallory', r.action, r.run_id, "
+      "      r.subject, r.detail); "
+      "    UPDATE taskhost.audit_log SET actor = 'mallory', prev_hash = prev, hash = cur "
+      "      WHERE seq = r.seq; "
+      "    prev := cur; "
+      "  END LOOP; "
+      "  UPDATE taskhost.audit_head SET hash = prev; END $$");
+  EXPECT_TRUE(verify_audit(conn).ok());
+  v = verify_audit_checkpoints(conn, pub, file);
+  EXPECT_EQ(v.broken_seq, 5);
+  EXPECT_NE(v.why.find("differs from the one signed at"), std::string::npos) << v.why;
+
+  // A forged checkpoint line (the attacker's own hash) fails its signature.
+  std::string text;
+  {
+    std::ifstream in(file);
+    std::getline(in, text);
+  }
+  Json forged = Json::parse(text);
+  forged["hash"] = std::string(64, 'f');
+  std::ofstream(dir / "forged.jsonl") << forged.dump() << "\n";
+  v = verify_audit_checkpoints(conn, pub, dir / "forged.jsonl");
+  EXPECT_EQ(v.broken_seq, 5);
+  EXPECT_NE(v.why.find("signature does not verify"), std::string::npos) << v.why;
+  fs::remove_all(dir);
 }
 
 TEST_F(Audit, ConcurrentWritersLeaveOneContiguousChain) {
