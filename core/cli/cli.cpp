@@ -31,6 +31,7 @@
 #include "store/queue.hpp"
 #include "store/runs.hpp"
 #include "store/schemas.hpp"
+#include "webhooks/secrets.hpp"
 
 namespace po = boost::program_options;
 namespace fs = std::filesystem;
@@ -591,6 +592,16 @@ int audit_checkpoint(Session& s, const po::variables_map& vm) {
   return exit_ok;
 }
 
+int webhook_key(Session& s, const po::variables_map& vm) {
+  const auto schema = vm["schema"].as<std::string>();
+  const bool rotate = vm.count("rotate") > 0;
+  // stdout carries the secret and nothing else, for a pipe into a vault.
+  std::cout << create_webhook_secret(s.db(), schema, s.actor(), rotate) << "\n";
+  spdlog::info("{} webhook secret for {}{}; it is not shown again", rotate ? "rotated" : "created",
+               schema, rotate ? " (the previous one signs too for 24h)" : "");
+  return exit_ok;
+}
+
 int plugin_inspect(Session&, const po::variables_map& vm) {
   auto p = inspect_plugin(vm["file"].as<std::string>());
   const auto& i = p.info();
@@ -835,6 +846,14 @@ const std::vector<Command>& commands() {
        },
        {},
        audit_checkpoint},
+      {"webhook-key",
+       "SCHEMA",
+       "create (or --rotate) a schema's webhook signing secret and print it once",
+       [](po::options_description& d) {
+         d.add_options()("rotate", "replace the secret; the old one signs too for 24 hours");
+       },
+       {{"schema", 1}},
+       webhook_key},
       {"plugin inspect",
        "FILE.so",
        "print a plugin's name, version, ABI and SHA-256",

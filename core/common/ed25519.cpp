@@ -6,8 +6,8 @@
 
 #include <cstdio>
 #include <memory>
-#include <vector>
 
+#include "common/base64.hpp"
 #include "common/error.hpp"
 
 namespace taskhost {
@@ -63,21 +63,17 @@ std::string ed25519_sign(const std::filesystem::path& private_key, std::string_v
       EVP_DigestSign(ctx.get(), sig, &len, reinterpret_cast<const unsigned char*>(message.data()),
                      message.size()) != 1)
     throw Error(ErrorKind::environment, "OpenSSL: Ed25519 signing failed");
-  std::string out(4 * ((len + 2) / 3), '\0');
-  EVP_EncodeBlock(reinterpret_cast<unsigned char*>(out.data()), sig, static_cast<int>(len));
-  return out;
+  return base64_encode(std::string_view(reinterpret_cast<const char*>(sig), len));
 }
 
 bool ed25519_verify(const std::filesystem::path& public_key, std::string_view message,
                     std::string_view signature) {
   Key key = read_key(public_key, false);
-  std::vector<unsigned char> sig(3 * signature.size() / 4 + 3);
-  int n = EVP_DecodeBlock(sig.data(), reinterpret_cast<const unsigned char*>(signature.data()),
-                          static_cast<int>(signature.size()));
-  if (n < 64 || signature.size() != 88) return false;  // 64 bytes, base64 with one '=' of padding
+  auto sig = base64_decode(signature);
+  if (!sig || sig->size() != 64) return false;
   MdCtx ctx(EVP_MD_CTX_new(), &EVP_MD_CTX_free);
   return ctx && EVP_DigestVerifyInit(ctx.get(), nullptr, nullptr, nullptr, key.get()) == 1 &&
-         EVP_DigestVerify(ctx.get(), sig.data(), 64,
+         EVP_DigestVerify(ctx.get(), reinterpret_cast<const unsigned char*>(sig->data()), 64,
                           reinterpret_cast<const unsigned char*>(message.data()),
                           message.size()) == 1;
 }

@@ -298,6 +298,21 @@ TEST_F(Cli, AuditListExportAndVerify) {
             "changed\n");
 }
 
+TEST_F(Cli, WebhookKeyPrintsTheSecretOnce) {
+  run({"schema", "install", BUNDLED_SCHEMA_DIR "/hello.yaml"});
+  auto r = run({"webhook-key", "hello"});
+  ASSERT_EQ(r.exit_code, 0) << r.err;
+  const std::string first = r.out;
+  EXPECT_EQ(first.rfind("whsec_", 0), 0u);
+  EXPECT_EQ(first.find('\n'), first.size() - 1) << "stdout is the secret alone";
+  EXPECT_EQ(r.err.find(first.substr(6, 20)), std::string::npos) << "never logged";
+  EXPECT_EQ(run({"webhook-key", "hello"}).exit_code, 4);
+  r = run({"webhook-key", "hello", "--rotate"});
+  ASSERT_EQ(r.exit_code, 0) << r.err;
+  EXPECT_NE(r.out, first);
+  EXPECT_EQ(run({"webhook-key", "nope"}).exit_code, 3);
+}
+
 TEST_F(Cli, AnUnmigratedSharedDatabaseIsRefused) {
   pg::Connection(db.conninfo()).exec("DROP SCHEMA taskhost CASCADE");
   auto r = run({"schema", "list"});

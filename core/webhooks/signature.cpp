@@ -1,0 +1,38 @@
+#include "webhooks/signature.hpp"
+
+#include <openssl/evp.h>
+#include <openssl/hmac.h>
+#include <openssl/rand.h>
+
+#include "common/base64.hpp"
+#include "common/error.hpp"
+
+namespace taskhost {
+
+namespace {
+constexpr std::string_view prefix = "whsec_";
+}
+
+std::string new_webhook_secret() {
+  unsigned char key[32];
+  if (RAND_bytes(key, sizeof key) != 1)
+    throw Error(ErrorKind::environment, "OpenSSL: no random bytes for a webhook secret");
+  return std::string(prefix) + base64_encode(std::string_view(reinterpret_cast<char*>(key), 32));
+}
+
+std::string webhook_signature(std::string_view secret, std::string_view id, int64_t timestamp,
+                              std::string_view body) {
+  auto key = secret.substr(0, prefix.size()) == prefix ? base64_decode(secret.substr(prefix.size()))
+                                                       : std::nullopt;
+  if (!key || key->empty())
+    throw Error(ErrorKind::invalid, "a webhook secret is whsec_ followed by base64");
+  const std::string content =
+      std::string(id) + "." + std::to_string(timestamp) + "." + std::string(body);
+  unsigned char mac[EVP_MAX_MD_SIZE];
+  unsigned int len = 0;
+  HMAC(EVP_sha256(), key->data(), static_cast<int>(key->size()),
+       reinterpret_cast<const unsigned char*>(content.data()), content.size(), mac, &len);
+  return "v1," + base64_encode(std::string_view(reinterpret_cast<char*>(mac), len));
+}
+
+}  // namespace taskhost
