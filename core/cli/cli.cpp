@@ -538,6 +538,16 @@ AuditFilter audit_filter(Session& s, const po::variables_map& vm) {
   f.action = opt("action");
   f.since = opt("since");
   f.until = opt("until");
+  for (const char* name : {"since", "until"}) {
+    auto t = opt(name);
+    if (!t) continue;
+    try {
+      s.db().exec("SELECT $1::timestamptz", {*t});  // PostgreSQL's reading of times
+    } catch (const pg::DbError&) {
+      throw Error(ErrorKind::invalid,
+                  std::string("--") + name + ": '" + *t + "' is not a time like 2026-11-22 14:00Z");
+    }
+  }
   if (vm.count("limit")) f.limit = vm["limit"].as<int>();
   return f;
 }

@@ -270,6 +270,12 @@ TEST_F(Cli, AuditListExportAndVerify) {
   EXPECT_EQ(entries[0]["actor"].get<std::string>().rfind("cli:", 0), 0u);
   EXPECT_EQ(entries[2]["action"], "run.succeeded");
 
+  r = run({"audit", "list", "--since", "yesterday-ish"});
+  EXPECT_EQ(r.exit_code, 2);
+  EXPECT_NE(r.err.find("--since: 'yesterday-ish' is not a time"), std::string::npos) << r.err;
+  r = run({"audit", "list", "--since", "2000-01-01", "--until", "2000-01-02", "--json"});
+  EXPECT_EQ(r.out, "[]\n");
+
   r = run({"audit", "export", "--action", "schema."});
   ASSERT_EQ(r.exit_code, 0) << r.err;
   Json line = Json::parse(r.out.substr(0, r.out.find('\n')));
