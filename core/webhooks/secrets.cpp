@@ -1,6 +1,7 @@
 #include "webhooks/secrets.hpp"
 
 #include "store/audit.hpp"
+#include "store/schemas.hpp"
 #include "webhooks/signature.hpp"
 
 namespace taskhost {
@@ -9,10 +10,7 @@ std::string create_webhook_secret(pg::Connection& conn, const std::string& schem
                                   const std::string& actor, bool rotate,
                                   std::chrono::hours overlap) {
   pg::Transaction tx(conn);
-  if (tx.exec("SELECT 1 FROM taskhost.task_schemas WHERE name = $1 AND removed_at IS NULL",
-              {schema_name})
-          .rows() == 0)
-    throw Error(ErrorKind::not_found, "no schema named " + schema_name + " is installed");
+  find_schema(conn, {schema_name, std::nullopt});  // throws not_found
   tx.exec("SELECT pg_advisory_xact_lock(hashtext('taskhost.webhook_secret:' || $1))",
           {schema_name});
   auto retired = tx.exec(

@@ -1,12 +1,23 @@
 #include "support/fixtures.hpp"
 
 #include <fcntl.h>
+#include <gtest/gtest.h>
 #include <unistd.h>
 
 #include "common/sha256.hpp"
 #include "engine/worker.hpp"
 
 namespace taskhost::test {
+
+ErrorKind kind_of(const std::function<void()>& f) {
+  try {
+    f();
+  } catch (const Error& e) {
+    return e.kind();
+  }
+  ADD_FAILURE() << "no error";
+  return ErrorKind::environment;
+}
 
 std::string digest_of(const std::string& path) {
   int fd = ::open(path.c_str(), O_RDONLY);

@@ -1,6 +1,9 @@
 #pragma once
 
+#include <functional>
 #include <string>
+
+#include "common/error.hpp"
 
 #include "store/pg.hpp"
 #include "store/runs.hpp"
@@ -9,6 +12,9 @@
 namespace taskhost::test {
 
 inline const std::string fixture_dir = FIXTURE_PLUGIN_DIR;
+
+// The kind of Error that f throws; a test failure if it throws none.
+ErrorKind kind_of(const std::function<void()>& f);
 
 // SHA-256 of a file.
 std::string digest_of(const std::string& path);

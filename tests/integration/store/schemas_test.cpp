@@ -5,6 +5,7 @@
 #include "common/error.hpp"
 #include "engine/submit.hpp"
 #include "store/runs.hpp"
+#include "support/fixtures.hpp"
 #include "support/test_database.hpp"
 
 namespace taskhost {
@@ -17,16 +18,6 @@ TaskSchema make(const std::string& version, const std::string& description = "d"
                         "demo.yaml", &errors);
   EXPECT_TRUE(s.has_value()) << format_diagnostics(errors);
   return *s;
-}
-
-ErrorKind kind_of(const std::function<void()>& f) {
-  try {
-    f();
-  } catch (const Error& e) {
-    return e.kind();
-  }
-  ADD_FAILURE() << "no error";
-  return ErrorKind::environment;
 }
 
 struct Schemas : ::testing::Test {
@@ -47,7 +38,7 @@ TEST_F(Schemas, InstallIsIdempotentAndVersionsAreForever) {
   }
   // Removal does not free the version for another file.
   remove_schema(conn, {"demo", "1.0.0"}, false, "t");
-  EXPECT_EQ(kind_of([&] { install_schema(conn, make("1.0.0", "changed"), "t"); }),
+  EXPECT_EQ(test::kind_of([&] { install_schema(conn, make("1.0.0", "changed"), "t"); }),
             ErrorKind::conflict);
   EXPECT_EQ(install_schema(conn, make("1.0.0"), "t"), InstallOutcome::restored);
 }
@@ -58,11 +49,12 @@ TEST_F(Schemas, NameResolvesToTheHighestSemverNotTheNewestInstall) {
   EXPECT_EQ(find_schema(conn, SchemaRef::parse("demo@1.2.0")).schema.version.str(), "1.2.0");
   remove_schema(conn, SchemaRef::parse("demo@2.0.0-rc.1"), false, "t");
   EXPECT_EQ(find_schema(conn, SchemaRef::parse("demo")).schema.version.str(), "1.10.0");
-  EXPECT_EQ(kind_of([&] { find_schema(conn, SchemaRef::parse("demo@2.0.0-rc.1")); }),
+  EXPECT_EQ(test::kind_of([&] { find_schema(conn, SchemaRef::parse("demo@2.0.0-rc.1")); }),
             ErrorKind::not_found);
   EXPECT_EQ(find_schema(conn, SchemaRef::parse("demo@2.0.0-rc.1"), true).removed_at.has_value(),
             true);
-  EXPECT_EQ(kind_of([&] { find_schema(conn, SchemaRef::parse("nope")); }), ErrorKind::not_found);
+  EXPECT_EQ(test::kind_of([&] { find_schema(conn, SchemaRef::parse("nope")); }),
+            ErrorKind::not_found);
   EXPECT_EQ(list_schemas(conn, false).size(), 3u);
   EXPECT_EQ(list_schemas(conn, true).size(), 4u);
 }
