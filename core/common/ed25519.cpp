@@ -66,13 +66,13 @@ std::string ed25519_sign(const std::filesystem::path& private_key, std::string_v
   return base64_encode(std::string_view(reinterpret_cast<const char*>(sig), len));
 }
 
-bool ed25519_verify(const std::filesystem::path& public_key, std::string_view message,
-                    std::string_view signature) {
-  Key key = read_key(public_key, false);
+Ed25519PublicKey::Ed25519PublicKey(const std::filesystem::path& pem) : key_(read_key(pem, false)) {}
+
+bool Ed25519PublicKey::verify(std::string_view message, std::string_view signature) const {
   auto sig = base64_decode(signature);
   if (!sig || sig->size() != 64) return false;
   MdCtx ctx(EVP_MD_CTX_new(), &EVP_MD_CTX_free);
-  return ctx && EVP_DigestVerifyInit(ctx.get(), nullptr, nullptr, nullptr, key.get()) == 1 &&
+  return ctx && EVP_DigestVerifyInit(ctx.get(), nullptr, nullptr, nullptr, key_.get()) == 1 &&
          EVP_DigestVerify(ctx.get(), reinterpret_cast<const unsigned char*>(sig->data()), 64,
                           reinterpret_cast<const unsigned char*>(message.data()),
                           message.size()) == 1;

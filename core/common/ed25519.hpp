@@ -1,6 +1,9 @@
 #pragma once
 
+#include <openssl/types.h>
+
 #include <filesystem>
+#include <memory>
 #include <string>
 #include <string_view>
 
@@ -16,8 +19,16 @@ void ed25519_generate(const std::filesystem::path& private_key);
 // Base64 signature of message. Throws Error(environment) for an unreadable key.
 std::string ed25519_sign(const std::filesystem::path& private_key, std::string_view message);
 
-// True when signature (base64) is public_key's signature of message.
-bool ed25519_verify(const std::filesystem::path& public_key, std::string_view message,
-                    std::string_view signature);
+// A public key read once, for checking many signatures.
+class Ed25519PublicKey {
+ public:
+  // Throws Error(environment) for an unreadable or non-Ed25519 key.
+  explicit Ed25519PublicKey(const std::filesystem::path& pem);
+  // True when signature (base64) is this key's signature of message.
+  bool verify(std::string_view message, std::string_view signature) const;
+
+ private:
+  std::shared_ptr<EVP_PKEY> key_;
+};
 
 }  // namespace taskhost

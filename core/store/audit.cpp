@@ -148,6 +148,7 @@ AuditVerdict verify_audit_checkpoints(pg::Connection& conn, const std::filesyste
   AuditVerdict v;
   std::ifstream in(checkpoints);
   if (!in) throw Error(ErrorKind::environment, "cannot read " + checkpoints.string());
+  const Ed25519PublicKey key(public_key);
   int line_no = 0;
   for (std::string text; std::getline(in, text);) {
     ++line_no;
@@ -159,8 +160,7 @@ AuditVerdict verify_audit_checkpoints(pg::Connection& conn, const std::filesyste
       throw Error(ErrorKind::invalid, where + ": not a checkpoint line");
     const int64_t seq = c["seq"];
     const std::string hash = c["hash"], at = c["at"];
-    if (!ed25519_verify(public_key, checkpoint_message(seq, hash, at),
-                        c["signature"].get<std::string>())) {
+    if (!key.verify(checkpoint_message(seq, hash, at), c["signature"].get<std::string>())) {
       v.broken_seq = seq;
       v.why = where + ": the checkpoint's signature does not verify";
       return v;
