@@ -538,8 +538,7 @@ AuditFilter audit_filter(Session& s, const po::variables_map& vm) {
   f.action = opt("action");
   f.since = opt("since");
   f.until = opt("until");
-  for (const char* name : {"since", "until"}) {
-    auto t = opt(name);
+  for (const auto& [name, t] : {std::pair{"since", f.since}, std::pair{"until", f.until}}) {
     if (!t) continue;
     try {
       s.db().exec("SELECT $1::timestamptz", {*t});  // PostgreSQL's reading of times

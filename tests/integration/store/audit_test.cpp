@@ -33,6 +33,26 @@ struct Audit : ::testing::Test {
     c.exec("SET session_replication_role = replica");
     return c;
   }
+  // The attacker's best move: entries from `first` on get another actor and
+  // recomputed hashes, so the chain stays consistent; the head is left as it
+  // was (an inconsistency verify sees) unless also_head.
+  void rewrite_suffix(int64_t first, bool also_head) {
+    attacker().exec(
+        "DO $$ DECLARE r record; prev text; cur text; BEGIN "
+        "  SELECT hash INTO prev FROM taskhost.audit_log WHERE seq = " +
+        std::to_string(first - 1) +
+        "; "
+        "  FOR r IN SELECT * FROM taskhost.audit_log WHERE seq >= " +
+        std::to_string(first) +
+        " ORDER BY seq LOOP "
+        "    cur := taskhost.audit_hash(r.seq, prev, r.at, 'mallory', r.action, r.run_id, "
+        "      r.subject, r.detail); "
+        "    UPDATE taskhost.audit_log SET actor = 'mallory', prev_hash = prev, hash = cur "
+        "      WHERE seq = r.seq; "
+        "    prev := cur; "
+        "  END LOOP; " +
+        (also_head ? "UPDATE taskhost.audit_head SET hash = prev; " : "") + "END $$");
+  }
   int64_t count() { return conn.exec("SELECT count(*) FROM taskhost.audit_log").integer(0, 0); }
   std::vector<std::string> actions(const AuditFilter& f) {
     std::vector<std::string> out;
@@ -185,23 +205,10 @@ TEST_F(Audit, ARemovedTailIsCaughtByTheHead) {
 // consistent, so only the head (or an anchor outside the database) shows it.
 TEST_F(Audit, ARewrittenSuffixIsCaughtUnlessTheHeadIsRewrittenToo) {
   fill(10);
-  const std::string rewrite =
-      "DO $$ DECLARE r record; prev text; cur text; BEGIN "
-      "  SELECT hash INTO prev FROM taskhost.audit_log WHERE seq = 5; "
-      "  FOR r IN SELECT * FROM taskhost.audit_log WHERE seq >= 6 ORDER BY seq LOOP "
-      "    cur := taskhost.audit_hash(r.seq, prev, r.at, 'mallory', r.action, r.run_id, "
-      "      r.subject, r.detail); "
-      "    UPDATE taskhost.audit_log SET actor = 'mallory', prev_hash = prev, hash = cur "
-      "      WHERE seq = r.seq; "
-      "    prev := cur; "
-      "  END LOOP; END $$";
-  auto a = attacker();
-  a.exec(rewrite);
+  rewrite_suffix(6, false);
   auto v = verify_audit(conn);
   EXPECT_EQ(v.broken_seq, 11) << v.why;
-  a.exec(
-      "UPDATE taskhost.audit_head SET hash = (SELECT hash FROM taskhost.audit_log "
-      "WHERE seq = 10)");
+  rewrite_suffix(6, true);
   EXPECT_TRUE(verify_audit(conn).ok())
       << "a rewrite that includes the head needs an outside anchor";
 }
@@ -223,18 +230,7 @@ TEST_F(Audit, SignedCheckpointsCatchARewriteOfLogAndHead) {
 
   // Rewrite entries 4.. and the head consistently: the chain verifies, the
   // checkpoint at entry 5 does not.
-  auto a = attacker();
-  a.exec(
-      "DO $$ DECLARE r record; prev text; cur text; BEGIN "
-      "  SELECT hash INTO prev FROM taskhost.audit_log WHERE seq = 3; "
-      "  FOR r IN SELECT * FROM taskhost.audit_log WHERE seq >= 4 ORDER BY seq LOOP "
-      "    cur := taskhost.audit_hash(r.seq, prev, r.at, 'mallory', r.action, r.run_id, "
-      "      r.subject, r.detail); "
-      "    UPDATE taskhost.audit_log SET actor = 'mallory', prev_hash = prev, hash = cur "
-      "      WHERE seq = r.seq; "
-      "    prev := cur; "
-      "  END LOOP; "
-      "  UPDATE taskhost.audit_head SET hash = prev; END $$");
+  rewrite_suffix(4, true);
   EXPECT_TRUE(verify_audit(conn).ok());
   v = verify_audit_checkpoints(conn, pub, file);
   EXPECT_EQ(v.broken_seq, 5);
