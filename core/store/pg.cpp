@@ -3,6 +3,25 @@
 #include <spdlog/spdlog.h>
 
 namespace taskhost::pg {
+
+std::string array_literal(const std::vector<std::optional<std::string>>& items) {
+  std::string out = "{";
+  for (size_t i = 0; i < items.size(); ++i) {
+    if (i) out += ',';
+    if (!items[i]) {
+      out += "NULL";
+      continue;
+    }
+    out += '"';
+    for (char c : *items[i]) {
+      if (c == '"' || c == '\\') out += '\\';
+      out += c;
+    }
+    out += '"';
+  }
+  return out + "}";
+}
+
 namespace {
 
 void log_notice(void*, const char* message) {

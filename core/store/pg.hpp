@@ -63,6 +63,10 @@ class Result {
   std::unique_ptr<PGresult, decltype(&PQclear)> r_;
 };
 
+// A PostgreSQL array literal of text, for a $n::type[] parameter (batched
+// statements use unnest); std::nullopt elements are NULL.
+std::string array_literal(const std::vector<std::optional<std::string>>& items);
+
 // An open session. Not thread-safe: one thread uses a Connection at a time.
 class Connection {
  public:

@@ -8,31 +8,12 @@ namespace {
 
 const std::string active = "('running', 'pausing', 'cancelling')";
 
-// A PostgreSQL array literal of text; std::nullopt elements are NULL.
-std::string array(const std::vector<std::optional<std::string>>& items) {
-  std::string out = "{";
-  for (size_t i = 0; i < items.size(); ++i) {
-    if (i) out += ',';
-    if (!items[i]) {
-      out += "NULL";
-      continue;
-    }
-    out += '"';
-    for (char c : *items[i]) {
-      if (c == '"' || c == '\\') out += '\\';
-      out += c;
-    }
-    out += '"';
-  }
-  return out + "}";
-}
-
 template <typename T, typename F>
 std::string array_of(const std::vector<T>& items, F&& field) {
   std::vector<std::optional<std::string>> values;
   values.reserve(items.size());
   for (const auto& i : items) values.push_back(field(i));
-  return array(values);
+  return pg::array_literal(values);
 }
 
 std::string ms(std::chrono::milliseconds d) { return std::to_string(d.count()); }
@@ -268,7 +249,7 @@ HeartbeatResult heartbeat(pg::Connection& conn, const std::string& owner,
       "UPDATE taskhost.runs SET lease_expires_at = now() + $3 * interval '1 millisecond' "
       "WHERE id = ANY($1::uuid[]) AND lease_owner = $2 AND state IN " +
           active + " RETURNING id::text, state",
-      {array(values), owner, lease.count()});
+      {pg::array_literal(values), owner, lease.count()});
   std::map<std::string, std::string> held;
   for (int i = 0; i < r.rows(); ++i) held[r.text(i, 0)] = r.text(i, 1);
   for (const auto& id : ids) {
