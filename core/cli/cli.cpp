@@ -20,6 +20,7 @@
 
 #include "common/error.hpp"
 #include "common/log.hpp"
+#include "config/host_config.hpp"
 #include "engine/submit.hpp"
 #include "engine/worker.hpp"
 #include "plugin/loader.hpp"
@@ -31,6 +32,7 @@
 #include "store/queue.hpp"
 #include "store/runs.hpp"
 #include "store/schemas.hpp"
+#include "webhooks/outbox.hpp"
 #include "webhooks/secrets.hpp"
 
 namespace po = boost::program_options;
@@ -64,6 +66,7 @@ struct Globals {
   std::string database_url;
   std::string home;
   std::string plugin_dir;
+  std::string config;
   bool dev = false;
   std::string log_format = "text";
   std::string log_level = "info";
@@ -81,6 +84,8 @@ po::options_description global_options(Globals& g) {
       "plugin-dir", po::value(&g.plugin_dir),
       "directory of plugin .so files (env TASKHOST_PLUGIN_DIR; default "
       "<taskhost>/../lib/taskhost/plugins)")(
+      "config", po::value(&g.config),
+      "host configuration file, taskhost.yml (env TASKHOST_CONFIG; unset: no allowances)")(
       "dev", po::bool_switch(&g.dev), "development host: accept schemas that pin sha256: any")(
       "log-format", po::value(&g.log_format), "text (default) or json: JSON lines on stderr")(
       "log-level", po::value(&g.log_level), "trace, debug, info (default), warn, error, off");
@@ -133,9 +138,15 @@ class Session {
     return std::string("cli:") + (pw ? pw->pw_name : std::to_string(::geteuid()));
   }
 
+  const HostConfig& config() {
+    if (!config_) config_ = g_.config.empty() ? HostConfig() : load_host_config(g_.config);
+    return *config_;
+  }
+
   WorkerOptions worker_options() {
     WorkerOptions o;
     o.conninfo = conninfo();
+    o.webhooks->allow_destinations = config().allow_destinations;
     o.plugin_dir = plugin_dir();
     o.dev_mode = g_.dev;
     o.id = default_worker_id();
@@ -148,6 +159,7 @@ class Session {
   Globals g_;
   std::string conninfo_;
   std::optional<pg::Connection> conn_;
+  std::optional<HostConfig> config_;
   bool migrating_ = false;
 };
 
@@ -375,6 +387,7 @@ int worker_cmd(Session& s, const po::variables_map& vm) {
   o.grace = duration("grace");
   o.rescue_every = std::min(o.rescue_every, o.lease / 2);
   o.scheduler = vm.count("no-scheduler") == 0;
+  if (vm.count("no-webhooks")) o.webhooks.reset();
   if (vm.count("id")) o.id = vm["id"].as<std::string>();
   s.db();  // migrated (embedded) or checked before any worker thread starts
 
@@ -611,6 +624,54 @@ int webhook_key(Session& s, const po::variables_map& vm) {
   return exit_ok;
 }
 
+Json delivery_json(const Delivery& d) {
+  return {{"id", d.id},
+          {"message_id", d.message_id},
+          {"schema", d.schema_name},
+          {"run_id", d.run_id},
+          {"url", d.url},
+          {"event", d.event},
+          {"state", d.state},
+          {"attempts", d.attempts},
+          {"last_status", d.last_status ? Json(*d.last_status) : Json()},
+          {"last_error", d.last_error ? Json(*d.last_error) : Json()},
+          {"created_at", d.created_at},
+          {"next_attempt_at", d.next_attempt_at},
+          {"finished_at", d.finished_at ? Json(*d.finished_at) : Json()}};
+}
+
+int webhooks_list(Session& s, const po::variables_map& vm) {
+  DeliveryFilter f;
+  f.dead_only = vm.count("failed") > 0;
+  if (vm.count("run")) f.run_id = vm["run"].as<std::string>();
+  f.limit = vm["limit"].as<int>();
+  auto list = list_deliveries(s.db(), f);
+  if (vm.count("json")) {
+    Json out = Json::array();
+    for (const auto& d : list) out.push_back(delivery_json(d));
+    print_json(out);
+    return exit_ok;
+  }
+  std::cout << pad("ID", 8) << pad("STATE", 11) << pad("TRIES", 7) << pad("EVENT", 16)
+            << pad("RUN", 38) << "URL / LAST ERROR\n";
+  for (const auto& d : list)
+    std::cout << pad(std::to_string(d.id), 8) << pad(d.state, 11)
+              << pad(std::to_string(d.attempts), 7) << pad(d.event, 16) << pad(d.run_id, 38)
+              << d.url << (d.last_error ? "  " + *d.last_error : "") << "\n";
+  return exit_ok;
+}
+
+int webhooks_redeliver(Session& s, const po::variables_map& vm) {
+  const auto& text = vm["id"].as<std::string>();
+  int64_t id = 0;
+  if (text.empty() || text.find_first_not_of("0123456789") != std::string::npos || text.size() > 18)
+    throw Error(ErrorKind::invalid, "delivery id: expected a number, got '" + text + "'");
+  id = std::stoll(text);
+  redeliver(s.db(), id, s.actor());
+  std::cout << "delivery " << id << " queued again\n";
+  return exit_ok;
+}
+
 int plugin_inspect(Session&, const po::variables_map& vm) {
   auto p = inspect_plugin(vm["file"].as<std::string>());
   const auto& i = p.info();
@@ -760,7 +821,8 @@ const std::vector<Command>& commands() {
              "grace", po::value<std::string>()->default_value("30s"),
              "how long a run may ignore a stop request or overrun its timeout")(
              "no-scheduler", "do not fire cron schedules or chains")(
-             "id", po::value<std::string>(), "worker id (default worker:HOST:PID)");
+             "no-webhooks", "do not deliver webhooks")("id", po::value<std::string>(),
+                                                       "worker id (default worker:HOST:PID)");
        },
        {},
        worker_cmd},
@@ -863,6 +925,23 @@ const std::vector<Command>& commands() {
        },
        {{"schema", 1}},
        webhook_key},
+      {"webhooks list",
+       "",
+       "webhook deliveries, newest first",
+       [](po::options_description& d) {
+         d.add_options()("failed", "only dead letters (attempts exhausted, or endpoint gone)")(
+             "run", po::value<std::string>(), "only deliveries about this run")(
+             "limit", po::value<int>()->default_value(100), "at most this many");
+         json_flag(d);
+       },
+       {},
+       webhooks_list},
+      {"webhooks redeliver",
+       "ID",
+       "send a delivery again (same webhook-id); re-enables an endpoint that answered 410",
+       nullptr,
+       {{"id", 1}},
+       webhooks_redeliver},
       {"plugin inspect",
        "FILE.so",
        "print a plugin's name, version, ABI and SHA-256",
@@ -906,6 +985,7 @@ void apply_environment(Globals& g) {
   if (g.database_url.empty()) g.database_url = env("TASKHOST_DATABASE_URL");
   if (g.home.empty()) g.home = env("TASKHOST_HOME");
   if (g.plugin_dir.empty()) g.plugin_dir = env("TASKHOST_PLUGIN_DIR");
+  if (g.config.empty()) g.config = env("TASKHOST_CONFIG");
 }
 
 }  // namespace

@@ -105,6 +105,10 @@ void Worker::run() {
   const WorkerOptions& o = s.options;
   std::vector<std::thread> threads;
   for (int i = 0; i < o.concurrency; ++i) threads.emplace_back([&s] { s.executor_thread(); });
+  std::atomic<bool> dispatcher_exit = false;
+  std::thread dispatcher;
+  if (o.webhooks && !o.only_run)
+    dispatcher = std::thread([&] { run_dispatcher(o.conninfo, *o.webhooks, dispatcher_exit); });
   auto join = [&] {
     {
       std::lock_guard lock(s.mutex);
@@ -112,6 +116,8 @@ void Worker::run() {
     }
     s.jobs_ready.notify_all();
     for (auto& t : threads) t.join();
+    dispatcher_exit = true;
+    if (dispatcher.joinable()) dispatcher.join();
   };
 
   std::optional<pg::Connection> conn;

@@ -7,6 +7,7 @@
 #include <string>
 
 #include "engine/executor.hpp"
+#include "webhooks/dispatcher.hpp"
 
 namespace taskhost {
 
@@ -22,13 +23,15 @@ struct WorkerOptions {
   std::chrono::milliseconds rescue_every{5'000};
   std::chrono::milliseconds coalesce{2};  // longest wait to gather a batch
   bool scheduler = true;                  // fire cron schedules and chains
-  std::optional<std::string> only_run;    // execute this one run, then return
-  ProgressObserver observer;              // progress of only_run
+  std::optional<DispatcherOptions> webhooks = DispatcherOptions();  // deliver webhooks
+  std::optional<std::string> only_run;  // execute this one run, then return
+  ProgressObserver observer;            // progress of only_run
 };
 
 // A worker process's engine: claims runs from the queue in batches, runs them
 // on `concurrency` executor threads, records completions in batches, renews
-// leases, rescues runs of dead workers, fires cron ticks and chains. Survives
+// leases, rescues runs of dead workers, fires cron ticks and chains, and
+// delivers webhooks (on a thread of its own). Survives
 // the database going away: it reconnects with backoff, and anything it could
 // not record is rescued after its lease and runs again from its checkpoint.
 class Worker {

@@ -319,6 +319,38 @@ TEST_F(Cli, WebhookKeyPrintsTheSecretOnce) {
   EXPECT_EQ(run({"webhook-key", "nope"}).exit_code, 3);
 }
 
+TEST_F(Cli, WebhookDeliveriesAndTheHostConfig) {
+  auto schema = write("hooked.yaml",
+                      "name: hooked\nversion: 1.0.0\nplugin: { path: hello.so, sha256: any }\n"
+                      "hooks: { url: 'https://hooks.example/in', events: [run.queued] }\n");
+  ASSERT_EQ(run({"--dev", "schema", "install", schema.string()}).exit_code, 0);
+  const std::string id = run({"run", "hooked"}).out.substr(4, 36);
+  auto r = run({"webhooks", "list", "--json"});
+  ASSERT_EQ(r.exit_code, 0) << r.err;
+  Json list = Json::parse(r.out);
+  ASSERT_EQ(list.size(), 1u) << "queued with the run, nothing delivers it (no worker)";
+  EXPECT_EQ(list[0]["event"], "run.queued");
+  EXPECT_EQ(list[0]["run_id"], id);
+  EXPECT_EQ(list[0]["state"], "pending");
+  EXPECT_EQ(list[0]["url"], "https://hooks.example/in");
+  EXPECT_EQ(Json::parse(run({"webhooks", "list", "--failed", "--json"}).out).size(), 0u);
+  const std::string delivery = std::to_string(list[0]["id"].get<int64_t>());
+  r = run({"webhooks", "redeliver", delivery});
+  EXPECT_EQ(r.exit_code, 4) << "pending already";
+  EXPECT_NE(r.err.find("is pending already"), std::string::npos) << r.err;
+  EXPECT_EQ(run({"webhooks", "redeliver", "999999"}).exit_code, 3);
+  EXPECT_EQ(run({"webhooks", "redeliver", "x1"}).exit_code, 2);
+
+  auto bad = write("taskhost.yml", "allow_destinations:\n  - 127.0.0.0/8\n  - 10.0.0.0/33\n");
+  r = run({"--config", bad.string(), "worker"});
+  EXPECT_EQ(r.exit_code, 2);
+  EXPECT_NE(r.err.find(bad.string() + ":3:5: allow_destinations[1]: "), std::string::npos) << r.err;
+  auto unknown = write("unknown.yml", "allow_destination: [127.0.0.0/8]\n");
+  r = run({"--config", unknown.string(), "worker"});
+  EXPECT_EQ(r.exit_code, 2);
+  EXPECT_NE(r.err.find(":1:1: allow_destination: unknown setting"), std::string::npos) << r.err;
+}
+
 TEST_F(Cli, AnUnmigratedSharedDatabaseIsRefused) {
   pg::Connection(db.conninfo()).exec("DROP SCHEMA taskhost CASCADE");
   auto r = run({"schema", "list"});

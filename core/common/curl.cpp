@@ -1,0 +1,54 @@
+#include "common/curl.hpp"
+
+#include <arpa/inet.h>
+#include <netinet/in.h>
+#include <sys/socket.h>
+
+#include <mutex>
+
+#include "common/error.hpp"
+
+namespace taskhost {
+
+namespace {
+
+std::string address_text(const sockaddr* a) {
+  char buf[INET6_ADDRSTRLEN] = {0};
+  if (a->sa_family == AF_INET)
+    ::inet_ntop(AF_INET, &reinterpret_cast<const sockaddr_in*>(a)->sin_addr, buf, sizeof buf);
+  else if (a->sa_family == AF_INET6)
+    ::inet_ntop(AF_INET6, &reinterpret_cast<const sockaddr_in6*>(a)->sin6_addr, buf, sizeof buf);
+  return buf;
+}
+
+curl_socket_t open_guarded(void* clientp, curlsocktype, curl_sockaddr* address) {
+  auto* guard = static_cast<DestinationGuard*>(clientp);
+  static const std::vector<AddressRange> none;
+  if (auto why = refuse_destination(&address->addr, guard->allow ? *guard->allow : none)) {
+    guard->refusal = "destination refused: " + address_text(&address->addr) + " is " + *why +
+                     " and not in allow_destinations";
+    return CURL_SOCKET_BAD;
+  }
+  return ::socket(address->family, address->socktype | SOCK_CLOEXEC, address->protocol);
+}
+
+}  // namespace
+
+void curl_init_once() {
+  static std::once_flag once;
+  std::call_once(once, [] {
+    if (curl_global_init(CURL_GLOBAL_DEFAULT) != CURLE_OK)
+      throw Error(ErrorKind::environment, "libcurl failed to initialise");
+  });
+}
+
+void secure_defaults(CURL* easy, DestinationGuard* guard) {
+  curl_easy_setopt(easy, CURLOPT_PROTOCOLS_STR, "http,https");
+  curl_easy_setopt(easy, CURLOPT_FOLLOWLOCATION, 0L);
+  curl_easy_setopt(easy, CURLOPT_PROXY, "");
+  curl_easy_setopt(easy, CURLOPT_NOSIGNAL, 1L);
+  curl_easy_setopt(easy, CURLOPT_OPENSOCKETFUNCTION, open_guarded);
+  curl_easy_setopt(easy, CURLOPT_OPENSOCKETDATA, guard);
+}
+
+}  // namespace taskhost

@@ -1,0 +1,28 @@
+#pragma once
+
+#include <curl/curl.h>
+
+#include <string>
+#include <vector>
+
+#include "common/address_policy.hpp"
+
+namespace taskhost {
+
+// Initialises libcurl once per process (safe from any thread).
+void curl_init_once();
+
+// The SSRF guard of one transfer: the address curl is about to connect to
+// (after DNS, so no rebinding gap) must pass refuse_destination; otherwise no
+// socket is opened and `refusal` says why.
+struct DestinationGuard {
+  const std::vector<AddressRange>* allow = nullptr;
+  std::string refusal;
+};
+
+// What every outbound request of the host carries: http and https only, no
+// redirects, no proxy taken from the environment, no signals, and `guard`
+// (which must outlive the transfer).
+void secure_defaults(CURL* easy, DestinationGuard* guard);
+
+}  // namespace taskhost

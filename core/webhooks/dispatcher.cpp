@@ -1,0 +1,269 @@
+#include "webhooks/dispatcher.hpp"
+
+#include <poll.h>
+#include <strings.h>
+
+#include <spdlog/spdlog.h>
+#include <algorithm>
+#include <map>
+#include <random>
+#include <thread>
+
+#include "common/curl.hpp"
+#include "webhooks/secrets.hpp"
+#include "webhooks/signature.hpp"
+
+namespace taskhost {
+
+using namespace std::chrono_literals;
+
+std::optional<std::chrono::milliseconds> retry_delay(int attempts, double jitter) {
+  static constexpr std::chrono::seconds schedule[] = {5s, 5min, 30min, 2h, 5h, 10h, 10h};
+  if (attempts < 1 || attempts > static_cast<int>(std::size(schedule))) return std::nullopt;
+  auto base = std::chrono::duration<double, std::milli>(schedule[attempts - 1]);
+  return std::chrono::duration_cast<std::chrono::milliseconds>(base * (0.9 + 0.2 * jitter));
+}
+
+std::optional<std::chrono::seconds> parse_retry_after(std::string_view value,
+                                                      SystemClock::time_point now) {
+  std::string v(value);
+  while (!v.empty() && std::isspace(static_cast<unsigned char>(v.back()))) v.pop_back();
+  v.erase(0, v.find_first_not_of(" \t"));
+  if (v.empty()) return std::nullopt;
+  if (std::all_of(v.begin(), v.end(), [](char c) { return c >= '0' && c <= '9'; }))
+    return v.size() > 9 ? std::chrono::seconds(999'999'999) : std::chrono::seconds(std::stol(v));
+  time_t at = curl_getdate(v.c_str(), nullptr);
+  if (at < 0) return std::nullopt;
+  auto wait = std::chrono::duration_cast<std::chrono::seconds>(SystemClock::from_time_t(at) - now);
+  return std::max(wait, 0s);
+}
+
+namespace {
+
+// The longest a Retry-After may push a delivery back.
+constexpr auto max_retry_after = 24h;
+
+struct Transfer {
+  size_t index = 0;  // into the claimed deliveries
+  CURL* easy = nullptr;
+  curl_slist* headers = nullptr;
+  DestinationGuard guard;
+  std::optional<std::string> retry_after;
+  char error[CURL_ERROR_SIZE] = {};
+};
+
+size_t discard(char*, size_t size, size_t n, void*) { return size * n; }
+
+size_t header(char* data, size_t size, size_t n, void* user) {
+  std::string_view line(data, size * n);
+  constexpr std::string_view name = "retry-after:";
+  if (line.size() > name.size() && strncasecmp(line.data(), name.data(), name.size()) == 0)
+    static_cast<Transfer*>(user)->retry_after = std::string(line.substr(name.size()));
+  return size * n;
+}
+
+// A URL as logs may show it: no query, which can carry a token.
+std::string loggable(const std::string& url) { return url.substr(0, url.find('?')); }
+
+}  // namespace
+
+struct Dispatcher::Impl {
+  Impl(pg::Connection& c, DispatcherOptions o) : conn(c), options(std::move(o)) {
+    curl_init_once();
+    multi = curl_multi_init();
+    if (!multi) throw Error(ErrorKind::environment, "libcurl: cannot create a multi handle");
+    if (!options.jitter)
+      options.jitter = [rng = std::mt19937_64(std::random_device{}())]() mutable {
+        return std::uniform_real_distribution<double>(0, 1)(rng);
+      };
+  }
+  ~Impl() {
+    for (CURL* e : idle) curl_easy_cleanup(e);
+    curl_multi_cleanup(multi);
+  }
+
+  // Easy handles are reused; the multi handle keeps their connections open.
+  CURL* take_easy() {
+    if (idle.empty()) return curl_easy_init();
+    CURL* e = idle.back();
+    idle.pop_back();
+    curl_easy_reset(e);
+    return e;
+  }
+
+  void start(Transfer& t, const Delivery& d, const std::vector<std::string>& secrets,
+             int64_t timestamp) {
+    std::string signatures;
+    for (const auto& s : secrets)
+      signatures +=
+          (signatures.empty() ? "" : " ") + webhook_signature(s, d.message_id, timestamp, d.body);
+    const std::vector<std::string> headers = {
+        "content-type: application/json",   "user-agent: taskhost-webhooks/1",
+        "webhook-id: " + d.message_id,      "webhook-timestamp: " + std::to_string(timestamp),
+        "webhook-signature: " + signatures, "expect:"};  // no 100-continue round trip
+    for (const auto& h : headers) t.headers = curl_slist_append(t.headers, h.c_str());
+    t.easy = take_easy();
+    t.guard.allow = &options.allow_destinations;
+    secure_defaults(t.easy, &t.guard);
+    curl_easy_setopt(t.easy, CURLOPT_URL, d.url.c_str());
+    curl_easy_setopt(t.easy, CURLOPT_POST, 1L);
+    curl_easy_setopt(t.easy, CURLOPT_POSTFIELDS, d.body.data());
+    curl_easy_setopt(t.easy, CURLOPT_POSTFIELDSIZE_LARGE, static_cast<curl_off_t>(d.body.size()));
+    curl_easy_setopt(t.easy, CURLOPT_HTTPHEADER, t.headers);
+    curl_easy_setopt(t.easy, CURLOPT_TIMEOUT_MS, static_cast<long>(options.timeout.count()));
+    curl_easy_setopt(t.easy, CURLOPT_WRITEFUNCTION, discard);
+    curl_easy_setopt(t.easy, CURLOPT_HEADERFUNCTION, header);
+    curl_easy_setopt(t.easy, CURLOPT_HEADERDATA, &t);
+    curl_easy_setopt(t.easy, CURLOPT_ERRORBUFFER, t.error);
+    curl_easy_setopt(t.easy, CURLOPT_PRIVATE, &t);
+    curl_multi_add_handle(multi, t.easy);
+  }
+
+  void finish(Transfer& t) {
+    curl_multi_remove_handle(multi, t.easy);
+    curl_slist_free_all(t.headers);
+    idle.push_back(t.easy);
+  }
+
+  // Runs every added transfer to its end; returns the result of each.
+  std::map<Transfer*, CURLcode> perform() {
+    std::map<Transfer*, CURLcode> results;
+    for (int running = 1; running > 0;) {
+      curl_multi_perform(multi, &running);
+      int queued = 0;
+      while (CURLMsg* msg = curl_multi_info_read(multi, &queued)) {
+        if (msg->msg != CURLMSG_DONE) continue;
+        Transfer* t = nullptr;
+        curl_easy_getinfo(msg->easy_handle, CURLINFO_PRIVATE, &t);
+        results[t] = msg->data.result;
+      }
+      if (running > 0) curl_multi_poll(multi, nullptr, 0, 1000, nullptr);
+    }
+    return results;
+  }
+
+  pg::Connection& conn;
+  DispatcherOptions options;
+  CURLM* multi = nullptr;
+  std::vector<CURL*> idle;
+};
+
+Dispatcher::Dispatcher(pg::Connection& conn, DispatcherOptions options)
+    : impl_(std::make_unique<Impl>(conn, std::move(options))) {}
+Dispatcher::~Dispatcher() = default;
+
+int Dispatcher::dispatch_once() {
+  Impl& m = *impl_;
+  const auto now = m.options.clock();
+  // Leased past the longest attempt, so a live dispatcher's delivery is not
+  // taken over; a dead one's is retried, with the same message id.
+  auto claimed = claim_deliveries(m.conn, now, m.options.batch, m.options.timeout + 30s);
+  if (claimed.empty()) return 0;
+
+  std::vector<DeliveryOutcome> outcomes(claimed.size());
+  auto fail = [&](size_t i, std::string error, std::optional<std::chrono::seconds> retry_after) {
+    outcomes[i].error = std::move(error);
+    if (auto delay = retry_delay(claimed[i].attempts, m.options.jitter())) {
+      auto at = now + *delay;
+      if (retry_after)
+        at = std::max(at, now + std::min<std::chrono::seconds>(*retry_after, max_retry_after));
+      outcomes[i].retry_at = at;
+    }
+    spdlog::warn("webhook {} ({} of run {}) to {}: attempt {} failed: {}", claimed[i].message_id,
+                 claimed[i].event, claimed[i].run_id, loggable(claimed[i].url), claimed[i].attempts,
+                 outcomes[i].error);
+  };
+
+  std::map<std::string, std::vector<std::string>> secrets;  // per schema name
+  std::vector<std::unique_ptr<Transfer>> transfers;
+  const int64_t timestamp =
+      std::chrono::duration_cast<std::chrono::seconds>(now.time_since_epoch()).count();
+  for (size_t i = 0; i < claimed.size(); ++i) {
+    const Delivery& d = claimed[i];
+    outcomes[i].id = d.id;
+    auto it = secrets.find(d.schema_name);
+    if (it == secrets.end())
+      it = secrets.emplace(d.schema_name, webhook_secrets(m.conn, d.schema_name)).first;
+    if (it->second.empty()) {
+      fail(i,
+           "schema " + d.schema_name +
+               " has no webhook secret: create one with `taskhost "
+               "webhook-key " +
+               d.schema_name + "`",
+           std::nullopt);
+      continue;
+    }
+    auto t = std::make_unique<Transfer>();
+    t->index = i;
+    m.start(*t, d, it->second, timestamp);
+    transfers.push_back(std::move(t));
+  }
+
+  auto results = m.perform();
+  for (auto& t : transfers) {
+    size_t i = t->index;
+    CURLcode code = results.count(t.get()) ? results[t.get()] : CURLE_FAILED_INIT;
+    long status = 0;
+    curl_easy_getinfo(t->easy, CURLINFO_RESPONSE_CODE, &status);
+    auto retry_after = t->retry_after ? parse_retry_after(*t->retry_after, now) : std::nullopt;
+    m.finish(*t);
+    if (code != CURLE_OK) {
+      std::string why =
+          !t->guard.refusal.empty() ? t->guard.refusal
+          : code == CURLE_OPERATION_TIMEDOUT
+              ? "no answer within " + std::to_string(m.options.timeout.count()) + " ms"
+              : std::string(*t->error ? t->error : curl_easy_strerror(code));
+      fail(i, why, std::nullopt);
+      continue;
+    }
+    outcomes[i].status = static_cast<int>(status);
+    if (status >= 200 && status < 300) {
+      outcomes[i].delivered = true;
+    } else if (status == 410) {
+      outcomes[i].gone = true;
+      outcomes[i].error = "answered 410 Gone: endpoint disabled";
+      spdlog::warn("webhook endpoint {} answered 410 Gone: disabled", loggable(claimed[i].url));
+    } else {
+      fail(i, "answered HTTP " + std::to_string(status), retry_after);
+    }
+  }
+  record_outcomes(m.conn, m.options.clock(), outcomes);
+  return static_cast<int>(claimed.size());
+}
+
+void run_dispatcher(const std::string& conninfo, DispatcherOptions options,
+                    const std::atomic<bool>& stop) {
+  auto backoff = 100ms;
+  while (!stop) {
+    try {
+      pg::Connection conn(conninfo);
+      conn.exec("LISTEN taskhost_webhooks");
+      Dispatcher dispatcher(conn, options);
+      backoff = 100ms;
+      while (!stop) {
+        if (dispatcher.dispatch_once() >= options.batch) continue;
+        // Retries fall due without a notification: look at least every second.
+        bool woken = false;
+        for (auto until = std::chrono::steady_clock::now() + 1s;
+             !stop && !woken && std::chrono::steady_clock::now() < until;) {
+          pollfd fd{PQsocket(conn.raw()), POLLIN, 0};
+          ::poll(&fd, 1, 100);
+          if (PQconsumeInput(conn.raw()) == 0)
+            throw Error(ErrorKind::environment, PQerrorMessage(conn.raw()));
+          while (PGnotify* n = PQnotifies(conn.raw())) {
+            woken = true;
+            PQfreemem(n);
+          }
+        }
+      }
+    } catch (const std::exception& e) {
+      spdlog::warn("webhook dispatcher: {}; retrying in {} ms", e.what(), backoff.count());
+      for (auto until = std::chrono::steady_clock::now() + backoff;
+           !stop && std::chrono::steady_clock::now() < until;)
+        std::this_thread::sleep_for(20ms);
+      backoff = std::min<std::chrono::milliseconds>(backoff * 2, 5s);
+    }
+  }
+}
+
+}  // namespace taskhost

@@ -1,0 +1,61 @@
+#pragma once
+
+#include <atomic>
+#include <chrono>
+#include <functional>
+#include <memory>
+#include <optional>
+#include <string>
+#include <string_view>
+#include <vector>
+
+#include "common/address_policy.hpp"
+#include "webhooks/outbox.hpp"
+
+namespace taskhost {
+
+struct DispatcherOptions {
+  std::vector<AddressRange> allow_destinations;  // non-public ranges we may reach
+  int batch = 64;                                // deliveries sent at once
+  std::chrono::milliseconds timeout{15'000};     // a slower answer is a failure
+  std::function<SystemClock::time_point()> clock = [] { return SystemClock::now(); };
+  std::function<double()> jitter;  // uniform in [0, 1); random when empty
+};
+
+// The wait after failed attempt `attempts` (1-based) of a delivery: 5 s,
+// 5 min, 30 min, 2 h, 5 h, 10 h, 10 h (the first attempt is immediate), each
+// within ±10 % by jitter in [0, 1). std::nullopt after the 8th attempt: the
+// delivery becomes a dead letter.
+std::optional<std::chrono::milliseconds> retry_delay(int attempts, double jitter);
+
+// A Retry-After header value (seconds, or an HTTP date) as a wait from now.
+std::optional<std::chrono::seconds> parse_retry_after(std::string_view value,
+                                                      SystemClock::time_point now);
+
+// Sends webhook deliveries: POSTs the body signed per Standard Webhooks with
+// every current secret of the schema, up to `batch` at once over reused
+// connections, and records each outcome. 2xx delivers; any other answer,
+// a timeout or a refused destination is retried on the schedule, with
+// Retry-After honoured; 410 disables the endpoint.
+class Dispatcher {
+ public:
+  Dispatcher(pg::Connection& conn, DispatcherOptions options);
+  ~Dispatcher();
+  Dispatcher(const Dispatcher&) = delete;
+  Dispatcher& operator=(const Dispatcher&) = delete;
+
+  // Sends the deliveries due now, once each. Returns how many were attempted.
+  int dispatch_once();
+
+ private:
+  struct Impl;
+  std::unique_ptr<Impl> impl_;
+};
+
+// A dispatcher's life in a worker: its own connection, woken by the outbox
+// triggers' NOTIFY (or every second), reconnecting after failures, until
+// `stop` is set.
+void run_dispatcher(const std::string& conninfo, DispatcherOptions options,
+                    const std::atomic<bool>& stop);
+
+}  // namespace taskhost

@@ -1,0 +1,65 @@
+#pragma once
+
+#include <chrono>
+#include <cstdint>
+#include <optional>
+#include <string>
+#include <vector>
+
+#include "store/pg.hpp"
+
+namespace taskhost {
+
+// The webhook outbox (migrations/0005_webhook_outbox.sql): rows written by
+// triggers with the state changes they announce, sent by dispatchers.
+
+using SystemClock = std::chrono::system_clock;
+
+struct Delivery {
+  int64_t id = 0;
+  std::string message_id;  // webhook-id: the same on every attempt
+  std::string schema_name, run_id, url, event, body;
+  std::string state;  // pending, delivered, dead
+  int attempts = 0;
+  std::optional<int> last_status;
+  std::optional<std::string> last_error;
+  std::string created_at, next_attempt_at;  // ISO 8601, UTC
+  std::optional<std::string> finished_at;
+};
+
+// Claims up to `limit` due deliveries for one attempt each, leased until
+// now + lease: per run and endpoint only the oldest pending one, so a run's
+// events arrive in order. A dispatcher that dies leaves the lease to expire,
+// and the delivery is sent again with the same message id.
+std::vector<Delivery> claim_deliveries(pg::Connection& conn, SystemClock::time_point now, int limit,
+                                       std::chrono::milliseconds lease);
+
+// What one attempt came to.
+struct DeliveryOutcome {
+  int64_t id = 0;
+  bool delivered = false;  // a 2xx answer
+  bool gone = false;       // 410: disable the endpoint
+  std::optional<int> status;
+  std::string error;
+  std::optional<SystemClock::time_point> retry_at;  // nullopt: no attempts left
+};
+
+// Records outcomes in one transaction. A 410 disables the endpoint and moves
+// its pending deliveries to the dead letters (audited).
+void record_outcomes(pg::Connection& conn, SystemClock::time_point now,
+                     const std::vector<DeliveryOutcome>& outcomes);
+
+struct DeliveryFilter {
+  bool dead_only = false;
+  std::optional<std::string> run_id;
+  int limit = 100;
+};
+// Newest first.
+std::vector<Delivery> list_deliveries(pg::Connection& conn, const DeliveryFilter& filter);
+
+// Sends a dead (or delivered) delivery again, with its message id and a fresh
+// retry schedule, and re-enables its endpoint if a 410 had disabled it.
+// Audited. Throws Error(not_found), or Error(conflict) while it is pending.
+void redeliver(pg::Connection& conn, int64_t id, const std::string& actor);
+
+}  // namespace taskhost

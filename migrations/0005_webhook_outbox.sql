@@ -1,0 +1,122 @@
+-- The webhook outbox. Triggers write a delivery row in the same transaction
+-- as the state change it announces, so no change commits unannounced and no
+-- announcement outlives a rolled-back change. Dispatchers (in the workers)
+-- deliver the rows; a delivery keeps its message id across retries.
+
+CREATE FUNCTION taskhost.iso_utc(t timestamptz) RETURNS text
+LANGUAGE sql STABLE STRICT AS $$
+  SELECT to_char(t AT TIME ZONE 'UTC', 'YYYY-MM-DD"T"HH24:MI:SS.US"Z"')
+$$;
+
+CREATE TABLE taskhost.webhook_deliveries (
+  id               bigserial PRIMARY KEY,
+  message_id       text NOT NULL UNIQUE
+                     DEFAULT 'msg_' || replace(gen_random_uuid()::text, '-', ''),
+  schema_name      text NOT NULL,       -- whose secrets sign it
+  run_id           uuid NOT NULL REFERENCES taskhost.runs (id),
+  url              text NOT NULL,
+  event            text NOT NULL,
+  body             text NOT NULL,       -- the exact bytes signed and sent
+  state            text NOT NULL DEFAULT 'pending'
+                     CHECK (state IN ('pending', 'delivered', 'dead')),
+  attempts         integer NOT NULL DEFAULT 0,
+  next_attempt_at  timestamptz NOT NULL DEFAULT now(),
+  lease_expires_at timestamptz,         -- set while a dispatcher is sending it
+  last_status      integer,             -- HTTP status of the last attempt
+  last_error       text,
+  created_at       timestamptz NOT NULL DEFAULT now(),
+  finished_at      timestamptz          -- delivered, or given up (dead letter)
+);
+CREATE INDEX webhook_deliveries_due_idx ON taskhost.webhook_deliveries (next_attempt_at)
+  WHERE state = 'pending';
+-- Events of one run reach one endpoint in order: only the oldest pending
+-- delivery of a (run, url) may be sent.
+CREATE INDEX webhook_deliveries_order_idx ON taskhost.webhook_deliveries (run_id, url, id)
+  WHERE state = 'pending';
+CREATE INDEX webhook_deliveries_dead_idx ON taskhost.webhook_deliveries (id)
+  WHERE state = 'dead';
+
+-- Endpoints that answered 410 Gone: their deliveries go straight to the dead
+-- letters until an operator redelivers one of them.
+CREATE TABLE taskhost.webhook_disabled_endpoints (
+  url         text PRIMARY KEY,
+  disabled_at timestamptz NOT NULL DEFAULT now(),
+  reason      text NOT NULL
+);
+
+-- Queues `event` for the run's schema version if its hooks subscribe to it.
+-- data is the event's "data" object.
+CREATE FUNCTION taskhost.webhook_enqueue(run uuid, event text, data jsonb, at timestamptz)
+RETURNS boolean LANGUAGE plpgsql AS $$
+BEGIN
+  INSERT INTO taskhost.webhook_deliveries (schema_name, run_id, url, event, body,
+                                           state, last_error, finished_at)
+  SELECT s.name, r.id, s.spec->'hooks'->>'url', event,
+         jsonb_build_object('type', event, 'timestamp', taskhost.iso_utc(at),
+           'data', jsonb_build_object('run_id', r.id, 'schema', s.name, 'version', s.version)
+                   || data)::text,
+         CASE WHEN d.url IS NULL THEN 'pending' ELSE 'dead' END,
+         'endpoint disabled: ' || d.reason,
+         CASE WHEN d.url IS NOT NULL THEN now() END
+  FROM taskhost.runs r JOIN taskhost.task_schemas s ON s.id = r.schema_id
+  LEFT JOIN taskhost.webhook_disabled_endpoints d ON d.url = s.spec->'hooks'->>'url'
+  WHERE r.id = run AND s.spec->'hooks'->'events' ? event;
+  IF FOUND THEN
+    PERFORM pg_notify('taskhost_webhooks', '');
+  END IF;
+  RETURN FOUND;
+END $$;
+
+-- Run state changes, named as webhook events. A stop request (pausing,
+-- cancelling) is not an event: its outcome is.
+CREATE FUNCTION taskhost.webhook_transitions() RETURNS trigger LANGUAGE plpgsql AS $$
+BEGIN
+  PERFORM taskhost.webhook_enqueue(n.run_id, e.event,
+    jsonb_strip_nulls(jsonb_build_object('state', n.to_state, 'attempt', n.attempt,
+      'actor', n.actor, 'reason', nullif(n.reason, ''),
+      'output', CASE WHEN n.to_state = 'succeeded' THEN r.output END,
+      'error_code', CASE WHEN n.to_state = 'failed' THEN r.error_code END,
+      'error', CASE WHEN n.to_state = 'failed' THEN r.error END)), n.at)
+  FROM new_rows n
+  JOIN taskhost.runs r ON r.id = n.run_id
+  JOIN taskhost.task_schemas s ON s.id = r.schema_id AND s.spec->'hooks' ? 'url'
+  CROSS JOIN LATERAL (SELECT CASE
+      WHEN n.to_state = 'queued' AND n.from_state = 'paused' THEN 'run.resumed'
+      WHEN n.to_state IN ('queued', 'running', 'paused', 'succeeded', 'failed', 'cancelled')
+        THEN 'run.' || CASE n.to_state WHEN 'running' THEN 'started' ELSE n.to_state END
+    END AS event) e
+  WHERE e.event IS NOT NULL
+  ORDER BY n.id;
+  RETURN NULL;
+END $$;
+CREATE TRIGGER run_transitions_webhooks AFTER INSERT ON taskhost.run_transitions
+  REFERENCING NEW TABLE AS new_rows FOR EACH STATEMENT
+  EXECUTE FUNCTION taskhost.webhook_transitions();
+
+-- Events a plugin emitted (item.failed, ...).
+CREATE FUNCTION taskhost.webhook_run_events() RETURNS trigger LANGUAGE plpgsql AS $$
+BEGIN
+  PERFORM taskhost.webhook_enqueue(NEW.run_id, NEW.name,
+    jsonb_build_object('attempt', NEW.attempt, 'payload', NEW.payload), NEW.at);
+  RETURN NULL;
+END $$;
+CREATE TRIGGER run_events_webhooks AFTER INSERT ON taskhost.run_events
+  FOR EACH ROW EXECUTE FUNCTION taskhost.webhook_run_events();
+
+-- run.progress, at most one per run every 5 seconds (and the final count).
+ALTER TABLE taskhost.runs ADD COLUMN progress_announced_at timestamptz;
+CREATE FUNCTION taskhost.webhook_progress() RETURNS trigger LANGUAGE plpgsql AS $$
+BEGIN
+  IF (NEW.progress_announced_at IS NULL
+      OR NEW.progress_announced_at <= now() - interval '5 seconds'
+      OR NEW.progress_done = NEW.progress_total)
+     AND taskhost.webhook_enqueue(NEW.id, 'run.progress',
+           jsonb_build_object('attempt', NEW.attempt, 'done', NEW.progress_done,
+                              'total', NEW.progress_total), now()) THEN
+    NEW.progress_announced_at := now();
+  END IF;
+  RETURN NEW;
+END $$;
+CREATE TRIGGER runs_progress_webhooks BEFORE UPDATE OF progress_done ON taskhost.runs
+  FOR EACH ROW WHEN (NEW.progress_done IS DISTINCT FROM OLD.progress_done)
+  EXECUTE FUNCTION taskhost.webhook_progress();
