@@ -19,22 +19,35 @@ CREATE TABLE taskhost.webhook_deliveries (
   body             text NOT NULL,       -- the exact bytes signed and sent
   state            text NOT NULL DEFAULT 'pending'
                      CHECK (state IN ('pending', 'delivered', 'dead')),
-  attempts         integer NOT NULL DEFAULT 0,
-  next_attempt_at  timestamptz NOT NULL DEFAULT now(),
-  lease_expires_at timestamptz,         -- set while a dispatcher is sending it
+  attempts         integer NOT NULL DEFAULT 0,  -- recorded attempts
+  next_attempt_at  timestamptz,         -- after a failed attempt, for operators
   last_status      integer,             -- HTTP status of the last attempt
   last_error       text,
   created_at       timestamptz NOT NULL DEFAULT now(),
   finished_at      timestamptz          -- delivered, or given up (dead letter)
 );
-CREATE INDEX webhook_deliveries_due_idx ON taskhost.webhook_deliveries (next_attempt_at)
-  WHERE state = 'pending';
--- Events of one run reach one endpoint in order: only the oldest pending
--- delivery of a (run, url) may be sent.
-CREATE INDEX webhook_deliveries_order_idx ON taskhost.webhook_deliveries (run_id, url, id)
+CREATE INDEX webhook_deliveries_stream_idx ON taskhost.webhook_deliveries (run_id, url, id)
   WHERE state = 'pending';
 CREATE INDEX webhook_deliveries_dead_idx ON taskhost.webhook_deliveries (id)
   WHERE state = 'dead';
+CREATE INDEX webhook_deliveries_run_idx ON taskhost.webhook_deliveries (run_id);
+
+-- A run's events reach an endpoint in order: the pending deliveries of one
+-- (run, url) form a stream, sent one after another by one dispatcher at a
+-- time. Dispatchers claim streams by due_at (NULL: nothing pending), so a
+-- claim costs the same whatever the backlog; a failure pushes the whole
+-- stream back to its retry time. version counts enqueues, so a dispatcher
+-- never idles a stream that gained a delivery after it looked.
+CREATE TABLE taskhost.webhook_streams (
+  run_id           uuid NOT NULL REFERENCES taskhost.runs (id),
+  url              text NOT NULL,
+  due_at           timestamptz,
+  lease_expires_at timestamptz,         -- while a dispatcher sends it
+  version          bigint NOT NULL DEFAULT 0,
+  PRIMARY KEY (run_id, url)
+);
+CREATE INDEX webhook_streams_due_idx ON taskhost.webhook_streams (due_at)
+  WHERE due_at IS NOT NULL;
 
 -- Endpoints that answered 410 Gone: their deliveries go straight to the dead
 -- letters until an operator redelivers one of them.
@@ -44,27 +57,45 @@ CREATE TABLE taskhost.webhook_disabled_endpoints (
   reason      text NOT NULL
 );
 
+-- Makes a stream due (unless it waits for a retry) and wakes dispatchers.
+CREATE FUNCTION taskhost.webhook_stream_due(run uuid, target text) RETURNS void
+LANGUAGE sql AS $$
+  INSERT INTO taskhost.webhook_streams (run_id, url, due_at) VALUES (run, target, now())
+  ON CONFLICT (run_id, url) DO UPDATE
+    SET due_at = coalesce(webhook_streams.due_at, now()), version = webhook_streams.version + 1;
+  SELECT pg_notify('taskhost_webhooks', '');
+$$;
+
 -- Queues `event` for the run's schema version if its hooks subscribe to it.
--- data is the event's "data" object.
+-- data is merged into the event's "data" object.
 CREATE FUNCTION taskhost.webhook_enqueue(run uuid, event text, data jsonb, at timestamptz)
 RETURNS boolean LANGUAGE plpgsql AS $$
+DECLARE
+  target text;
+  schema_name text;
+  schema_version text;
+  disabled text;
 BEGIN
+  SELECT s.spec->'hooks'->>'url', s.name, s.version INTO target, schema_name, schema_version
+  FROM taskhost.runs r JOIN taskhost.task_schemas s ON s.id = r.schema_id
+  WHERE r.id = run AND s.spec->'hooks'->'events' ? event;
+  IF target IS NULL THEN
+    RETURN false;
+  END IF;
+  SELECT reason INTO disabled FROM taskhost.webhook_disabled_endpoints WHERE url = target;
   INSERT INTO taskhost.webhook_deliveries (schema_name, run_id, url, event, body,
                                            state, last_error, finished_at)
-  SELECT s.name, r.id, s.spec->'hooks'->>'url', event,
-         jsonb_build_object('type', event, 'timestamp', taskhost.iso_utc(at),
-           'data', jsonb_build_object('run_id', r.id, 'schema', s.name, 'version', s.version)
-                   || data)::text,
-         CASE WHEN d.url IS NULL THEN 'pending' ELSE 'dead' END,
-         'endpoint disabled: ' || d.reason,
-         CASE WHEN d.url IS NOT NULL THEN now() END
-  FROM taskhost.runs r JOIN taskhost.task_schemas s ON s.id = r.schema_id
-  LEFT JOIN taskhost.webhook_disabled_endpoints d ON d.url = s.spec->'hooks'->>'url'
-  WHERE r.id = run AND s.spec->'hooks'->'events' ? event;
-  IF FOUND THEN
-    PERFORM pg_notify('taskhost_webhooks', '');
+  VALUES (schema_name, run, target, event,
+          jsonb_build_object('type', event, 'timestamp', taskhost.iso_utc(at),
+            'data', jsonb_build_object('run_id', run, 'schema', schema_name,
+                                       'version', schema_version) || data)::text,
+          CASE WHEN disabled IS NULL THEN 'pending' ELSE 'dead' END,
+          'endpoint disabled: ' || disabled,
+          CASE WHEN disabled IS NOT NULL THEN now() END);
+  IF disabled IS NULL THEN
+    PERFORM taskhost.webhook_stream_due(run, target);
   END IF;
-  RETURN FOUND;
+  RETURN true;
 END $$;
 
 -- Run state changes, named as webhook events. A stop request (pausing,

@@ -625,6 +625,7 @@ int webhook_key(Session& s, const po::variables_map& vm) {
 }
 
 Json delivery_json(const Delivery& d) {
+  auto opt = [](const auto& v) { return v ? Json(*v) : Json(); };
   return {{"id", d.id},
           {"message_id", d.message_id},
           {"schema", d.schema_name},
@@ -633,11 +634,11 @@ Json delivery_json(const Delivery& d) {
           {"event", d.event},
           {"state", d.state},
           {"attempts", d.attempts},
-          {"last_status", d.last_status ? Json(*d.last_status) : Json()},
-          {"last_error", d.last_error ? Json(*d.last_error) : Json()},
+          {"last_status", opt(d.last_status)},
+          {"last_error", opt(d.last_error)},
           {"created_at", d.created_at},
-          {"next_attempt_at", d.next_attempt_at},
-          {"finished_at", d.finished_at ? Json(*d.finished_at) : Json()}};
+          {"next_attempt_at", opt(d.next_attempt_at)},
+          {"finished_at", opt(d.finished_at)}};
 }
 
 int webhooks_list(Session& s, const po::variables_map& vm) {

@@ -5,6 +5,8 @@
 
 #include <spdlog/spdlog.h>
 #include <algorithm>
+#include <functional>
+#include <list>
 #include <map>
 #include <random>
 #include <thread>
@@ -42,9 +44,18 @@ namespace {
 
 // The longest a Retry-After may push a delivery back.
 constexpr auto max_retry_after = 24h;
+// Deliveries of one stream sent in one claim, one after another.
+constexpr int per_stream = 100;
+
+// One stream being sent: its deliveries go one after another.
+struct StreamSend {
+  const ClaimedStream* stream = nullptr;
+  size_t next = 0;  // the delivery to send next
+  StreamOutcome outcome;
+};
 
 struct Transfer {
-  size_t index = 0;  // into the claimed deliveries
+  StreamSend* send = nullptr;
   CURL* easy = nullptr;
   curl_slist* headers = nullptr;
   DestinationGuard guard;
@@ -125,21 +136,24 @@ struct Dispatcher::Impl {
     idle.push_back(t.easy);
   }
 
-  // Runs every added transfer to its end; returns the result of each.
-  std::map<Transfer*, CURLcode> perform() {
-    std::map<Transfer*, CURLcode> results;
-    for (int running = 1; running > 0;) {
+  // Runs the added transfers until none is left, calling done(transfer,
+  // result) as each ends; done may start more.
+  void perform(const std::function<void(Transfer&, CURLcode)>& done) {
+    for (;;) {
+      int running = 0, queued = 0;
       curl_multi_perform(multi, &running);
-      int queued = 0;
+      bool ended = false;
       while (CURLMsg* msg = curl_multi_info_read(multi, &queued)) {
         if (msg->msg != CURLMSG_DONE) continue;
         Transfer* t = nullptr;
         curl_easy_getinfo(msg->easy_handle, CURLINFO_PRIVATE, &t);
-        results[t] = msg->data.result;
+        done(*t, msg->data.result);
+        ended = true;
       }
-      if (running > 0) curl_multi_poll(multi, nullptr, 0, 1000, nullptr);
+      if (ended) continue;  // done() may have started more
+      if (running == 0) return;
+      curl_multi_poll(multi, nullptr, 0, 1000, nullptr);
     }
-    return results;
   }
 
   pg::Connection& conn;
@@ -155,80 +169,98 @@ Dispatcher::~Dispatcher() = default;
 int Dispatcher::dispatch_once() {
   Impl& m = *impl_;
   const auto now = m.options.clock();
-  // Leased past the longest attempt, so a live dispatcher's delivery is not
-  // taken over; a dead one's is retried, with the same message id.
-  auto claimed = claim_deliveries(m.conn, now, m.options.batch, m.options.timeout + 30s);
-  if (claimed.empty()) return 0;
+  // A stream is leased for two attempts' worth; a dispatcher that dies is
+  // replaced after that, and sends again with the same message ids. No send
+  // starts after `deadline`, so a live one never overruns its lease.
+  const auto lease = 2 * m.options.timeout + 30s;
+  const auto deadline = std::chrono::steady_clock::now() + lease - m.options.timeout - 10s;
+  auto streams = claim_streams(m.conn, now, m.options.batch, per_stream, lease);
+  if (streams.empty()) return 0;
 
-  std::vector<DeliveryOutcome> outcomes(claimed.size());
-  auto fail = [&](size_t i, std::string error, std::optional<std::chrono::seconds> retry_after) {
-    outcomes[i].error = std::move(error);
-    if (auto delay = retry_delay(claimed[i].attempts, m.options.jitter())) {
+  std::vector<StreamSend> sends(streams.size());
+  std::map<std::string, std::vector<std::string>> secrets;  // per schema name
+  std::list<Transfer> transfers;
+  const int64_t timestamp =
+      std::chrono::duration_cast<std::chrono::seconds>(now.time_since_epoch()).count();
+  int attempted = 0;
+
+  auto fail = [&](StreamSend& send, DeliveryOutcome& out, const Delivery& d,
+                  std::optional<std::chrono::seconds> retry_after) {
+    if (auto delay = retry_delay(d.attempts + 1, m.options.jitter())) {
       auto at = now + *delay;
       if (retry_after)
         at = std::max(at, now + std::min<std::chrono::seconds>(*retry_after, max_retry_after));
-      outcomes[i].retry_at = at;
+      out.retry_at = at;
     }
-    spdlog::warn("webhook {} ({} of run {}) to {}: attempt {} failed: {}", claimed[i].message_id,
-                 claimed[i].event, claimed[i].run_id, loggable(claimed[i].url), claimed[i].attempts,
-                 outcomes[i].error);
+    spdlog::warn("webhook {} ({} of run {}) to {}: attempt {} failed: {}", d.message_id, d.event,
+                 d.run_id, loggable(d.url), d.attempts + 1, out.error);
+    send.outcome.attempts.push_back(out);
   };
-
-  std::map<std::string, std::vector<std::string>> secrets;  // per schema name
-  std::vector<std::unique_ptr<Transfer>> transfers;
-  const int64_t timestamp =
-      std::chrono::duration_cast<std::chrono::seconds>(now.time_since_epoch()).count();
-  for (size_t i = 0; i < claimed.size(); ++i) {
-    const Delivery& d = claimed[i];
-    outcomes[i].id = d.id;
+  // Starts the stream's next delivery, if any and if there is time left.
+  auto start_next = [&](StreamSend& send) {
+    const auto& list = send.stream->deliveries;
+    if (send.next >= list.size() || std::chrono::steady_clock::now() >= deadline) return;
+    const Delivery& d = list[send.next++];
+    ++attempted;
     auto it = secrets.find(d.schema_name);
     if (it == secrets.end())
       it = secrets.emplace(d.schema_name, webhook_secrets(m.conn, d.schema_name)).first;
     if (it->second.empty()) {
-      fail(i,
-           "schema " + d.schema_name +
-               " has no webhook secret: create one with `taskhost "
-               "webhook-key " +
-               d.schema_name + "`",
-           std::nullopt);
-      continue;
+      DeliveryOutcome out;
+      out.id = d.id;
+      out.error = "schema " + d.schema_name +
+                  " has no webhook secret: create one with `taskhost webhook-key " + d.schema_name +
+                  "`";
+      fail(send, out, d, std::nullopt);
+      return;
     }
-    auto t = std::make_unique<Transfer>();
-    t->index = i;
-    m.start(*t, d, it->second, timestamp);
-    transfers.push_back(std::move(t));
-  }
+    Transfer& t = transfers.emplace_back();
+    t.send = &send;
+    m.start(t, d, it->second, timestamp);
+  };
 
-  auto results = m.perform();
-  for (auto& t : transfers) {
-    size_t i = t->index;
-    CURLcode code = results.count(t.get()) ? results[t.get()] : CURLE_FAILED_INIT;
-    long status = 0;
-    curl_easy_getinfo(t->easy, CURLINFO_RESPONSE_CODE, &status);
-    auto retry_after = t->retry_after ? parse_retry_after(*t->retry_after, now) : std::nullopt;
-    m.finish(*t);
-    if (code != CURLE_OK) {
-      std::string why =
-          !t->guard.refusal.empty() ? t->guard.refusal
-          : code == CURLE_OPERATION_TIMEDOUT
-              ? "no answer within " + std::to_string(m.options.timeout.count()) + " ms"
-              : std::string(*t->error ? t->error : curl_easy_strerror(code));
-      fail(i, why, std::nullopt);
-      continue;
-    }
-    outcomes[i].status = static_cast<int>(status);
-    if (status >= 200 && status < 300) {
-      outcomes[i].delivered = true;
-    } else if (status == 410) {
-      outcomes[i].gone = true;
-      outcomes[i].error = "answered 410 Gone: endpoint disabled";
-      spdlog::warn("webhook endpoint {} answered 410 Gone: disabled", loggable(claimed[i].url));
-    } else {
-      fail(i, "answered HTTP " + std::to_string(status), retry_after);
-    }
+  for (size_t i = 0; i < streams.size(); ++i) {
+    sends[i].stream = &streams[i];
+    sends[i].outcome.stream = &streams[i];
+    start_next(sends[i]);
   }
+  m.perform([&](Transfer& t, CURLcode code) {
+    StreamSend& send = *t.send;
+    const Delivery& d = send.stream->deliveries[send.next - 1];
+    long status = 0;
+    curl_easy_getinfo(t.easy, CURLINFO_RESPONSE_CODE, &status);
+    auto retry_after = t.retry_after ? parse_retry_after(*t.retry_after, now) : std::nullopt;
+    m.finish(t);
+    DeliveryOutcome out;
+    out.id = d.id;
+    if (code != CURLE_OK) {
+      out.error = !t.guard.refusal.empty() ? t.guard.refusal
+                  : code == CURLE_OPERATION_TIMEDOUT
+                      ? "no answer within " + std::to_string(m.options.timeout.count()) + " ms"
+                      : std::string(*t.error ? t.error : curl_easy_strerror(code));
+      fail(send, out, d, std::nullopt);
+      return;
+    }
+    out.status = static_cast<int>(status);
+    if (status >= 200 && status < 300) {
+      out.delivered = true;
+      send.outcome.attempts.push_back(out);
+      start_next(send);
+    } else if (status == 410) {
+      out.gone = true;
+      out.error = "answered 410 Gone: endpoint disabled";
+      spdlog::warn("webhook endpoint {} answered 410 Gone: disabled", loggable(d.url));
+      send.outcome.attempts.push_back(out);
+    } else {
+      out.error = "answered HTTP " + std::to_string(status);
+      fail(send, out, d, retry_after);
+    }
+  });
+
+  std::vector<StreamOutcome> outcomes;
+  for (auto& send : sends) outcomes.push_back(std::move(send.outcome));
   record_outcomes(m.conn, m.options.clock(), outcomes);
-  return static_cast<int>(claimed.size());
+  return attempted;
 }
 
 void run_dispatcher(const std::string& conninfo, DispatcherOptions options,

@@ -16,7 +16,7 @@ namespace taskhost {
 
 struct DispatcherOptions {
   std::vector<AddressRange> allow_destinations;  // non-public ranges we may reach
-  int batch = 64;                                // deliveries sent at once
+  int batch = 64;                                // streams (run, url) sent at once
   std::chrono::milliseconds timeout{15'000};     // a slower answer is a failure
   std::function<SystemClock::time_point()> clock = [] { return SystemClock::now(); };
   std::function<double()> jitter;  // uniform in [0, 1); random when empty
@@ -32,11 +32,13 @@ std::optional<std::chrono::milliseconds> retry_delay(int attempts, double jitter
 std::optional<std::chrono::seconds> parse_retry_after(std::string_view value,
                                                       SystemClock::time_point now);
 
-// Sends webhook deliveries: POSTs the body signed per Standard Webhooks with
-// every current secret of the schema, up to `batch` at once over reused
-// connections, and records each outcome. 2xx delivers; any other answer,
-// a timeout or a refused destination is retried on the schedule, with
-// Retry-After honoured; 410 disables the endpoint.
+// Sends webhook deliveries: POSTs each body signed per Standard Webhooks with
+// every current secret of its schema. Up to `batch` streams at once over
+// reused connections; within a stream one delivery after another, each
+// after the one before it succeeded. 2xx delivers; any other answer, a
+// timeout or a refused destination is retried on the schedule, with
+// Retry-After honoured, and holds back the rest of its stream; 410 disables
+// the endpoint.
 class Dispatcher {
  public:
   Dispatcher(pg::Connection& conn, DispatcherOptions options);
@@ -44,7 +46,8 @@ class Dispatcher {
   Dispatcher(const Dispatcher&) = delete;
   Dispatcher& operator=(const Dispatcher&) = delete;
 
-  // Sends the deliveries due now, once each. Returns how many were attempted.
+  // Sends what is due now and records the outcomes. Returns how many
+  // deliveries were attempted.
   int dispatch_once();
 
  private:

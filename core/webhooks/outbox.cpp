@@ -38,7 +38,7 @@ std::vector<Delivery> deliveries(const pg::Result& r) {
     if (!r.null(i, 9)) d.last_status = static_cast<int>(r.integer(i, 9));
     d.last_error = r.optional(i, 10);
     d.created_at = r.text(i, 11);
-    d.next_attempt_at = r.text(i, 12);
+    d.next_attempt_at = r.optional(i, 12);
     d.finished_at = r.optional(i, 13);
     out.push_back(std::move(d));
   }
@@ -47,56 +47,86 @@ std::vector<Delivery> deliveries(const pg::Result& r) {
 
 }  // namespace
 
-std::vector<Delivery> claim_deliveries(pg::Connection& conn, SystemClock::time_point now, int limit,
-                                       std::chrono::milliseconds lease) {
+std::vector<ClaimedStream> claim_streams(pg::Connection& conn, SystemClock::time_point now,
+                                         int limit, int per_stream,
+                                         std::chrono::milliseconds lease) {
   const std::string t = at("$1");
-  return deliveries(conn.exec(
-      "WITH due AS (SELECT d.id FROM taskhost.webhook_deliveries d "
-      "  WHERE d.state = 'pending' AND d.next_attempt_at <= " +
-          t + "    AND (d.lease_expires_at IS NULL OR d.lease_expires_at <= " + t +
+  pg::Transaction tx(conn);
+  auto streams = tx.exec(
+      "WITH due AS (SELECT run_id, url FROM taskhost.webhook_streams "
+      "  WHERE due_at <= " +
+          t + " AND (lease_expires_at IS NULL OR lease_expires_at <= " + t +
           ") "
-          "    AND NOT EXISTS (SELECT 1 FROM taskhost.webhook_deliveries p WHERE p.state = "
-          "'pending' "
-          "                    AND p.run_id = d.run_id AND p.url = d.url AND p.id < d.id) "
-          "  ORDER BY d.next_attempt_at, d.id LIMIT $2 FOR UPDATE SKIP LOCKED) "
-          "UPDATE taskhost.webhook_deliveries d SET attempts = d.attempts + 1, "
-          "  lease_expires_at = " +
+          "  ORDER BY due_at LIMIT $2 FOR UPDATE SKIP LOCKED) "
+          "UPDATE taskhost.webhook_streams s "
+          "SET lease_expires_at = " +
           t +
           " + $3 * interval '1 millisecond' "
-          "FROM due WHERE d.id = due.id RETURNING " +
-          columns,
-      {micros(now), limit, static_cast<int64_t>(lease.count())}));
+          "FROM due WHERE s.run_id = due.run_id AND s.url = due.url "
+          "RETURNING s.run_id::text, s.url, s.version",
+      {micros(now), limit, static_cast<int64_t>(lease.count())});
+  std::vector<ClaimedStream> out;
+  if (streams.rows() == 0) return out;
+  std::vector<std::optional<std::string>> runs, urls;
+  for (int i = 0; i < streams.rows(); ++i) {
+    out.push_back({streams.text(i, 0), streams.text(i, 1), streams.integer(i, 2), {}});
+    runs.push_back(streams.text(i, 0));
+    urls.push_back(streams.text(i, 1));
+  }
+  auto rows = deliveries(
+      tx.exec("SELECT " + columns +
+                  " FROM unnest($1::uuid[], $2::text[]) AS s(run_id, url) "
+                  "CROSS JOIN LATERAL (SELECT * FROM taskhost.webhook_deliveries p "
+                  "  WHERE p.run_id = s.run_id AND p.url = s.url AND p.state = 'pending' "
+                  "  ORDER BY p.id LIMIT $3) d ORDER BY d.id",
+              {pg::array_literal(runs), pg::array_literal(urls), per_stream}));
+  tx.commit();
+  for (auto& d : rows)
+    for (auto& s : out)
+      if (s.run_id == d.run_id && s.url == d.url) {
+        s.deliveries.push_back(std::move(d));
+        break;
+      }
+  return out;
 }
 
 void record_outcomes(pg::Connection& conn, SystemClock::time_point now,
-                     const std::vector<DeliveryOutcome>& outcomes) {
-  std::vector<std::optional<std::string>> ids, delivered, status, error, retry, gone;
-  for (const auto& o : outcomes) {
-    ids.push_back(std::to_string(o.id));
-    delivered.push_back(o.delivered ? "t" : "f");
-    status.push_back(o.status ? std::optional(std::to_string(*o.status)) : std::nullopt);
-    error.push_back(o.error.empty() ? std::nullopt : std::optional(o.error));
-    retry.push_back(o.retry_at ? std::optional(micros(*o.retry_at)) : std::nullopt);
-    if (o.gone) gone.push_back(std::to_string(o.id));
+                     const std::vector<StreamOutcome>& outcomes) {
+  std::vector<std::optional<std::string>> ids, delivered, status, error, retry, dead, gone;
+  std::vector<std::optional<std::string>> runs, urls, versions, due;
+  for (const auto& so : outcomes) {
+    runs.push_back(so.stream->run_id);
+    urls.push_back(so.stream->url);
+    versions.push_back(std::to_string(so.stream->version));
+    std::optional<std::string> stream_due;
+    for (const auto& o : so.attempts) {
+      ids.push_back(std::to_string(o.id));
+      delivered.push_back(o.delivered ? "t" : "f");
+      status.push_back(o.status ? std::optional(std::to_string(*o.status)) : std::nullopt);
+      error.push_back(o.error.empty() ? std::nullopt : std::optional(o.error));
+      retry.push_back(o.retry_at ? std::optional(micros(*o.retry_at)) : std::nullopt);
+      dead.push_back(!o.delivered && !o.retry_at ? "t" : "f");
+      if (o.retry_at) stream_due = micros(*o.retry_at);
+      if (o.gone) gone.push_back(std::to_string(o.id));
+    }
+    due.push_back(stream_due);
   }
-  const std::string t = at("$6");
   pg::Transaction tx(conn);
   tx.exec(
       "WITH o AS (SELECT * FROM unnest($1::bigint[], $2::bool[], $3::int[], $4::text[], "
-      "                                $5::bigint[]) AS o(id, delivered, status, error, retry)) "
-      "UPDATE taskhost.webhook_deliveries d SET "
-      "  state = CASE WHEN o.delivered THEN 'delivered' WHEN o.retry IS NULL THEN 'dead' "
+      "  $5::bigint[], $6::bool[]) AS o(id, delivered, status, error, retry, dead)) "
+      "UPDATE taskhost.webhook_deliveries d SET attempts = d.attempts + 1, "
+      "  state = CASE WHEN o.delivered THEN 'delivered' WHEN o.dead THEN 'dead' "
       "               ELSE 'pending' END, "
-      "  next_attempt_at = coalesce(" +
+      "  next_attempt_at = " +
           at("o.retry") +
-          ", d.next_attempt_at), "
-          "  lease_expires_at = NULL, last_status = o.status, last_error = o.error, "
-          "  finished_at = CASE WHEN o.delivered OR o.retry IS NULL THEN " +
-          t +
+          ", last_status = o.status, last_error = o.error, "
+          "  finished_at = CASE WHEN o.delivered OR o.dead THEN " +
+          at("$7") +
           " END "
           "FROM o WHERE d.id = o.id AND d.state = 'pending'",
       {pg::array_literal(ids), pg::array_literal(delivered), pg::array_literal(status),
-       pg::array_literal(error), pg::array_literal(retry), micros(now)});
+       pg::array_literal(error), pg::array_literal(retry), pg::array_literal(dead), micros(now)});
   if (!gone.empty()) {
     // 410 Gone: the consumer asks us to stop. Its queued deliveries become
     // dead letters, and so will new ones until an operator redelivers.
@@ -105,7 +135,7 @@ void record_outcomes(pg::Connection& conn, SystemClock::time_point now,
         "  SELECT DISTINCT url, 'answered 410 Gone' FROM taskhost.webhook_deliveries "
         "  WHERE id = ANY($1::bigint[]) ON CONFLICT (url) DO NOTHING RETURNING url), "
         "dead AS (UPDATE taskhost.webhook_deliveries d SET state = 'dead', "
-        "  last_error = 'endpoint disabled: answered 410 Gone', lease_expires_at = NULL, "
+        "  last_error = 'endpoint disabled: answered 410 Gone', "
         "  finished_at = " +
             at("$2") +
             " FROM g WHERE d.url = g.url AND d.state = 'pending') "
@@ -115,6 +145,21 @@ void record_outcomes(pg::Connection& conn, SystemClock::time_point now,
       append_audit(conn, "webhooks", "webhook.endpoint_disabled", std::nullopt, r.text(i, 0),
                    {{"reason", "answered 410 Gone"}});
   }
+  // A stream that gained a delivery since the claim (version moved) stays
+  // due even if this transaction cannot see the new row yet.
+  tx.exec(
+      "WITH o AS (SELECT * FROM unnest($1::uuid[], $2::text[], $3::bigint[], $4::bigint[]) "
+      "  AS o(run_id, url, version, due)) "
+      "UPDATE taskhost.webhook_streams s SET lease_expires_at = NULL, due_at = CASE "
+      "  WHEN o.due IS NOT NULL THEN " +
+          at("o.due") +
+          "  WHEN s.version <> o.version OR EXISTS (SELECT 1 FROM taskhost.webhook_deliveries d "
+          "    WHERE d.run_id = s.run_id AND d.url = s.url AND d.state = 'pending') THEN " +
+          at("$5") +
+          "  END "
+          "FROM o WHERE s.run_id = o.run_id AND s.url = o.url",
+      {pg::array_literal(runs), pg::array_literal(urls), pg::array_literal(versions),
+       pg::array_literal(due), micros(now)});
   tx.commit();
 }
 
@@ -131,7 +176,7 @@ void redeliver(pg::Connection& conn, int64_t id, const std::string& actor) {
   pg::Transaction tx(conn);
   auto r = tx.exec(
       "UPDATE taskhost.webhook_deliveries SET state = 'pending', attempts = 0, "
-      "next_attempt_at = now(), lease_expires_at = NULL, finished_at = NULL "
+      "next_attempt_at = NULL, finished_at = NULL "
       "WHERE id = $1 AND state <> 'pending' RETURNING url, message_id, run_id::text",
       {id});
   if (r.rows() == 0) {
@@ -148,7 +193,7 @@ void redeliver(pg::Connection& conn, int64_t id, const std::string& actor) {
   if (tx.exec("DELETE FROM taskhost.webhook_disabled_endpoints WHERE url = $1", {url}).affected() >
       0)
     append_audit(conn, actor, "webhook.endpoint_enabled", std::nullopt, url);
-  tx.exec("SELECT pg_notify('taskhost_webhooks', '')");
+  tx.exec("SELECT taskhost.webhook_stream_due($1::uuid, $2)", {r.text(0, 2), url});
   tx.commit();
 }
 

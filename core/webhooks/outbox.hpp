@@ -23,16 +23,25 @@ struct Delivery {
   int attempts = 0;
   std::optional<int> last_status;
   std::optional<std::string> last_error;
-  std::string created_at, next_attempt_at;  // ISO 8601, UTC
-  std::optional<std::string> finished_at;
+  std::string created_at;  // ISO 8601, UTC, as the others
+  std::optional<std::string> next_attempt_at, finished_at;
 };
 
-// Claims up to `limit` due deliveries for one attempt each, leased until
-// now + lease: per run and endpoint only the oldest pending one, so a run's
-// events arrive in order. A dispatcher that dies leaves the lease to expire,
-// and the delivery is sent again with the same message id.
-std::vector<Delivery> claim_deliveries(pg::Connection& conn, SystemClock::time_point now, int limit,
-                                       std::chrono::milliseconds lease);
+// The pending deliveries of one (run, url), oldest first: they are sent in
+// this order, each only after the one before it was delivered.
+struct ClaimedStream {
+  std::string run_id, url;
+  int64_t version = 0;  // as claimed; see record_outcomes
+  std::vector<Delivery> deliveries;
+};
+
+// Claims up to `limit` due streams, leased until now + lease, with up to
+// `per_stream` of each one's pending deliveries. A dispatcher that dies
+// leaves the lease to expire, and its deliveries are sent again with the
+// same message ids.
+std::vector<ClaimedStream> claim_streams(pg::Connection& conn, SystemClock::time_point now,
+                                         int limit, int per_stream,
+                                         std::chrono::milliseconds lease);
 
 // What one attempt came to.
 struct DeliveryOutcome {
@@ -41,13 +50,20 @@ struct DeliveryOutcome {
   bool gone = false;       // 410: disable the endpoint
   std::optional<int> status;
   std::string error;
-  std::optional<SystemClock::time_point> retry_at;  // nullopt: no attempts left
+  std::optional<SystemClock::time_point> retry_at;  // failed: nullopt when no attempts are left
 };
 
-// Records outcomes in one transaction. A 410 disables the endpoint and moves
-// its pending deliveries to the dead letters (audited).
+struct StreamOutcome {
+  const ClaimedStream* stream = nullptr;
+  std::vector<DeliveryOutcome> attempts;  // in stream order; only the last can have failed
+};
+
+// Records outcomes in one transaction and hands the streams back: due at
+// the failed delivery's retry time, or at once while deliveries remain, or
+// idle. A 410 disables the endpoint and moves its pending deliveries to the
+// dead letters (audited).
 void record_outcomes(pg::Connection& conn, SystemClock::time_point now,
-                     const std::vector<DeliveryOutcome>& outcomes);
+                     const std::vector<StreamOutcome>& outcomes);
 
 struct DeliveryFilter {
   bool dead_only = false;

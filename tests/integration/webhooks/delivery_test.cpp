@@ -284,20 +284,43 @@ TEST_F(Webhooks, OneRunsEventsWaitForTheEarlierOne) {
   EXPECT_EQ(Json::parse(got[2].body)["data"]["reason"], "not needed");
 }
 
+TEST_F(Webhooks, ALongStreamGoesOutInOrderOneAfterAnother) {
+  HttpReceiver receiver;
+  auto s = install(receiver.url(), "item.done");
+  std::string run = submit(s);
+  conn.exec(
+      "INSERT INTO taskhost.run_events (run_id, attempt, name, payload) "
+      "SELECT $1, 0, 'item.done', jsonb_build_object('item', g) FROM generate_series(1, 150) g",
+      {run});
+  Dispatcher d(conn, options());
+  EXPECT_EQ(d.dispatch_once(), 100) << "up to 100 of one stream per claim";
+  EXPECT_EQ(d.dispatch_once(), 50);
+  auto got = receiver.requests();
+  ASSERT_EQ(got.size(), 150u);
+  for (int i = 0; i < 150; ++i)
+    ASSERT_EQ(Json::parse(got[i].body)["data"]["payload"]["item"], i + 1);
+  EXPECT_EQ(receiver.connections(), 1);
+  EXPECT_EQ(d.dispatch_once(), 0);
+  EXPECT_TRUE(conn.exec("SELECT due_at FROM taskhost.webhook_streams").null(0, 0))
+      << "the stream is idle";
+}
+
 TEST_F(Webhooks, ADispatcherThatDiesIsReplacedWithTheSameMessageId) {
   HttpReceiver receiver;
   auto s = install(receiver.url(), "run.queued");
   submit(s);
   // A dispatcher claims the delivery (and may have sent it) but never records
   // the outcome: it crashed.
-  auto claimed = claim_deliveries(conn, now, 10, 45s);
+  auto claimed = claim_streams(conn, now, 10, 10, 45s);
   ASSERT_EQ(claimed.size(), 1u);
+  ASSERT_EQ(claimed[0].deliveries.size(), 1u);
   Dispatcher d(conn, options());
   EXPECT_EQ(d.dispatch_once(), 0) << "leased to the other dispatcher";
   now += 45s;
   ASSERT_EQ(d.dispatch_once(), 1);
-  EXPECT_EQ(receiver.requests().at(0).headers.at("webhook-id"), claimed[0].message_id);
-  EXPECT_EQ(all().at(0).attempts, 2);
+  EXPECT_EQ(receiver.requests().at(0).headers.at("webhook-id"),
+            claimed[0].deliveries[0].message_id);
+  EXPECT_EQ(all().at(0).attempts, 1) << "attempts counts recorded attempts";
   EXPECT_EQ(all().at(0).state, "delivered");
 }
 
