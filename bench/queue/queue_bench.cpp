@@ -59,7 +59,8 @@ void stop_workers(const std::vector<pid_t>& pids) {
 void reset(pg::Connection& conn) {
   conn.exec(
       "TRUNCATE taskhost.runs, taskhost.run_transitions, taskhost.run_events, "
-      "taskhost.run_files, taskhost.schedule_ticks");
+      "taskhost.run_files, taskhost.schedule_ticks, taskhost.webhook_deliveries, "
+      "taskhost.webhook_streams");
 }
 
 void enqueue_batched(pg::Connection& conn, const InstalledSchema& s, int n) {
