@@ -7,10 +7,12 @@
 #include <nlohmann/json.hpp>
 
 #include "common/error.hpp"
+#include "common/process.hpp"
 #include "common/sha256.hpp"
 
 #include <filesystem>
 #include <fstream>
+#include <random>
 #include <sstream>
 
 namespace taskhost::sigv4 {
@@ -164,6 +166,78 @@ TEST(SigV4, PresignedExpiryIsBounded) {
   EXPECT_THROW(sign_query(r, c, o, 0, std::chrono::seconds(0)), Error);
   EXPECT_THROW(sign_query(r, c, o, 0, std::chrono::hours(169)), Error);
   EXPECT_NO_THROW(sign_query(r, c, o, 0, std::chrono::hours(168)));
+}
+
+// Generated S3 requests signed by us and by botocore must agree: keys with
+// spaces, '+', unicode and reserved characters, query parameters, extra
+// headers, session tokens, header and presigned forms.
+TEST(SigV4, AgreesWithBotocore) {
+  std::mt19937 rng(526);
+  auto pick = [&](const std::vector<std::string>& from) { return from[rng() % from.size()]; };
+  const std::vector<std::string> pieces = {"a", "Z9", " ", "+", "ü", "ሴ",   "~", "!",
+                                           "(", "*",  "'", "=", "&", "%41", "/", "claims"};
+  Json input = Json::array();
+  std::vector<Signature> ours;
+  for (int i = 0; i < 200; ++i) {
+    std::string key;
+    for (int n = 1 + rng() % 8; n > 0; --n) key += pick(pieces);
+    const int expires = rng() % 2 ? 0 : 1 + static_cast<int>(rng() % 604800);
+    Request r;
+    r.method = expires ? "GET" : pick({"GET", "PUT", "HEAD", "DELETE", "POST"});
+    r.path = "/bucket-" + std::to_string(i % 3) + "/" + key;
+    if (rng() % 2) r.query = {{"list-type", "2"}, {"prefix", pick(pieces) + key}};
+    if (rng() % 3 == 0) r.query.emplace_back("uploads", "");
+    r.headers = {{"Host", "127.0.0.1:4568"}};
+    if (rng() % 2) r.headers.emplace_back("Content-Type", "application/pdf");
+    if (rng() % 3 == 0) r.headers.emplace_back("x-amz-meta-claim", "  526  EZ ");
+    std::string body = r.method == "PUT" || r.method == "POST" ? "body of " + key : "";
+    const std::time_t now = 1700000000 + static_cast<std::time_t>(rng() % 100000000);
+    const Credentials c{"AKID" + std::to_string(i), "secret/" + key,
+                        rng() % 4 == 0 ? "token+" + std::to_string(i) : ""};
+    Options o;
+    o.region = pick({"us-east-1", "us-gov-west-1", "eu-central-1"});
+    o.service = "s3";
+    std::string url = "http://127.0.0.1:4568" + uri_encode(r.path, false);
+    std::string q;
+    for (const auto& [k, v] : r.query)
+      q += (q.empty() ? "" : "&") + uri_encode(k, true) + "=" + uri_encode(v, true);
+    if (!q.empty()) url += "?" + q;
+    Json headers = Json::object();
+    for (const auto& [k, v] : r.headers)
+      if (k != "Host") headers[k] = v;
+    if (expires) {
+      r.payload_sha256 = "UNSIGNED-PAYLOAD";
+      r.headers = {{"Host", "127.0.0.1:4568"}};  // presigned URLs sign the host alone
+      headers = Json::object();
+      ours.push_back(sign_query(r, c, o, now, std::chrono::seconds(expires)));
+    } else {
+      r.payload_sha256 = sha256_hex(body);
+      o.content_sha256_header = true;
+      ours.push_back(sign_headers(r, c, o, now));
+    }
+    input.push_back({{"method", r.method},
+                     {"url", url},
+                     {"headers", headers},
+                     {"body", body},
+                     {"region", o.region},
+                     {"access_key", c.access_key_id},
+                     {"secret_key", c.secret_access_key},
+                     {"token", c.session_token},
+                     {"time", now},
+                     {"expires", expires}});
+  }
+  const fs::path file =
+      fs::temp_directory_path() / ("sigv4-botocore-" + std::to_string(::getpid()));
+  std::ofstream(file) << input.dump();
+  ProcessResult p = run_process(
+      {"/usr/bin/python3", SOURCE_DIR "/tests/unit/services/botocore_sign.py", file.string()});
+  fs::remove(file);
+  ASSERT_EQ(p.exit_code, 0) << p.output;
+  Json theirs = Json::parse(p.output);
+  ASSERT_EQ(theirs.size(), ours.size());
+  for (size_t i = 0; i < ours.size(); ++i)
+    EXPECT_EQ(ours[i].signature, theirs[i]["signature"]) << input[i].dump() << "\n"
+                                                         << ours[i].canonical_request;
 }
 
 }  // namespace
