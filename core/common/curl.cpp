@@ -47,6 +47,7 @@ void secure_defaults(CURL* easy, DestinationGuard* guard) {
   curl_easy_setopt(easy, CURLOPT_FOLLOWLOCATION, 0L);
   curl_easy_setopt(easy, CURLOPT_PROXY, "");
   curl_easy_setopt(easy, CURLOPT_NOSIGNAL, 1L);
+  if (!guard) return;
   curl_easy_setopt(easy, CURLOPT_OPENSOCKETFUNCTION, open_guarded);
   curl_easy_setopt(easy, CURLOPT_OPENSOCKETDATA, guard);
 }

@@ -22,7 +22,8 @@ struct DestinationGuard {
 
 // What every outbound request of the host carries: http and https only, no
 // redirects, no proxy taken from the environment, no signals, and `guard`
-// (which must outlive the transfer).
+// (which must outlive the transfer). Without a guard (destinations the host
+// config names itself, e.g. an S3 endpoint) any address may be connected.
 void secure_defaults(CURL* easy, DestinationGuard* guard);
 
 }  // namespace taskhost
