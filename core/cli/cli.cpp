@@ -139,14 +139,20 @@ class Session {
   }
 
   const HostConfig& config() {
-    if (!config_) config_ = g_.config.empty() ? HostConfig() : load_host_config(g_.config);
+    if (!config_) {
+      config_ = g_.config.empty() ? HostConfig() : load_host_config(g_.config);
+      if (config_->object_store_dir.empty())
+        config_->object_store_dir =
+            (g_.home.empty() ? default_home() : fs::path(g_.home)) / "objects";
+    }
     return *config_;
   }
 
   WorkerOptions worker_options() {
     WorkerOptions o;
     o.conninfo = conninfo();
-    o.webhooks->allow_destinations = config().allow_destinations;
+    o.config = config();
+    o.webhooks->allow_destinations = o.config.allow_destinations;
     o.plugin_dir = plugin_dir();
     o.dev_mode = g_.dev;
     o.id = default_worker_id();

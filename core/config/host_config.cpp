@@ -2,7 +2,9 @@
 
 #include <yaml-cpp/yaml.h>
 
+#include <cstdlib>
 #include <fstream>
+#include <regex>
 #include <sstream>
 
 #include "common/error.hpp"
@@ -11,14 +13,95 @@ namespace taskhost {
 
 namespace {
 
-[[noreturn]] void fail(const std::filesystem::path& path, const YAML::Node& at,
-                       const std::string& field, const std::string& message) {
-  auto m = at.Mark();
-  throw Error(ErrorKind::invalid, path.string() + ":" + std::to_string(m.line + 1) + ":" +
-                                      std::to_string(m.column + 1) + ": " + field + ": " + message);
+class Reader {
+ public:
+  explicit Reader(std::filesystem::path path) : path_(std::move(path)) {}
+
+  [[noreturn]] void fail(const YAML::Node& at, const std::string& field,
+                         const std::string& message) const {
+    auto m = at.Mark();
+    throw Error(ErrorKind::invalid, path_.string() + ":" + std::to_string(m.line + 1) + ":" +
+                                        std::to_string(m.column + 1) + ": " + field + ": " +
+                                        message);
+  }
+
+  // Each key of a mapping must be one of `known`.
+  void mapping(const YAML::Node& n, const std::string& field,
+               const std::vector<std::string>& known) const {
+    if (!n.IsMap()) fail(n, field, "expected a mapping");
+    for (const auto& e : n) {
+      const std::string k = e.first.Scalar();
+      if (std::find(known.begin(), known.end(), k) == known.end()) {
+        std::string list;
+        for (const auto& s : known) list += (list.empty() ? "" : ", ") + s;
+        fail(e.first, field.empty() ? k : field + "." + k, "unknown setting (known: " + list + ")");
+      }
+    }
+  }
+
+  std::string scalar(const YAML::Node& n, const std::string& field) const {
+    if (!n.IsScalar()) fail(n, field, "expected a value");
+    return n.Scalar();
+  }
+
+  SecretRef secret(const YAML::Node& n, const std::string& field) const {
+    if (n.IsScalar())
+      fail(n, field, "secret values are never written here: use { env: NAME } or { file: PATH }");
+    mapping(n, field, {"env", "file"});
+    SecretRef s;
+    s.setting = field;
+    if (n["env"]) s.env = scalar(n["env"], field + ".env");
+    if (n["file"]) s.file = scalar(n["file"], field + ".file");
+    if (s.env.has_value() == s.file.has_value()) fail(n, field, "give exactly one of env or file");
+    return s;
+  }
+
+ private:
+  std::filesystem::path path_;
+};
+
+S3BucketConfig read_bucket(const Reader& r, const YAML::Node& n, const std::string& field) {
+  r.mapping(
+      n, field,
+      {"endpoint", "region", "path_style", "access_key_id", "secret_access_key", "session_token"});
+  static const std::regex endpoint_re("^https?://[A-Za-z0-9.:\\[\\]-]+/?$");
+  S3BucketConfig b;
+  for (const char* required : {"endpoint", "access_key_id", "secret_access_key"})
+    if (!n[required]) r.fail(n, field + "." + required, "required");
+  b.endpoint = r.scalar(n["endpoint"], field + ".endpoint");
+  if (!std::regex_match(b.endpoint, endpoint_re))
+    r.fail(n["endpoint"], field + ".endpoint", "expected http(s)://host[:port]");
+  if (n["region"]) b.region = r.scalar(n["region"], field + ".region");
+  if (n["path_style"]) {
+    std::string v = r.scalar(n["path_style"], field + ".path_style");
+    if (v != "true" && v != "false")
+      r.fail(n["path_style"], field + ".path_style", "true or false");
+    b.path_style = v == "true";
+  }
+  b.access_key_id = r.secret(n["access_key_id"], field + ".access_key_id");
+  b.secret_access_key = r.secret(n["secret_access_key"], field + ".secret_access_key");
+  if (n["session_token"]) b.session_token = r.secret(n["session_token"], field + ".session_token");
+  return b;
 }
 
 }  // namespace
+
+std::string SecretRef::resolve() const {
+  if (env) {
+    const char* v = std::getenv(env->c_str());
+    if (!v || !*v)
+      throw Error(ErrorKind::environment,
+                  setting + ": environment variable " + *env + " is not set");
+    return v;
+  }
+  std::ifstream in(*file);
+  if (!in) throw Error(ErrorKind::environment, setting + ": cannot read " + file->string());
+  std::stringstream s;
+  s << in.rdbuf();
+  std::string v = s.str();
+  while (!v.empty() && (v.back() == '\n' || v.back() == '\r')) v.pop_back();
+  return v;
+}
 
 HostConfig load_host_config(const std::filesystem::path& path) {
   std::ifstream in(path);
@@ -34,25 +117,26 @@ HostConfig load_host_config(const std::filesystem::path& path) {
   }
   HostConfig config;
   if (root.IsNull()) return config;
-  if (!root.IsMap()) fail(path, root, "(top level)", "expected a mapping");
-  for (const auto& entry : root) {
-    const std::string key = entry.first.Scalar();
-    const YAML::Node& value = entry.second;
-    if (key == "allow_destinations") {
-      if (!value.IsSequence()) fail(path, value, key, "expected a list of CIDR ranges");
-      for (size_t i = 0; i < value.size(); ++i) {
-        std::string field = key + "[" + std::to_string(i) + "]";
-        if (!value[i].IsScalar()) fail(path, value[i], field, "expected a CIDR range");
-        try {
-          config.allow_destinations.push_back(AddressRange::parse(value[i].Scalar()));
-        } catch (const Error& e) {
-          fail(path, value[i], field, e.what());
-        }
+  Reader r(path);
+  r.mapping(root, "", {"allow_destinations", "s3", "object_store_dir"});
+  if (auto v = root["allow_destinations"]) {
+    if (!v.IsSequence()) r.fail(v, "allow_destinations", "expected a list of CIDR ranges");
+    for (size_t i = 0; i < v.size(); ++i) {
+      std::string field = "allow_destinations[" + std::to_string(i) + "]";
+      try {
+        config.allow_destinations.push_back(AddressRange::parse(r.scalar(v[i], field)));
+      } catch (const Error& e) {
+        if (e.kind() != ErrorKind::invalid || std::string(e.what()).find(path.string()) == 0) throw;
+        r.fail(v[i], field, e.what());
       }
-    } else {
-      fail(path, entry.first, key, "unknown setting (known: allow_destinations)");
     }
   }
+  if (auto v = root["s3"]) {
+    if (!v.IsMap()) r.fail(v, "s3", "expected a mapping of bucket names");
+    for (const auto& e : v)
+      config.s3[e.first.Scalar()] = read_bucket(r, e.second, "s3." + e.first.Scalar());
+  }
+  if (auto v = root["object_store_dir"]) config.object_store_dir = r.scalar(v, "object_store_dir");
   return config;
 }
 

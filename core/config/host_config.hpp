@@ -1,11 +1,34 @@
 #pragma once
 
 #include <filesystem>
+#include <map>
+#include <optional>
+#include <string>
 #include <vector>
 
 #include "common/address_policy.hpp"
 
 namespace taskhost {
+
+// A secret the config names but never holds: an environment variable or a
+// file. Its value is read when a service needs it.
+struct SecretRef {
+  std::string setting;  // where the config names it, for errors ("s3.b.secret_access_key")
+  std::optional<std::string> env;
+  std::optional<std::filesystem::path> file;
+  // The value. Throws Error(environment) naming the setting and the variable
+  // or file, never the value.
+  std::string resolve() const;
+};
+
+// One bucket a schema can be granted.
+struct S3BucketConfig {
+  std::string endpoint;  // scheme://host[:port]
+  std::string region = "us-east-1";
+  bool path_style = false;
+  SecretRef access_key_id, secret_access_key;
+  std::optional<SecretRef> session_token;
+};
 
 // What this host may reach, from taskhost.yml (README "Host configuration").
 // Secret values are never written in it: it names the environment variables
@@ -14,6 +37,10 @@ struct HostConfig {
   // Non-public address ranges that webhook deliveries (and outbound HTTP) may
   // connect to; everything non-public outside them is refused.
   std::vector<AddressRange> allow_destinations;
+  // Buckets by the name schemas grant. Without any, buckets are directories
+  // under object_store_dir (the embedded default).
+  std::map<std::string, S3BucketConfig> s3;
+  std::filesystem::path object_store_dir;
 };
 
 // Reads a config file. Throws Error(invalid) naming file:line:column and the

@@ -6,6 +6,8 @@
 #include <regex>
 
 #include "plugin/host_api.hpp"
+#include "services/object_storage.hpp"
+#include "store/audit.hpp"
 
 namespace taskhost {
 namespace {
@@ -50,10 +52,12 @@ Json parse_json(std::string_view text, const char* what) {
 // The host side of one attempt: every plugin call lands here.
 class RunHost : public HostServices {
  public:
-  RunHost(pg::Pool& pool, const ClaimedRun& run, const std::atomic<bool>& stop,
-          const ProgressObserver& observer)
+  RunHost(pg::Pool& pool, const ClaimedRun& run, const InstalledSchema& schema,
+          const HostConfig& config, const std::atomic<bool>& stop, const ProgressObserver& observer)
       : pool_(pool),
         run_(run),
+        schema_(schema),
+        config_(config),
         stop_(stop),
         deadline_(Clock::now() + run.timeout),
         observer_(observer),
@@ -110,7 +114,7 @@ class RunHost : public HostServices {
     return Json{{"run_id", run_.id},
                 {"attempt", run_.attempt},
                 {"schema", run_.schema_name},
-                {"schema_version", version_}}
+                {"schema_version", schema_.schema.version.str()}}
         .dump();
   }
 
@@ -125,8 +129,15 @@ class RunHost : public HostServices {
     writer()->attach_file(std::string(name), std::string(content_type), content);
   }
 
+  Json object_storage(const std::string& op, const Json& request, const ByteSource& in,
+                      const ByteSink& out) override {
+    if (!storage_)
+      storage_.emplace(schema_.schema.name, schema_.schema.capabilities.s3, config_,
+                       [this](const ServiceCall& c) { audit(c); });
+    return storage_->call(op, request, in, out);
+  }
+
   bool timed_out() const { return Clock::now() >= deadline_; }
-  void set_version(std::string v) { version_ = std::move(v); }
 
  private:
   // A writer on a pooled connection, for one call: a plugin holds no
@@ -142,12 +153,22 @@ class RunHost : public HostServices {
     return {std::move(conn), w};
   }
 
+  // Every service call, allowed or not, on the record with the run.
+  void audit(const ServiceCall& c) {
+    append_audit(*pool_.acquire(), "plugin:" + schema_.schema.ref(),
+                 "service." + c.service + "." + c.operation, run_.id, c.resource,
+                 {{"bytes", c.bytes}, {"outcome", c.outcome}});
+  }
+
   pg::Pool& pool_;
   const ClaimedRun& run_;
+  const InstalledSchema& schema_;
+  const HostConfig& config_;
+  std::optional<ObjectStorageService> storage_;
   const std::atomic<bool>& stop_;
   Clock::time_point deadline_;
   const ProgressObserver& observer_;
-  std::string short_id_, version_;
+  std::string short_id_;
   Clock::time_point last_progress_{};
   Clock::time_point last_state_check_ = Clock::now();
   bool stop_requested_ = false;
@@ -202,9 +223,10 @@ Completion Executor::execute(pg::Pool& pool, const ClaimedRun& run, const std::a
     return c;
   }
 
-  RunHost host(pool, run, stop, observer);
-  host.set_version(schema->schema.version.str());
-  th_host_api api = make_host_api();
+  RunHost host(pool, run, *schema, config_, stop, observer);
+  GrantedServices granted;
+  granted.object_storage = !schema->schema.capabilities.s3.empty();
+  th_host_api api = make_host_api(granted);
   std::string message;
   int rc = plugin->run(&api, as_host(host), &message);
   if (rc == TH_OK) {

@@ -7,6 +7,7 @@
 #include <memory>
 #include <mutex>
 
+#include "config/host_config.hpp"
 #include "plugin/loader.hpp"
 #include "store/pg.hpp"
 #include "store/queue.hpp"
@@ -23,8 +24,9 @@ using ProgressObserver = std::function<void(uint64_t done, uint64_t total)>;
 // re-verified against the pinned digest whenever the file changes.
 class Executor {
  public:
-  Executor(std::filesystem::path plugin_dir, bool dev_mode)
-      : plugin_dir_(std::move(plugin_dir)), dev_mode_(dev_mode) {}
+  // config names what the services may reach (and must outlive the executor).
+  Executor(std::filesystem::path plugin_dir, bool dev_mode, const HostConfig& config)
+      : plugin_dir_(std::move(plugin_dir)), dev_mode_(dev_mode), config_(config) {}
 
   // Executes one attempt. stop turns true when the worker learns of a
   // cancel/pause request or lost the lease; the plugin sees it through
@@ -47,6 +49,7 @@ class Executor {
 
   std::filesystem::path plugin_dir_;
   bool dev_mode_;
+  const HostConfig& config_;
   std::mutex mutex_;
   std::map<int64_t, std::shared_ptr<const InstalledSchema>> schemas_;
   std::map<std::string, CachedPlugin> plugins_;

@@ -15,6 +15,7 @@ struct WorkerOptions {
   std::string conninfo;
   std::filesystem::path plugin_dir;
   bool dev_mode = false;
+  HostConfig config;                        // what services may reach
   std::string id;                           // lease owner and actor: worker:<host>:<pid>
   int concurrency = 4;                      // runs executing at once
   std::chrono::milliseconds lease{30'000};  // renewed every third of it

@@ -34,6 +34,8 @@ int guarded(th_error* err, F&& f) noexcept {
         return TH_ERR_CANCELLED;  // the run was taken from this attempt
       case ErrorKind::not_found:
         return TH_ERR_NOT_FOUND;
+      case ErrorKind::refused:
+        return TH_ERR_PERMISSION;
       default:
         return TH_ERR_IO;
     }
@@ -70,9 +72,27 @@ std::string drain(th_source* body) {
   }
 }
 
+// A plugin's source and sink as the host's streaming callbacks.
+ByteSource source_of(th_source* in) {
+  return [in](char* buf, size_t cap) -> size_t {
+    if (in == nullptr || in->read == nullptr) throw Error(ErrorKind::invalid, "no body given");
+    int64_t n = in->read(in->user, buf, cap);
+    if (n < 0 || static_cast<size_t>(n) > cap)
+      throw Error(ErrorKind::environment, "the plugin's source failed");
+    return static_cast<size_t>(n);
+  };
+}
+ByteSink sink_of(th_sink* out) {
+  return [out](const char* data, size_t n) {
+    if (out == nullptr || out->write == nullptr) return;  // the body is discarded
+    if (out->write(out->user, data, n) != 0)
+      throw Error(ErrorKind::environment, "the plugin's sink aborted the transfer");
+  };
+}
+
 }  // namespace
 
-th_host_api make_host_api() {
+th_host_api make_host_api(const GrantedServices& granted) {
   th_host_api api{};
   api.struct_size = sizeof(th_host_api);
   api.abi_major = TH_ABI_MAJOR;
@@ -117,6 +137,17 @@ th_host_api make_host_api() {
     return guarded(err,
                    [&] { services(h).attach_file(view(name), view(content_type), drain(body)); });
   };
+  if (granted.object_storage)
+    api.object_storage = [](th_host* h, th_str op, th_str request, th_source* in, th_sink* out,
+                            th_sink* reply, th_error* err) {
+      return guarded(err, [&] {
+        auto req = nlohmann::json::parse(view(request), nullptr, false);
+        if (req.is_discarded()) throw Error(ErrorKind::invalid, "the request is not JSON");
+        stream(reply, services(h)
+                          .object_storage(std::string(view(op)), req, source_of(in), sink_of(out))
+                          .dump());
+      });
+    };
   return api;
 }
 

@@ -2,8 +2,11 @@
 
 #include <taskhost/plugin.h>
 
+#include <nlohmann/json.hpp>
 #include <string>
 #include <string_view>
+
+#include "services/object_store.hpp"  // ByteSink, ByteSource
 
 namespace taskhost {
 
@@ -11,6 +14,7 @@ namespace taskhost {
 // make_host_api() forwards each C call here; an exception thrown by an
 // implementation becomes an error code and message for the plugin (an
 // Error(invalid) becomes TH_ERR_INVALID, Error(conflict) TH_ERR_CANCELLED,
+// Error(refused) TH_ERR_PERMISSION, Error(not_found) TH_ERR_NOT_FOUND,
 // anything else TH_ERR_IO), so no C++ exception crosses the ABI.
 class HostServices {
  public:
@@ -26,12 +30,20 @@ class HostServices {
   virtual void set_output(std::string_view json) = 0;
   virtual void attach_file(std::string_view name, std::string_view content_type,
                            std::string content) = 0;
+  // A granted service's operation: JSON request in, JSON reply out, with
+  // an optional body either way (services/object_storage.hpp).
+  virtual nlohmann::json object_storage(const std::string& op, const nlohmann::json& request,
+                                        const ByteSource& in, const ByteSink& out) = 0;
 };
 
-// The ABI table for services; pass as_host(services) as the th_host*. Service
-// entry points (object storage, SFTP, SQL, HTTP) are NULL: not granted until
-// the services land.
-th_host_api make_host_api();
+// Which service entry points a run gets: those its schema grants. The rest
+// stay NULL, so a plugin can tell what it may use.
+struct GrantedServices {
+  bool object_storage = false;
+};
+
+// The ABI table; pass as_host(services) as the th_host*.
+th_host_api make_host_api(const GrantedServices& granted = {});
 inline th_host* as_host(HostServices& s) { return reinterpret_cast<th_host*>(&s); }
 
 }  // namespace taskhost

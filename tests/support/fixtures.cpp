@@ -46,8 +46,10 @@ InstalledSchema install_hello(pg::Connection& conn) {
   return find_schema(conn, SchemaRef::parse("hello"));
 }
 
-Run execute(const std::string& conninfo, const std::string& run_id, const std::string& plugin_dir) {
+Run execute(const std::string& conninfo, const std::string& run_id, const std::string& plugin_dir,
+            const HostConfig& config) {
   WorkerOptions o;
+  o.config = config;
   o.conninfo = conninfo;
   o.plugin_dir = plugin_dir;
   o.id = "test-worker";

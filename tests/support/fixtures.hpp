@@ -4,7 +4,7 @@
 #include <string>
 
 #include "common/error.hpp"
-
+#include "config/host_config.hpp"
 #include "store/pg.hpp"
 #include "store/runs.hpp"
 #include "store/schemas.hpp"
@@ -31,6 +31,6 @@ InstalledSchema install_hello(pg::Connection& conn);
 // Executes one queued run in this process, the way `taskhost run --inline`
 // does, and returns it as stored afterwards.
 Run execute(const std::string& conninfo, const std::string& run_id,
-            const std::string& plugin_dir = fixture_dir);
+            const std::string& plugin_dir = fixture_dir, const HostConfig& config = {});
 
 }  // namespace taskhost::test

@@ -23,7 +23,9 @@
 #include <stdexcept>
 #include <string>
 #include <string_view>
+#include <type_traits>
 #include <utility>
+#include <vector>
 
 namespace taskhost {
 
@@ -129,6 +131,119 @@ class Service {
   th_host* host_;
 };
 
+// The objects of one bucket the schema grants (capabilities.s3: bucket,
+// prefix, access). The host checks every call against the grant, performs it
+// and audits it; failures throw Error: TH_ERR_PERMISSION outside the grant,
+// TH_ERR_INVALID for a malformed key, TH_ERR_NOT_FOUND for a missing object,
+// TH_ERR_IO for storage failures. Valid only during run().
+class Bucket {
+ public:
+  struct Object {
+    std::string key;
+    uint64_t size = 0;
+    std::string etag, last_modified, content_type;
+  };
+
+  Bucket(Service service, std::string name) : service_(service), name_(std::move(name)) {}
+  const std::string& name() const { return name_; }
+
+  std::optional<Object> head(std::string_view key) const {
+    Json r = call("head", {{"key", key}});
+    if (!r.value("exists", false)) return std::nullopt;
+    return object(key, r);
+  }
+  // The whole object, in memory: for small objects.
+  std::string get(std::string_view key) const {
+    std::string out;
+    get(key, [&](std::string_view chunk) { out.append(chunk); });
+    return out;
+  }
+  // Streams the object to `chunk` piece by piece, whatever its size.
+  template <typename F>
+  Object get(std::string_view key, F&& chunk) const {
+    using Chunk = std::remove_reference_t<F>;
+    struct Sink {
+      Chunk* f;
+      static int write(void* user, const char* data, size_t size) {
+        try {
+          (*static_cast<Sink*>(user)->f)(std::string_view(data, size));
+          return 0;
+        } catch (...) {
+          return 1;  // abort the transfer; the host reports it
+        }
+      }
+    } sink{&chunk};
+    th_sink out{&sink, &Sink::write};
+    return object(key, call("get", {{"key", key}}, nullptr, &out));
+  }
+  Object put(std::string_view key, std::string_view data,
+             std::string_view content_type = "application/octet-stream") const {
+    std::string_view rest = data;
+    return put(
+        key,
+        [&](char* buf, size_t cap) {
+          size_t n = rest.size() < cap ? rest.size() : cap;
+          std::memcpy(buf, rest.data(), n);
+          rest.remove_prefix(n);
+          return n;
+        },
+        content_type);
+  }
+  // Streams the object from `fill(buf, capacity)`, which returns the bytes it
+  // wrote and 0 at the end: a file of any size is never held in memory.
+  template <typename F,
+            typename = std::enable_if_t<std::is_invocable_r_v<size_t, F&, char*, size_t>>>
+  Object put(std::string_view key, F&& fill, std::string_view content_type) const {
+    using Fill = std::remove_reference_t<F>;
+    struct Source {
+      Fill* f;
+      static int64_t read(void* user, char* buf, size_t capacity) {
+        try {
+          return static_cast<int64_t>((*static_cast<Source*>(user)->f)(buf, capacity));
+        } catch (...) {
+          return -1;
+        }
+      }
+    } source{&fill};
+    th_source in{&source, &Source::read};
+    return object(key, call("put", {{"key", key}, {"content_type", content_type}}, &in));
+  }
+  // Every object under prefix, in key order (all pages).
+  std::vector<Object> list(std::string_view prefix = "") const {
+    std::vector<Object> out;
+    Json request = {{"prefix", prefix}};
+    for (;;) {
+      Json r = call("list", request);
+      for (const auto& o : r["objects"]) out.push_back(object(o["key"].get<std::string>(), o));
+      if (!r.contains("next")) return out;
+      request["after"] = r["next"];
+    }
+  }
+  void remove(std::string_view key) const { call("delete", {{"key", key}}); }
+  void copy(std::string_view from, std::string_view to) const {
+    call("copy", {{"from", from}, {"to", to}});
+  }
+  // A URL that lets anyone GET the object until it expires (at most 7 days).
+  std::string presign(std::string_view key, int64_t expires_seconds) const {
+    return call("presign", {{"key", key}, {"expires", expires_seconds}})["url"];
+  }
+
+ private:
+  Json call(const char* op, Json request, th_source* in = nullptr, th_sink* out = nullptr) const {
+    request["bucket"] = name_;
+    Result<Json> r = service_.call(op, request, in, out);
+    if (!r.ok()) throw Error(r.status());
+    return r.value();
+  }
+  static Object object(std::string_view key, const Json& r) {
+    return {std::string(key), r.value("size", uint64_t{0}), r.value("etag", ""),
+            r.value("last_modified", ""), r.value("content_type", "")};
+  }
+
+  Service service_;
+  std::string name_;
+};
+
 // The plugin's view of its run. Valid only during run(), on its thread.
 // Calls that record state (checkpoint, emit, progress, output) throw Error
 // when the host could not record it: the run cannot continue safely then.
@@ -218,6 +333,16 @@ class Context {
     detail::ErrorBuffer eb;
     check(api_->attach_file(host_, detail::str(name), detail::str(content_type), &source, &eb.err),
           eb);
+  }
+
+  // A bucket the schema grants. Throws Error(TH_ERR_NOT_SUPPORTED) when it
+  // grants no object storage at all; the host refuses buckets it does not
+  // grant at the first call.
+  Bucket s3(std::string_view bucket) const {
+    auto s = service(api_->object_storage);
+    if (!s)
+      throw Error(TH_ERR_NOT_SUPPORTED, "the schema grants no object storage (capabilities.s3)");
+    return Bucket(*s, std::string(bucket));
   }
 
   // A service handle when the schema grants it, otherwise std::nullopt.

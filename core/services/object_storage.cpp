@@ -1,0 +1,200 @@
+#include "services/object_storage.hpp"
+
+#include <algorithm>
+
+#include "common/error.hpp"
+
+namespace taskhost {
+
+namespace {
+
+bool valid_utf8(const std::string& s) {
+  for (size_t i = 0; i < s.size();) {
+    unsigned char c = static_cast<unsigned char>(s[i]);
+    size_t n = c < 0x80             ? 0
+               : (c & 0xE0) == 0xC0 ? 1
+               : (c & 0xF0) == 0xE0 ? 2
+               : (c & 0xF8) == 0xF0 ? 3
+                                    : 4;
+    if (n == 4) return false;
+    for (size_t k = 1; k <= n; ++k)
+      if (i + k >= s.size() || (static_cast<unsigned char>(s[i + k]) & 0xC0) != 0x80) return false;
+    i += n + 1;
+  }
+  return true;
+}
+
+void check_segments(const std::string& text, const char* what, bool trailing_slash) {
+  if (text.size() > 1024)
+    throw Error(ErrorKind::invalid, std::string(what) + " is longer than 1024 bytes");
+  if (!valid_utf8(text)) throw Error(ErrorKind::invalid, std::string(what) + " is not UTF-8");
+  for (unsigned char c : text)
+    if (c < 0x20 || c == 0x7f)
+      throw Error(ErrorKind::invalid, std::string(what) + " contains a control character");
+  if (!text.empty() && text[0] == '/')
+    throw Error(ErrorKind::invalid, std::string(what) + " '" + text + "' starts with '/'");
+  std::string body = trailing_slash && !text.empty() && text.back() == '/'
+                         ? text.substr(0, text.size() - 1)
+                         : text;
+  size_t start = 0;
+  while (!body.empty() && start <= body.size()) {
+    size_t end = std::min(body.find('/', start), body.size());
+    std::string segment = body.substr(start, end - start);
+    if (segment.empty() || segment == "." || segment == "..")
+      throw Error(ErrorKind::invalid,
+                  std::string(what) + " '" + text + "' has an empty, '.' or '..' segment");
+    start = end + 1;
+  }
+}
+
+bool covers(Access granted, Access need) { return granted == Access::readwrite || granted == need; }
+const char* name(Access a) {
+  return a == Access::read ? "read" : a == Access::write ? "write" : "readwrite";
+}
+
+const std::string& text(const Json& request, const char* field) {
+  auto it = request.find(field);
+  if (it == request.end() || !it->is_string())
+    throw Error(ErrorKind::invalid,
+                std::string("object storage: '") + field + "' must be a string");
+  return it->get_ref<const std::string&>();
+}
+
+Json info_json(const ObjectInfo& i) {
+  return {{"size", i.size},
+          {"etag", i.etag},
+          {"last_modified", i.last_modified},
+          {"content_type", i.content_type}};
+}
+
+}  // namespace
+
+void check_object_key(const std::string& key) {
+  if (key.empty()) throw Error(ErrorKind::invalid, "an object key may not be empty");
+  check_segments(key, "object key", false);
+}
+
+void check_object_prefix(const std::string& prefix) { check_segments(prefix, "prefix", true); }
+
+ObjectStorageService::ObjectStorageService(std::string schema, std::vector<S3Grant> grants,
+                                           const HostConfig& config, ServiceAudit audit)
+    : schema_(std::move(schema)),
+      grants_(std::move(grants)),
+      config_(config),
+      audit_(std::move(audit)) {}
+
+void ObjectStorageService::authorize(const std::string& bucket, const std::string& key,
+                                     Access need) const {
+  std::string granted;
+  for (const auto& g : grants_) {
+    if (g.bucket != bucket) continue;
+    if (key.rfind(g.prefix, 0) == 0 && covers(g.access, need)) return;
+    granted += (granted.empty() ? "" : ", ") + std::string(name(g.access)) + " " + g.bucket + "/" +
+               g.prefix + "*";
+  }
+  throw Error(ErrorKind::refused, "permission denied: schema " + schema_ + " has no s3 " +
+                                      name(need) + " grant for " + bucket + "/" + key +
+                                      (granted.empty() ? " (nothing granted in that bucket)"
+                                                       : " (granted: " + granted + ")"));
+}
+
+ObjectStore& ObjectStorageService::store(const std::string& bucket) {
+  auto it = stores_.find(bucket);
+  if (it != stores_.end()) return *it->second;
+  std::unique_ptr<ObjectStore> s;
+  if (config_.s3.empty()) {
+    s = local_object_store(config_.object_store_dir / bucket);
+  } else {
+    auto c = config_.s3.find(bucket);
+    if (c == config_.s3.end())
+      throw Error(ErrorKind::environment, "bucket " + bucket + " is not in the host config (s3)");
+    S3Endpoint e;
+    e.bucket = bucket;
+    e.endpoint = c->second.endpoint;
+    e.region = c->second.region;
+    e.path_style = c->second.path_style;
+    e.credentials = {c->second.access_key_id.resolve(), c->second.secret_access_key.resolve(),
+                     c->second.session_token ? c->second.session_token->resolve() : ""};
+    s = s3_object_store(e);
+  }
+  return *stores_.emplace(bucket, std::move(s)).first->second;
+}
+
+Json ObjectStorageService::call(const std::string& op, const Json& request, const ByteSource& in,
+                                const ByteSink& out) {
+  if (!request.is_object())
+    throw Error(ErrorKind::invalid, "object storage: request must be an object");
+  const std::string& bucket = text(request, "bucket");
+  ServiceCall record{"s3", op, bucket, 0, "ok"};
+  auto counting_in = [&](char* buf, size_t cap) {
+    size_t n = in(buf, cap);
+    record.bytes += n;
+    return n;
+  };
+  auto counting_out = [&](const char* d, size_t n) {
+    record.bytes += n;
+    out(d, n);
+  };
+  try {
+    Json reply = Json::object();
+    if (op == "head" || op == "get" || op == "put" || op == "delete" || op == "presign") {
+      const std::string& key = text(request, "key");
+      record.resource = bucket + "/" + key;
+      check_object_key(key);
+      authorize(bucket, key, op == "put" || op == "delete" ? Access::write : Access::read);
+      ObjectStore& s = store(bucket);
+      if (op == "head") {
+        auto i = s.head(key);
+        reply = i ? info_json(*i) : Json::object();
+        reply["exists"] = i.has_value();
+      } else if (op == "get") {
+        reply = info_json(s.get(key, counting_out));
+      } else if (op == "put") {
+        auto i = s.put(key, counting_in, request.value("content_type", "application/octet-stream"));
+        reply = {{"size", i.size}, {"etag", i.etag}};
+      } else if (op == "delete") {
+        s.remove(key);
+      } else {
+        int64_t seconds = request.value("expires", int64_t{3600});
+        reply["url"] = s.presign_get(key, std::chrono::seconds(seconds));
+      }
+    } else if (op == "list") {
+      const std::string prefix = request.value("prefix", "");
+      record.resource = bucket + "/" + prefix + "*";
+      check_object_prefix(prefix);
+      authorize(bucket, prefix, Access::read);
+      std::optional<std::string> after;
+      if (request.contains("after") && request["after"].is_string()) after = request["after"];
+      int max = std::clamp(request.value("max", 1000), 1, 1000);
+      auto page = store(bucket).list(prefix, after, max);
+      Json objects = Json::array();
+      for (const auto& o : page.objects)
+        objects.push_back({{"key", o.key},
+                           {"size", o.size},
+                           {"etag", o.etag},
+                           {"last_modified", o.last_modified}});
+      reply["objects"] = objects;
+      if (page.next) reply["next"] = *page.next;
+    } else if (op == "copy") {
+      const std::string& from = text(request, "from");
+      const std::string& to = text(request, "to");
+      record.resource = bucket + "/" + from + " -> " + bucket + "/" + to;
+      check_object_key(from);
+      check_object_key(to);
+      authorize(bucket, from, Access::read);
+      authorize(bucket, to, Access::write);
+      store(bucket).copy(from, to);
+    } else {
+      throw Error(ErrorKind::invalid, "object storage has no operation '" + op +
+                                          "' (head, get, put, list, delete, copy, presign)");
+    }
+    audit_(record);
+    return reply;
+  } catch (const Error& e) {
+    record.outcome = e.kind() == ErrorKind::refused ? "denied" : e.what();
+    audit_(record);
+    throw;
+  }
+}
+
+}  // namespace taskhost

@@ -1,0 +1,58 @@
+#pragma once
+
+#include <functional>
+#include <map>
+#include <memory>
+#include <string>
+#include <vector>
+
+#include "config/host_config.hpp"
+#include "schema/schema.hpp"
+#include "services/object_store.hpp"
+
+namespace taskhost {
+
+// Object keys as plugins may name them: 1 to 1024 bytes of valid UTF-8, no
+// control characters, no leading '/', no empty, '.' or '..' segments.
+// Throws Error(invalid) saying what is wrong. A list prefix may also be
+// empty or end with '/'.
+void check_object_key(const std::string& key);
+void check_object_prefix(const std::string& prefix);
+
+// One service call as the audit log records it.
+struct ServiceCall {
+  std::string service, operation, resource;
+  uint64_t bytes = 0;
+  std::string outcome;  // "ok", "denied", or the error
+};
+using ServiceAudit = std::function<void(const ServiceCall&)>;
+
+// A run's object storage: every call checked against the schema's s3 grants
+// ({bucket, prefix, access}), performed by the host and audited. The
+// operations and their JSON (README "Services"):
+//   head {bucket, key}                  -> {exists, size, etag, last_modified, content_type}
+//   get {bucket, key}          out body -> {size, etag, last_modified, content_type}
+//   put {bucket, key, content_type} in  -> {size, etag}
+//   list {bucket, prefix, after?, max?} -> {objects: [{key, size, etag, last_modified}], next?}
+//   delete {bucket, key}                -> {}
+//   copy {bucket, from, to}             -> {}   (read on from, write on to)
+//   presign {bucket, key, expires}      -> {url} (read; expires in seconds)
+class ObjectStorageService {
+ public:
+  ObjectStorageService(std::string schema, std::vector<S3Grant> grants, const HostConfig& config,
+                       ServiceAudit audit);
+  Json call(const std::string& op, const Json& request, const ByteSource& in, const ByteSink& out);
+
+ private:
+  // Throws Error(refused) "permission denied ..." unless a grant covers it.
+  void authorize(const std::string& bucket, const std::string& key, Access need) const;
+  ObjectStore& store(const std::string& bucket);
+
+  std::string schema_;
+  std::vector<S3Grant> grants_;
+  const HostConfig& config_;
+  ServiceAudit audit_;
+  std::map<std::string, std::unique_ptr<ObjectStore>> stores_;
+};
+
+}  // namespace taskhost
