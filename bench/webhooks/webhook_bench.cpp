@@ -63,7 +63,7 @@ int main(int argc, char** argv) {
   migrate(conn, bundled_migrations());
 
   test::HttpReceiver receiver([](const test::HttpRequest&) {
-    return test::HttpResponse{204, {}, {}};
+    return test::HttpResponse{204, {}, {}, {}};
   });
   std::vector<Diagnostic> errors;
   auto schema = parse_schema(

@@ -4,6 +4,7 @@
 #include <netinet/in.h>
 #include <sys/socket.h>
 
+#include <algorithm>
 #include <mutex>
 
 #include "common/error.hpp"
@@ -33,6 +34,21 @@ curl_socket_t open_guarded(void* clientp, curlsocktype, curl_sockaddr* address) 
 }
 
 }  // namespace
+
+std::optional<std::chrono::seconds> parse_retry_after(std::string_view value,
+                                                      std::chrono::system_clock::time_point now) {
+  std::string v(value);
+  while (!v.empty() && std::isspace(static_cast<unsigned char>(v.back()))) v.pop_back();
+  v.erase(0, v.find_first_not_of(" \t"));
+  if (v.empty()) return std::nullopt;
+  if (std::all_of(v.begin(), v.end(), [](char c) { return c >= '0' && c <= '9'; }))
+    return v.size() > 9 ? std::chrono::seconds(999'999'999) : std::chrono::seconds(std::stol(v));
+  time_t at = curl_getdate(v.c_str(), nullptr);
+  if (at < 0) return std::nullopt;
+  auto wait = std::chrono::duration_cast<std::chrono::seconds>(
+      std::chrono::system_clock::from_time_t(at) - now);
+  return std::max(wait, std::chrono::seconds(0));
+}
 
 void curl_init_once() {
   static std::once_flag once;

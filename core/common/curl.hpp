@@ -2,7 +2,10 @@
 
 #include <curl/curl.h>
 
+#include <chrono>
+#include <optional>
 #include <string>
+#include <string_view>
 #include <vector>
 
 #include "common/address_policy.hpp"
@@ -25,5 +28,9 @@ struct DestinationGuard {
 // (which must outlive the transfer). Without a guard (destinations the host
 // config names itself, e.g. an S3 endpoint) any address may be connected.
 void secure_defaults(CURL* easy, DestinationGuard* guard);
+
+// A Retry-After header value (seconds, or an HTTP date) as a wait from now.
+std::optional<std::chrono::seconds> parse_retry_after(std::string_view value,
+                                                      std::chrono::system_clock::time_point now);
 
 }  // namespace taskhost

@@ -84,6 +84,36 @@ S3BucketConfig read_bucket(const Reader& r, const YAML::Node& n, const std::stri
   return b;
 }
 
+HttpCredentialConfig read_credential(const Reader& r, const YAML::Node& n,
+                                     const std::string& field) {
+  if (!n.IsMap() || !n["type"]) r.fail(n, field + ".type", "required: bearer, header or oauth2");
+  const std::string type = r.scalar(n["type"], field + ".type");
+  HttpCredentialConfig c;
+  auto required = [&](const char* key) {
+    if (!n[key]) r.fail(n, field + "." + key, "required for type " + type);
+    return n[key];
+  };
+  if (type == "bearer") {
+    r.mapping(n, field, {"type", "token"});
+    c.secret = r.secret(required("token"), field + ".token");
+  } else if (type == "header") {
+    r.mapping(n, field, {"type", "name", "value"});
+    c.kind = HttpCredentialConfig::Kind::header;
+    c.header_name = r.scalar(required("name"), field + ".name");
+    c.secret = r.secret(required("value"), field + ".value");
+  } else if (type == "oauth2") {
+    r.mapping(n, field, {"type", "token_url", "client_id", "client_secret", "scope"});
+    c.kind = HttpCredentialConfig::Kind::oauth2;
+    c.token_url = r.scalar(required("token_url"), field + ".token_url");
+    c.client_id = r.secret(required("client_id"), field + ".client_id");
+    c.client_secret = r.secret(required("client_secret"), field + ".client_secret");
+    if (n["scope"]) c.scope = r.scalar(n["scope"], field + ".scope");
+  } else {
+    r.fail(n["type"], field + ".type", "expected bearer, header or oauth2, got '" + type + "'");
+  }
+  return c;
+}
+
 }  // namespace
 
 std::string SecretRef::resolve() const {
@@ -118,7 +148,7 @@ HostConfig load_host_config(const std::filesystem::path& path) {
   HostConfig config;
   if (root.IsNull()) return config;
   Reader r(path);
-  r.mapping(root, "", {"allow_destinations", "s3", "object_store_dir"});
+  r.mapping(root, "", {"allow_destinations", "s3", "object_store_dir", "http_credentials"});
   if (auto v = root["allow_destinations"]) {
     if (!v.IsSequence()) r.fail(v, "allow_destinations", "expected a list of CIDR ranges");
     for (size_t i = 0; i < v.size(); ++i) {
@@ -135,6 +165,12 @@ HostConfig load_host_config(const std::filesystem::path& path) {
     if (!v.IsMap()) r.fail(v, "s3", "expected a mapping of bucket names");
     for (const auto& e : v)
       config.s3[e.first.Scalar()] = read_bucket(r, e.second, "s3." + e.first.Scalar());
+  }
+  if (auto v = root["http_credentials"]) {
+    if (!v.IsMap()) r.fail(v, "http_credentials", "expected a mapping of credential names");
+    for (const auto& e : v)
+      config.http_credentials[e.first.Scalar()] =
+          read_credential(r, e.second, "http_credentials." + e.first.Scalar());
   }
   if (auto v = root["object_store_dir"]) config.object_store_dir = r.scalar(v, "object_store_dir");
   return config;

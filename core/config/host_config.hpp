@@ -30,6 +30,18 @@ struct S3BucketConfig {
   std::optional<SecretRef> session_token;
 };
 
+// A credential outbound HTTP injects for a plugin, by name.
+struct HttpCredentialConfig {
+  enum class Kind { bearer, header, oauth2 };
+  Kind kind = Kind::bearer;
+  SecretRef secret;         // bearer: the token; header: the value
+  std::string header_name;  // header: e.g. X-Api-Key
+  // oauth2 (client credentials): tokens fetched from token_url and cached
+  // until shortly before they expire.
+  std::string token_url, scope;
+  SecretRef client_id, client_secret;
+};
+
 // What this host may reach, from taskhost.yml (README "Host configuration").
 // Secret values are never written in it: it names the environment variables
 // or files that hold them.
@@ -41,6 +53,7 @@ struct HostConfig {
   // under object_store_dir (the embedded default).
   std::map<std::string, S3BucketConfig> s3;
   std::filesystem::path object_store_dir;
+  std::map<std::string, HttpCredentialConfig> http_credentials;
 };
 
 // Reads a config file. Throws Error(invalid) naming file:line:column and the

@@ -6,6 +6,7 @@
 #include <regex>
 
 #include "plugin/host_api.hpp"
+#include "services/http_service.hpp"
 #include "services/object_storage.hpp"
 #include "store/audit.hpp"
 
@@ -137,6 +138,14 @@ class RunHost : public HostServices {
     return storage_->call(op, request, in, out);
   }
 
+  Json http(const std::string& op, const Json& request, const ByteSource& in,
+            const ByteSink& out) override {
+    if (!http_)
+      http_.emplace(schema_.schema.name, schema_.schema.capabilities.http, config_,
+                    [this](const ServiceCall& c) { audit(c); });
+    return http_->call(op, request, in, out);
+  }
+
   bool timed_out() const { return Clock::now() >= deadline_; }
 
  private:
@@ -165,6 +174,7 @@ class RunHost : public HostServices {
   const InstalledSchema& schema_;
   const HostConfig& config_;
   std::optional<ObjectStorageService> storage_;
+  std::optional<HttpService> http_;
   const std::atomic<bool>& stop_;
   Clock::time_point deadline_;
   const ProgressObserver& observer_;
@@ -226,6 +236,7 @@ Completion Executor::execute(pg::Pool& pool, const ClaimedRun& run, const std::a
   RunHost host(pool, run, *schema, config_, stop, observer);
   GrantedServices granted;
   granted.object_storage = !schema->schema.capabilities.s3.empty();
+  granted.http = !schema->schema.capabilities.http.empty();
   th_host_api api = make_host_api(granted);
   std::string message;
   int rc = plugin->run(&api, as_host(host), &message);

@@ -90,6 +90,21 @@ ByteSink sink_of(th_sink* out) {
   };
 }
 
+using ServiceMethod = nlohmann::json (HostServices::*)(const std::string&, const nlohmann::json&,
+                                                       const ByteSource&, const ByteSink&);
+
+// One service operation across the ABI: JSON in, JSON reply out, bodies
+// streamed. A body the plugin does not give is an empty one.
+int service_call(th_host* h, th_str op, th_str request, th_source* in, th_sink* out, th_sink* reply,
+                 th_error* err, ServiceMethod method) {
+  return guarded(err, [&] {
+    auto req = nlohmann::json::parse(view(request), nullptr, false);
+    if (req.is_discarded()) throw Error(ErrorKind::invalid, "the request is not JSON");
+    ByteSource source = in ? source_of(in) : ByteSource([](char*, size_t) { return size_t{0}; });
+    stream(reply, (services(h).*method)(std::string(view(op)), req, source, sink_of(out)).dump());
+  });
+}
+
 }  // namespace
 
 th_host_api make_host_api(const GrantedServices& granted) {
@@ -140,13 +155,12 @@ th_host_api make_host_api(const GrantedServices& granted) {
   if (granted.object_storage)
     api.object_storage = [](th_host* h, th_str op, th_str request, th_source* in, th_sink* out,
                             th_sink* reply, th_error* err) {
-      return guarded(err, [&] {
-        auto req = nlohmann::json::parse(view(request), nullptr, false);
-        if (req.is_discarded()) throw Error(ErrorKind::invalid, "the request is not JSON");
-        stream(reply, services(h)
-                          .object_storage(std::string(view(op)), req, source_of(in), sink_of(out))
-                          .dump());
-      });
+      return service_call(h, op, request, in, out, reply, err, &HostServices::object_storage);
+    };
+  if (granted.http)
+    api.http = [](th_host* h, th_str op, th_str request, th_source* in, th_sink* out,
+                  th_sink* reply, th_error* err) {
+      return service_call(h, op, request, in, out, reply, err, &HostServices::http);
     };
   return api;
 }

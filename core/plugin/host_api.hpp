@@ -34,12 +34,15 @@ class HostServices {
   // an optional body either way (services/object_storage.hpp).
   virtual nlohmann::json object_storage(const std::string& op, const nlohmann::json& request,
                                         const ByteSource& in, const ByteSink& out) = 0;
+  virtual nlohmann::json http(const std::string& op, const nlohmann::json& request,
+                              const ByteSource& in, const ByteSink& out) = 0;
 };
 
 // Which service entry points a run gets: those its schema grants. The rest
 // stay NULL, so a plugin can tell what it may use.
 struct GrantedServices {
   bool object_storage = false;
+  bool http = false;
 };
 
 // The ABI table; pass as_host(services) as the th_host*.

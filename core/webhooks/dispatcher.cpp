@@ -26,20 +26,6 @@ std::optional<std::chrono::milliseconds> retry_delay(int attempts, double jitter
   return std::chrono::duration_cast<std::chrono::milliseconds>(base * (0.9 + 0.2 * jitter));
 }
 
-std::optional<std::chrono::seconds> parse_retry_after(std::string_view value,
-                                                      SystemClock::time_point now) {
-  std::string v(value);
-  while (!v.empty() && std::isspace(static_cast<unsigned char>(v.back()))) v.pop_back();
-  v.erase(0, v.find_first_not_of(" \t"));
-  if (v.empty()) return std::nullopt;
-  if (std::all_of(v.begin(), v.end(), [](char c) { return c >= '0' && c <= '9'; }))
-    return v.size() > 9 ? std::chrono::seconds(999'999'999) : std::chrono::seconds(std::stol(v));
-  time_t at = curl_getdate(v.c_str(), nullptr);
-  if (at < 0) return std::nullopt;
-  auto wait = std::chrono::duration_cast<std::chrono::seconds>(SystemClock::from_time_t(at) - now);
-  return std::max(wait, 0s);
-}
-
 namespace {
 
 // The longest a Retry-After may push a delivery back.

@@ -28,10 +28,6 @@ struct DispatcherOptions {
 // delivery becomes a dead letter.
 std::optional<std::chrono::milliseconds> retry_delay(int attempts, double jitter);
 
-// A Retry-After header value (seconds, or an HTTP date) as a wait from now.
-std::optional<std::chrono::seconds> parse_retry_after(std::string_view value,
-                                                      SystemClock::time_point now);
-
 // Sends webhook deliveries: POSTs each body signed per Standard Webhooks with
 // every current secret of its schema. Up to `batch` streams at once over
 // reused connections; within a stream one delivery after another, each

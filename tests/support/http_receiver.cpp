@@ -140,9 +140,9 @@ void HttpReceiver::serve(int fd) {
          waited += std::chrono::milliseconds(10))
       std::this_thread::sleep_for(std::chrono::milliseconds(10));
     std::string out = "HTTP/1.1 " + std::to_string(res.status) + " " + reason(res.status) +
-                      "\r\ncontent-length: 0\r\n";
+                      "\r\ncontent-length: " + std::to_string(res.body.size()) + "\r\n";
     for (const auto& [k, v] : res.headers) out += k + ": " + v + "\r\n";
-    out += "\r\n";
+    out += "\r\n" + res.body;
     if (::send(fd, out.data(), out.size(), MSG_NOSIGNAL) < 0) return;
   }
 }

@@ -21,6 +21,7 @@ struct HttpResponse {
   int status = 200;
   std::map<std::string, std::string> headers;
   std::chrono::milliseconds delay{0};  // before answering
+  std::string body;
 };
 
 // A real HTTP/1.1 server on a loopback port, for the webhook receiver side:

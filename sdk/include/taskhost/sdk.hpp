@@ -18,6 +18,7 @@
 
 #include <cstdint>
 #include <cstring>
+#include <map>
 #include <nlohmann/json.hpp>
 #include <optional>
 #include <stdexcept>
@@ -244,6 +245,73 @@ class Bucket {
   std::string name_;
 };
 
+// Outbound HTTP with one of the schema's credentials (capabilities.http:
+// base_url, credential; "" for none). The host injects the credential,
+// keeps the connection alive between calls, retries idempotent requests on
+// 429/5xx, and refuses URLs outside the grant with TH_ERR_PERMISSION.
+struct HttpOptions {
+  std::map<std::string, std::string> headers;
+  bool idempotent = false;  // retry a POST or PATCH too (e.g. a bulk status query)
+  int64_t timeout_ms = 30'000;
+  uint64_t max_response_bytes = 64u << 20;
+};
+
+class Http {
+ public:
+  struct Response {
+    int status = 0;
+    std::map<std::string, std::string> headers;  // lower-case names
+    std::string body;
+  };
+  using Options = HttpOptions;
+
+  Http(Service service, std::string credential)
+      : service_(service), credential_(std::move(credential)) {}
+
+  Response request(std::string_view method, std::string_view url, std::string_view body = {},
+                   const Options& options = {}) const {
+    Json request = {{"credential", credential_},
+                    {"method", method},
+                    {"url", url},
+                    {"timeout_ms", options.timeout_ms},
+                    {"max_response_bytes", options.max_response_bytes},
+                    {"headers", options.headers}};
+    if (options.idempotent || (method != "POST" && method != "PATCH")) request["idempotent"] = true;
+    struct Cursor {
+      std::string_view rest;
+      static int64_t read(void* user, char* buf, size_t capacity) {
+        auto* c = static_cast<Cursor*>(user);
+        size_t n = c->rest.size() < capacity ? c->rest.size() : capacity;
+        if (n > 0) std::memcpy(buf, c->rest.data(), n);
+        c->rest.remove_prefix(n);
+        return static_cast<int64_t>(n);
+      }
+    } cursor{body};
+    th_source in{&cursor, &Cursor::read};
+    Response response;
+    th_sink out{&response.body, detail::append_to_string};
+    Result<Json> r = service_.call("request", request, &in, &out);
+    if (!r.ok()) throw Error(r.status());
+    response.status = r.value()["status"];
+    for (const auto& [k, v] : r.value()["headers"].items()) response.headers[k] = v;
+    return response;
+  }
+  Response get(std::string_view url, const Options& options = {}) const {
+    return request("GET", url, {}, options);
+  }
+  // POSTs JSON; idempotent says whether the host may retry it.
+  Response post_json(std::string_view url, const Json& body, bool idempotent = false) const {
+    Options o;
+    o.headers["Content-Type"] = "application/json";
+    o.idempotent = idempotent;
+    return request("POST", url, body.dump(), o);
+  }
+
+ private:
+  Service service_;
+  std::string credential_;
+};
+
 // The plugin's view of its run. Valid only during run(), on its thread.
 // Calls that record state (checkpoint, emit, progress, output) throw Error
 // when the host could not record it: the run cannot continue safely then.
@@ -324,7 +392,7 @@ class Context {
       static int64_t read(void* user, char* buf, size_t capacity) {
         auto* c = static_cast<Cursor*>(user);
         size_t n = c->rest.size() < capacity ? c->rest.size() : capacity;
-        std::memcpy(buf, c->rest.data(), n);
+        if (n > 0) std::memcpy(buf, c->rest.data(), n);
         c->rest.remove_prefix(n);
         return static_cast<int64_t>(n);
       }
@@ -343,6 +411,14 @@ class Context {
     if (!s)
       throw Error(TH_ERR_NOT_SUPPORTED, "the schema grants no object storage (capabilities.s3)");
     return Bucket(*s, std::string(bucket));
+  }
+
+  // HTTP with a credential the schema grants ("" for a grant without one).
+  // Throws Error(TH_ERR_NOT_SUPPORTED) when it grants no HTTP at all.
+  Http http(std::string_view credential) const {
+    auto s = service(api_->http);
+    if (!s) throw Error(TH_ERR_NOT_SUPPORTED, "the schema grants no HTTP (capabilities.http)");
+    return Http(*s, std::string(credential));
   }
 
   // A service handle when the schema grants it, otherwise std::nullopt.

@@ -7,6 +7,7 @@
 #include <atomic>
 #include <set>
 
+#include "common/curl.hpp"
 #include "engine/submit.hpp"
 #include "store/audit.hpp"
 #include "store/queue.hpp"
@@ -135,7 +136,7 @@ TEST_F(Webhooks, NoHooksNoRows_RolledBackChangeNoRow) {
 }
 
 TEST_F(Webhooks, RetryScheduleOnAFakeClockThenDeadLetter) {
-  HttpReceiver receiver([](const HttpRequest&) { return HttpResponse{503, {}, 0ms}; });
+  HttpReceiver receiver([](const HttpRequest&) { return HttpResponse{503, {}, 0ms, {}}; });
   auto s = install(receiver.url(), "run.queued");
   submit(s);
   Dispatcher d(conn, options());
@@ -183,7 +184,7 @@ TEST_F(Webhooks, RetryAfterIsHonoured) {
   EXPECT_EQ(parse_retry_after("soon", now), std::nullopt);
 
   HttpReceiver receiver([](const HttpRequest&) {
-    return HttpResponse{429, {{"Retry-After", "600"}}, 0ms};
+    return HttpResponse{429, {{"Retry-After", "600"}}, 0ms, {}};
   });
   auto s = install(receiver.url(), "run.queued");
   submit(s);
@@ -221,7 +222,7 @@ TEST_F(Webhooks, ReceiverDownThenBack) {
 }
 
 TEST_F(Webhooks, SlowReceiverTimesOut) {
-  HttpReceiver receiver([](const HttpRequest&) { return HttpResponse{200, {}, 3000ms}; });
+  HttpReceiver receiver([](const HttpRequest&) { return HttpResponse{200, {}, 3000ms, {}}; });
   auto s = install(receiver.url(), "run.queued");
   submit(s);
   auto o = options();
@@ -234,7 +235,7 @@ TEST_F(Webhooks, SlowReceiverTimesOut) {
 
 TEST_F(Webhooks, GoneDisablesTheEndpointUntilRedelivered) {
   std::atomic<int> status = 410;
-  HttpReceiver receiver([&](const HttpRequest&) { return HttpResponse{status, {}, 0ms}; });
+  HttpReceiver receiver([&](const HttpRequest&) { return HttpResponse{status, {}, 0ms, {}}; });
   auto s = install(receiver.url(), "run.queued");
   submit(s);
   Dispatcher d(conn, options());
@@ -268,7 +269,7 @@ TEST_F(Webhooks, GoneDisablesTheEndpointUntilRedelivered) {
 TEST_F(Webhooks, OneRunsEventsWaitForTheEarlierOne) {
   std::atomic<int> calls = 0;
   HttpReceiver receiver([&](const HttpRequest&) {
-    return HttpResponse{++calls == 1 ? 500 : 200, {}, 0ms};
+    return HttpResponse{++calls == 1 ? 500 : 200, {}, 0ms, {}};
   });
   auto s = install(receiver.url(), "run.queued, run.cancelled");
   std::string run = submit(s);

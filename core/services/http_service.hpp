@@ -1,0 +1,36 @@
+#pragma once
+
+#include <string>
+#include <vector>
+
+#include "config/host_config.hpp"
+#include "schema/schema.hpp"
+#include "services/object_storage.hpp"  // ServiceAudit, ByteSink, ByteSource
+
+namespace taskhost {
+
+// A run's outbound HTTP: requests only under the schema's granted base URLs
+// (capabilities.http: {base_url, credential}), the credential injected by the
+// host, the SSRF guard on the connected address, retries on 429/5xx (and
+// connection failures) for idempotent requests honouring Retry-After,
+// redirects followed only within the grant, a response size limit, one
+// kept-alive connection per origin for the run. One operation:
+//   request {credential?, method, url, headers?, idempotent?, timeout_ms?,
+//            max_response_bytes?}   in body, out body
+//     -> {status, headers: {lower-case name: value}, bytes}
+class HttpService {
+ public:
+  HttpService(std::string schema, std::vector<HttpGrant> grants, const HostConfig& config,
+              ServiceAudit audit);
+  ~HttpService();
+  HttpService(const HttpService&) = delete;
+  HttpService& operator=(const HttpService&) = delete;
+
+  Json call(const std::string& op, const Json& request, const ByteSource& in, const ByteSink& out);
+
+ private:
+  struct Impl;
+  std::unique_ptr<Impl> impl_;
+};
+
+}  // namespace taskhost
