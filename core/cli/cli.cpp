@@ -107,6 +107,7 @@ class Session {
 
   pg::Connection& db() {
     if (!conn_) {
+      config();  // its session settings apply to every connection
       bool embedded = g_.database_url.empty();
       conn_.emplace(conninfo());
       // The embedded database is private to this host: keep it current. A
@@ -141,6 +142,9 @@ class Session {
   const HostConfig& config() {
     if (!config_) {
       config_ = g_.config.empty() ? HostConfig() : load_host_config(g_.config);
+      // State changes this host makes announce themselves to its default URL.
+      if (!config_->webhook_default_url.empty())
+        pg::set_session_setting("taskhost.webhook_default_url", config_->webhook_default_url);
       if (config_->object_store_dir.empty())
         config_->object_store_dir =
             (g_.home.empty() ? default_home() : fs::path(g_.home)) / "objects";

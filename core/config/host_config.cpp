@@ -148,7 +148,17 @@ HostConfig load_host_config(const std::filesystem::path& path) {
   HostConfig config;
   if (root.IsNull()) return config;
   Reader r(path);
-  r.mapping(root, "", {"allow_destinations", "s3", "object_store_dir", "http_credentials"});
+  r.mapping(root, "",
+            {"allow_destinations", "s3", "object_store_dir", "http_credentials", "webhooks"});
+  if (auto v = root["webhooks"]) {
+    r.mapping(v, "webhooks", {"default_url"});
+    if (auto u = v["default_url"]) {
+      static const std::regex url_re("^https?://[^\\s]+$");
+      config.webhook_default_url = r.scalar(u, "webhooks.default_url");
+      if (!std::regex_match(config.webhook_default_url, url_re))
+        r.fail(u, "webhooks.default_url", "expected an http(s) URL");
+    }
+  }
   if (auto v = root["allow_destinations"]) {
     if (!v.IsSequence()) r.fail(v, "allow_destinations", "expected a list of CIDR ranges");
     for (size_t i = 0; i < v.size(); ++i) {

@@ -54,6 +54,8 @@ struct HostConfig {
   std::map<std::string, S3BucketConfig> s3;
   std::filesystem::path object_store_dir;
   std::map<std::string, HttpCredentialConfig> http_credentials;
+  // Where schemas without hooks of their own announce run state changes.
+  std::string webhook_default_url;
 };
 
 // Reads a config file. Throws Error(invalid) naming file:line:column and the

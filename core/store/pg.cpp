@@ -2,6 +2,8 @@
 
 #include <spdlog/spdlog.h>
 
+#include <mutex>
+
 namespace taskhost::pg {
 
 std::string array_literal(const std::vector<std::optional<std::string>>& items) {
@@ -49,6 +51,21 @@ int64_t Result::affected() const {
   return *n ? std::stoll(n) : 0;
 }
 
+namespace {
+std::mutex settings_mutex;
+std::vector<std::pair<std::string, std::string>> session_settings;
+}  // namespace
+
+void set_session_setting(const std::string& name, const std::string& value) {
+  std::lock_guard lock(settings_mutex);
+  for (auto& [k, v] : session_settings)
+    if (k == name) {
+      v = value;
+      return;
+    }
+  session_settings.emplace_back(name, value);
+}
+
 Connection::Connection(const std::string& conninfo)
     : conn_(PQconnectdb(conninfo.c_str()), &PQfinish) {
   if (!conn_ || PQstatus(conn_.get()) != CONNECTION_OK) {
@@ -60,6 +77,9 @@ Connection::Connection(const std::string& conninfo)
     throw Error(ErrorKind::environment, "cannot connect to database " + where + ": " + msg);
   }
   PQsetNoticeProcessor(conn_.get(), &log_notice, nullptr);
+  std::lock_guard lock(settings_mutex);
+  for (const auto& [name, value] : session_settings)
+    exec("SELECT set_config($1, $2, false)", {name, value});
 }
 
 Result Connection::exec(const std::string& sql, std::initializer_list<Param> params) {

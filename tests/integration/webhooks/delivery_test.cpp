@@ -357,6 +357,30 @@ TEST_F(Webhooks, WithoutASecretNothingIsSentAndTheReasonIsRecorded) {
             "unsigned`");
 }
 
+TEST_F(Webhooks, TheHostsDefaultUrlHearsSchemasWithoutHooks) {
+  HttpReceiver receiver, own;
+  auto plain = test::install_fixture(conn, "plain", "probe.so", probe_params);
+  auto hooked = install(own.url(), "run.succeeded");
+  create_webhook_secret(conn, "plain", "cli:test", false);
+  submit(plain);
+  EXPECT_TRUE(all().empty()) << "no default URL on this connection";
+
+  pg::set_session_setting("taskhost.webhook_default_url", receiver.url());
+  pg::Connection with_default = db.connect();
+  pg::set_session_setting("taskhost.webhook_default_url", "");
+  std::string id = submit_run(with_default, plain, {{"mode", "all"}}, "cli:test").run_id;
+  submit_run(with_default, hooked, {{"mode", "all"}}, "cli:test");
+  auto rows = all();
+  ASSERT_EQ(rows.size(), 1u) << "a schema with hooks keeps its own (run.queued not subscribed)";
+  EXPECT_EQ(rows[0].url, receiver.url());
+  EXPECT_EQ(rows[0].event, "run.queued");
+  Dispatcher d(conn, options());
+  EXPECT_EQ(drain(d), 1);
+  ASSERT_EQ(receiver.requests().size(), 1u);
+  EXPECT_EQ(Json::parse(receiver.requests()[0].body)["data"]["run_id"], id);
+  EXPECT_EQ(own.requests().size(), 0u);
+}
+
 // Every non-public destination is refused before a socket is opened, however
 // it is spelled, unless allowlisted.
 TEST_F(Webhooks, SsrfGuardRefusesNonPublicDestinations) {
