@@ -114,6 +114,26 @@ HttpCredentialConfig read_credential(const Reader& r, const YAML::Node& n,
   return c;
 }
 
+SftpHostConfig read_sftp(const Reader& r, const YAML::Node& n, const std::string& field) {
+  r.mapping(n, field, {"address", "port", "user", "private_key", "known_hosts"});
+  SftpHostConfig h;
+  for (const char* required : {"address", "user", "private_key", "known_hosts"})
+    if (!n[required]) r.fail(n, field + "." + required, "required");
+  h.address = r.scalar(n["address"], field + ".address");
+  h.user = r.scalar(n["user"], field + ".user");
+  h.private_key = r.scalar(n["private_key"], field + ".private_key");
+  h.known_hosts = r.scalar(n["known_hosts"], field + ".known_hosts");
+  if (n["port"]) {
+    const std::string port = r.scalar(n["port"], field + ".port");
+    if (port.empty() || port.size() > 5 ||
+        port.find_first_not_of("0123456789") != std::string::npos || std::stoi(port) < 1 ||
+        std::stoi(port) > 65535)
+      r.fail(n["port"], field + ".port", "expected a port number");
+    h.port = std::stoi(port);
+  }
+  return h;
+}
+
 }  // namespace
 
 std::string SecretRef::resolve() const {
@@ -148,8 +168,14 @@ HostConfig load_host_config(const std::filesystem::path& path) {
   HostConfig config;
   if (root.IsNull()) return config;
   Reader r(path);
-  r.mapping(root, "",
-            {"allow_destinations", "s3", "object_store_dir", "http_credentials", "webhooks"});
+  r.mapping(
+      root, "",
+      {"allow_destinations", "s3", "object_store_dir", "http_credentials", "sftp", "webhooks"});
+  if (auto v = root["sftp"]) {
+    if (!v.IsMap()) r.fail(v, "sftp", "expected a mapping of host names");
+    for (const auto& e : v)
+      config.sftp[e.first.Scalar()] = read_sftp(r, e.second, "sftp." + e.first.Scalar());
+  }
   if (auto v = root["webhooks"]) {
     r.mapping(v, "webhooks", {"default_url"});
     if (auto u = v["default_url"]) {

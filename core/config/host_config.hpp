@@ -30,6 +30,15 @@ struct S3BucketConfig {
   std::optional<SecretRef> session_token;
 };
 
+// An SFTP server schemas can be granted, by name.
+struct SftpHostConfig {
+  std::string address;
+  int port = 22;
+  std::string user;
+  std::filesystem::path private_key;  // the key file (OpenSSH format)
+  std::filesystem::path known_hosts;  // must hold the server's host key
+};
+
 // A credential outbound HTTP injects for a plugin, by name.
 struct HttpCredentialConfig {
   enum class Kind { bearer, header, oauth2 };
@@ -54,6 +63,7 @@ struct HostConfig {
   std::map<std::string, S3BucketConfig> s3;
   std::filesystem::path object_store_dir;
   std::map<std::string, HttpCredentialConfig> http_credentials;
+  std::map<std::string, SftpHostConfig> sftp;
   // Where schemas without hooks of their own announce run state changes.
   std::string webhook_default_url;
 };

@@ -8,6 +8,7 @@
 #include "plugin/host_api.hpp"
 #include "services/http_service.hpp"
 #include "services/object_storage.hpp"
+#include "services/sftp_service.hpp"
 #include "store/audit.hpp"
 
 namespace taskhost {
@@ -146,6 +147,14 @@ class RunHost : public HostServices {
     return http_->call(op, request, in, out);
   }
 
+  Json sftp(const std::string& op, const Json& request, const ByteSource& in,
+            const ByteSink& out) override {
+    if (!sftp_)
+      sftp_.emplace(schema_.schema.name, schema_.schema.capabilities.sftp, config_,
+                    [this](const ServiceCall& c) { audit(c); });
+    return sftp_->call(op, request, in, out);
+  }
+
   bool timed_out() const { return Clock::now() >= deadline_; }
 
  private:
@@ -175,6 +184,7 @@ class RunHost : public HostServices {
   const HostConfig& config_;
   std::optional<ObjectStorageService> storage_;
   std::optional<HttpService> http_;
+  std::optional<SftpService> sftp_;
   const std::atomic<bool>& stop_;
   Clock::time_point deadline_;
   const ProgressObserver& observer_;
@@ -237,6 +247,7 @@ Completion Executor::execute(pg::Pool& pool, const ClaimedRun& run, const std::a
   GrantedServices granted;
   granted.object_storage = !schema->schema.capabilities.s3.empty();
   granted.http = !schema->schema.capabilities.http.empty();
+  granted.sftp = !schema->schema.capabilities.sftp.empty();
   th_host_api api = make_host_api(granted);
   std::string message;
   int rc = plugin->run(&api, as_host(host), &message);

@@ -157,6 +157,11 @@ th_host_api make_host_api(const GrantedServices& granted) {
                             th_sink* reply, th_error* err) {
       return service_call(h, op, request, in, out, reply, err, &HostServices::object_storage);
     };
+  if (granted.sftp)
+    api.sftp = [](th_host* h, th_str op, th_str request, th_source* in, th_sink* out,
+                  th_sink* reply, th_error* err) {
+      return service_call(h, op, request, in, out, reply, err, &HostServices::sftp);
+    };
   if (granted.http)
     api.http = [](th_host* h, th_str op, th_str request, th_source* in, th_sink* out,
                   th_sink* reply, th_error* err) {

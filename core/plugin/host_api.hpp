@@ -36,6 +36,8 @@ class HostServices {
                                         const ByteSource& in, const ByteSink& out) = 0;
   virtual nlohmann::json http(const std::string& op, const nlohmann::json& request,
                               const ByteSource& in, const ByteSink& out) = 0;
+  virtual nlohmann::json sftp(const std::string& op, const nlohmann::json& request,
+                              const ByteSource& in, const ByteSink& out) = 0;
 };
 
 // Which service entry points a run gets: those its schema grants. The rest
@@ -43,6 +45,7 @@ class HostServices {
 struct GrantedServices {
   bool object_storage = false;
   bool http = false;
+  bool sftp = false;
 };
 
 // The ABI table; pass as_host(services) as the th_host*.

@@ -249,6 +249,85 @@ class Bucket {
 // base_url, credential; "" for none). The host injects the credential,
 // keeps the connection alive between calls, retries idempotent requests on
 // 429/5xx, and refuses URLs outside the grant with TH_ERR_PERMISSION.
+// Files on one SFTP host the schema grants (capabilities.sftp: host, path,
+// access). Paths are absolute; the host confines them to the granted path
+// (symlinks resolved on the server and checked again), performs the call and
+// audits it. Failures throw Error like Bucket's.
+class Sftp {
+ public:
+  struct File {
+    std::string name;
+    uint64_t size = 0;
+    int64_t mtime = 0;
+    bool directory = false;
+  };
+
+  Sftp(Service service, std::string host) : service_(service), host_(std::move(host)) {}
+
+  // Entries of dir matching a glob such as "RXACCUM_*.pgp", by name.
+  std::vector<File> list(std::string_view dir, std::string_view glob = "*") const {
+    std::vector<File> out;
+    const Json reply = call("list", {{"path", dir}, {"glob", glob}});
+    for (const auto& f : reply["files"])
+      out.push_back({f["name"], f["size"], f["mtime"], f["directory"]});
+    return out;
+  }
+  std::string get(std::string_view path) const {
+    std::string out;
+    get(path, [&](std::string_view chunk) { out.append(chunk); });
+    return out;
+  }
+  // Streams the file to `chunk` piece by piece, whatever its size.
+  template <typename F>
+  uint64_t get(std::string_view path, F&& chunk) const {
+    using Chunk = std::remove_reference_t<F>;
+    struct Sink {
+      Chunk* f;
+      static int write(void* user, const char* data, size_t size) {
+        try {
+          (*static_cast<Sink*>(user)->f)(std::string_view(data, size));
+          return 0;
+        } catch (...) {
+          return 1;
+        }
+      }
+    } sink{&chunk};
+    th_sink out{&sink, &Sink::write};
+    return call("get", {{"path", path}}, nullptr, &out)["size"];
+  }
+  // Written to a temporary name, then renamed into place.
+  uint64_t put(std::string_view path, std::string_view data) const {
+    struct Cursor {
+      std::string_view rest;
+      static int64_t read(void* user, char* buf, size_t capacity) {
+        auto* c = static_cast<Cursor*>(user);
+        size_t n = c->rest.size() < capacity ? c->rest.size() : capacity;
+        if (n > 0) std::memcpy(buf, c->rest.data(), n);
+        c->rest.remove_prefix(n);
+        return static_cast<int64_t>(n);
+      }
+    } cursor{data};
+    th_source in{&cursor, &Cursor::read};
+    return call("put", {{"path", path}}, &in)["size"];
+  }
+  void rename(std::string_view from, std::string_view to) const {
+    call("rename", {{"from", from}, {"to", to}});
+  }
+  void remove(std::string_view path) const { call("remove", {{"path", path}}); }
+  void mkdir(std::string_view path) const { call("mkdir", {{"path", path}}); }
+
+ private:
+  Json call(const char* op, Json request, th_source* in = nullptr, th_sink* out = nullptr) const {
+    request["host"] = host_;
+    Result<Json> r = service_.call(op, request, in, out);
+    if (!r.ok()) throw Error(r.status());
+    return r.value();
+  }
+
+  Service service_;
+  std::string host_;
+};
+
 struct HttpOptions {
   std::map<std::string, std::string> headers;
   bool idempotent = false;  // retry a POST or PATCH too (e.g. a bulk status query)
@@ -411,6 +490,14 @@ class Context {
     if (!s)
       throw Error(TH_ERR_NOT_SUPPORTED, "the schema grants no object storage (capabilities.s3)");
     return Bucket(*s, std::string(bucket));
+  }
+
+  // An SFTP host the schema grants. Throws Error(TH_ERR_NOT_SUPPORTED) when
+  // it grants no SFTP at all.
+  Sftp sftp(std::string_view host) const {
+    auto s = service(api_->sftp);
+    if (!s) throw Error(TH_ERR_NOT_SUPPORTED, "the schema grants no SFTP (capabilities.sftp)");
+    return Sftp(*s, std::string(host));
   }
 
   // HTTP with a credential the schema grants ("" for a grant without one).

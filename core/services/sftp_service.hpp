@@ -1,0 +1,48 @@
+#pragma once
+
+#include <map>
+#include <memory>
+#include <string>
+#include <vector>
+
+#include "config/host_config.hpp"
+#include "schema/schema.hpp"
+#include "services/object_storage.hpp"  // ServiceAudit
+#include "services/sftp_client.hpp"
+
+namespace taskhost {
+
+// Remote paths as plugins may name them: absolute, at most 4,096 bytes, no
+// control characters, no empty, '.' or '..' segments. Throws Error(invalid).
+void check_remote_path(const std::string& path);
+
+// A run's SFTP: every call checked against the schema's sftp grants
+// ({host, path, access}) twice, on the path as written and on the server's
+// realpath of it (so a symlink cannot lead out), performed and audited.
+//   list {host, path, glob?}  -> {files: [{name, size, mtime, directory}]}
+//   get {host, path}     out  -> {size}
+//   put {host, path}     in   -> {size}   (temporary name, then rename)
+//   rename {host, from, to}   -> {}       (write on both)
+//   remove {host, path}       -> {}
+//   mkdir {host, path}        -> {}
+class SftpService {
+ public:
+  SftpService(std::string schema, std::vector<SftpGrant> grants, const HostConfig& config,
+              ServiceAudit audit);
+  Json call(const std::string& op, const Json& request, const ByteSource& in, const ByteSink& out);
+
+ private:
+  // Throws Error(refused) unless a grant on host covers path with `need`;
+  // with `exists`, the server's realpath of path must be covered too, else
+  // that of its parent directory.
+  void authorize(const std::string& host, const std::string& path, Access need, bool exists);
+  SftpClient& client(const std::string& host);
+
+  std::string schema_;
+  std::vector<SftpGrant> grants_;
+  const HostConfig& config_;
+  ServiceAudit audit_;
+  std::map<std::string, std::unique_ptr<SftpClient>> clients_;
+};
+
+}  // namespace taskhost
