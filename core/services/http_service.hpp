@@ -5,7 +5,8 @@
 
 #include "config/host_config.hpp"
 #include "schema/schema.hpp"
-#include "services/object_storage.hpp"  // ServiceAudit, ByteSink, ByteSource
+#include "services/object_store.hpp"  // ByteSink, ByteSource
+#include "services/service_call.hpp"
 
 namespace taskhost {
 

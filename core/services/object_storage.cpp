@@ -47,17 +47,8 @@ void check_segments(const std::string& text, const char* what, bool trailing_sla
   }
 }
 
-bool covers(Access granted, Access need) { return granted == Access::readwrite || granted == need; }
-const char* name(Access a) {
-  return a == Access::read ? "read" : a == Access::write ? "write" : "readwrite";
-}
-
 const std::string& text(const Json& request, const char* field) {
-  auto it = request.find(field);
-  if (it == request.end() || !it->is_string())
-    throw Error(ErrorKind::invalid,
-                std::string("object storage: '") + field + "' must be a string");
-  return it->get_ref<const std::string&>();
+  return string_field(request, "object storage", field);
 }
 
 Json info_json(const ObjectInfo& i) {
@@ -88,12 +79,12 @@ void ObjectStorageService::authorize(const std::string& bucket, const std::strin
   std::string granted;
   for (const auto& g : grants_) {
     if (g.bucket != bucket) continue;
-    if (key.rfind(g.prefix, 0) == 0 && covers(g.access, need)) return;
-    granted += (granted.empty() ? "" : ", ") + std::string(name(g.access)) + " " + g.bucket + "/" +
-               g.prefix + "*";
+    if (key.rfind(g.prefix, 0) == 0 && allows(g.access, need)) return;
+    granted += (granted.empty() ? "" : ", ") + std::string(access_name(g.access)) + " " + g.bucket +
+               "/" + g.prefix + "*";
   }
   throw Error(ErrorKind::refused, "permission denied: schema " + schema_ + " has no s3 " +
-                                      name(need) + " grant for " + bucket + "/" + key +
+                                      access_name(need) + " grant for " + bucket + "/" + key +
                                       (granted.empty() ? " (nothing granted in that bucket)"
                                                        : " (granted: " + granted + ")"));
 }

@@ -1,6 +1,5 @@
 #pragma once
 
-#include <functional>
 #include <map>
 #include <memory>
 #include <string>
@@ -9,6 +8,7 @@
 #include "config/host_config.hpp"
 #include "schema/schema.hpp"
 #include "services/object_store.hpp"
+#include "services/service_call.hpp"
 
 namespace taskhost {
 
@@ -18,14 +18,6 @@ namespace taskhost {
 // empty or end with '/'.
 void check_object_key(const std::string& key);
 void check_object_prefix(const std::string& prefix);
-
-// One service call as the audit log records it.
-struct ServiceCall {
-  std::string service, operation, resource;
-  uint64_t bytes = 0;
-  std::string outcome;  // "ok", "denied", or the error
-};
-using ServiceAudit = std::function<void(const ServiceCall&)>;
 
 // A run's object storage: every call checked against the schema's s3 grants
 // ({bucket, prefix, access}), performed by the host and audited. The

@@ -6,11 +6,6 @@ namespace taskhost {
 
 namespace {
 
-bool covers(Access granted, Access need) { return granted == Access::readwrite || granted == need; }
-const char* name(Access a) {
-  return a == Access::read ? "read" : a == Access::write ? "write" : "readwrite";
-}
-
 // path lies at or under dir.
 bool under(const std::string& path, const std::string& dir) {
   if (dir == "/") return true;
@@ -24,10 +19,7 @@ std::string parent(const std::string& path) {
 }
 
 const std::string& text(const Json& request, const char* field) {
-  auto it = request.find(field);
-  if (it == request.end() || !it->is_string())
-    throw Error(ErrorKind::invalid, std::string("sftp: '") + field + "' must be a string");
-  return it->get_ref<const std::string&>();
+  return string_field(request, "sftp", field);
 }
 
 }  // namespace
@@ -79,15 +71,15 @@ void SftpService::authorize(const std::string& host, const std::string& path, Ac
   const SftpGrant* match = nullptr;
   for (const auto& g : grants_) {
     if (g.host != host) continue;
-    if (under(path, g.path) && covers(g.access, need)) {
+    if (under(path, g.path) && allows(g.access, need)) {
       match = &g;
       break;
     }
-    granted += (granted.empty() ? "" : ", ") + std::string(name(g.access)) + " " + g.path;
+    granted += (granted.empty() ? "" : ", ") + std::string(access_name(g.access)) + " " + g.path;
   }
   if (!match)
     throw Error(ErrorKind::refused, "permission denied: schema " + schema_ + " has no sftp " +
-                                        name(need) + " grant for " + host + ":" + path +
+                                        access_name(need) + " grant for " + host + ":" + path +
                                         (granted.empty() ? " (nothing granted on that host)"
                                                          : " (granted: " + granted + ")"));
   // Symlinks are resolved by the server and the result checked again.

@@ -7,7 +7,7 @@
 
 #include "config/host_config.hpp"
 #include "schema/schema.hpp"
-#include "services/object_storage.hpp"  // ServiceAudit
+#include "services/service_call.hpp"
 #include "services/sftp_client.hpp"
 
 namespace taskhost {

@@ -2,7 +2,11 @@
 
 #include <fcntl.h>
 #include <gtest/gtest.h>
+#include <spdlog/sinks/ostream_sink.h>
+#include <spdlog/spdlog.h>
 #include <unistd.h>
+
+#include <sstream>
 
 #include "common/sha256.hpp"
 #include "engine/worker.hpp"
@@ -44,6 +48,33 @@ InstalledSchema install_hello(pg::Connection& conn) {
   if (!s) throw Error(ErrorKind::invalid, format_diagnostics(errors));
   install_schema(conn, *s, "test");
   return find_schema(conn, SchemaRef::parse("hello"));
+}
+
+std::string capture_logs(const std::function<void()>& f) {
+  std::ostringstream logs;
+  auto& sinks = spdlog::default_logger()->sinks();
+  sinks.push_back(std::make_shared<spdlog::sinks::ostream_sink_mt>(logs));
+  const auto level = spdlog::get_level();
+  spdlog::set_level(spdlog::level::debug);
+  try {
+    f();
+  } catch (...) {
+    sinks.pop_back();
+    spdlog::set_level(level);
+    throw;
+  }
+  sinks.pop_back();
+  spdlog::set_level(level);
+  return logs.str();
+}
+
+void expect_refused(const Json& refused, const std::string& name, int code,
+                    const std::string& text) {
+  SCOPED_TRACE(name);
+  ASSERT_TRUE(refused.contains(name) && refused[name].is_object()) << refused.dump();
+  EXPECT_EQ(refused[name]["code"], code);
+  EXPECT_NE(refused[name]["message"].get<std::string>().find(text), std::string::npos)
+      << refused[name]["message"];
 }
 
 Run execute(const std::string& conninfo, const std::string& run_id, const std::string& plugin_dir,

@@ -16,6 +16,14 @@ inline const std::string fixture_dir = FIXTURE_PLUGIN_DIR;
 // The kind of Error that f throws; a test failure if it throws none.
 ErrorKind kind_of(const std::function<void()>& f);
 
+// Checks what a probe plugin recorded for a call it expected to be refused
+// (tests/fixtures/plugins/refusal.hpp): the ABI code and a part of the message.
+void expect_refused(const Json& refused, const std::string& name, int code,
+                    const std::string& text);
+
+// Everything logged (at debug level and up) while f runs: for canary checks.
+std::string capture_logs(const std::function<void()>& f);
+
 // SHA-256 of a file.
 std::string digest_of(const std::string& path);
 

@@ -91,15 +91,21 @@ void HttpReceiver::serve(int fd) {
   std::string buffer;
   while (!stop_) {
     // Read one request: headers, then Content-Length bytes of body.
+    // Appends what the client sent next; false once it closed (or we stop).
+    auto read_more = [&] {
+      while (!stop_)
+        if (readable(fd)) {
+          char chunk[65536];
+          ssize_t n = ::read(fd, chunk, sizeof chunk);
+          if (n <= 0) return false;
+          buffer.append(chunk, static_cast<size_t>(n));
+          return true;
+        }
+      return false;
+    };
     size_t head_end;
-    while ((head_end = buffer.find("\r\n\r\n")) == std::string::npos) {
-      if (stop_) return;
-      if (!readable(fd)) continue;
-      char chunk[65536];
-      ssize_t n = ::read(fd, chunk, sizeof chunk);
-      if (n <= 0) return;
-      buffer.append(chunk, static_cast<size_t>(n));
-    }
+    while ((head_end = buffer.find("\r\n\r\n")) == std::string::npos)
+      if (!read_more()) return;
     HttpRequest req;
     std::string head = buffer.substr(0, head_end);
     size_t line_end = head.find("\r\n");
@@ -120,14 +126,8 @@ void HttpReceiver::serve(int fd) {
     size_t length =
         req.headers.count("content-length") ? std::stoul(req.headers["content-length"]) : 0;
     buffer.erase(0, head_end + 4);
-    while (buffer.size() < length) {
-      if (stop_) return;
-      if (!readable(fd)) continue;
-      char chunk[65536];
-      ssize_t n = ::read(fd, chunk, sizeof chunk);
-      if (n <= 0) return;
-      buffer.append(chunk, static_cast<size_t>(n));
-    }
+    while (buffer.size() < length)
+      if (!read_more()) return;
     req.body = buffer.substr(0, length);
     buffer.erase(0, length);
 

@@ -104,6 +104,54 @@ inline void write_error(th_error* err, std::string_view message) {
   err->message[n] = '\0';
 }
 
+// A th_source reading bytes the caller holds.
+struct BytesSource {
+  std::string_view rest;
+  th_source source{this, &BytesSource::read};
+  explicit BytesSource(std::string_view data) : rest(data) {}
+  BytesSource(const BytesSource&) = delete;
+  static int64_t read(void* user, char* buf, size_t capacity) {
+    auto* c = static_cast<BytesSource*>(user);
+    size_t n = c->rest.size() < capacity ? c->rest.size() : capacity;
+    if (n > 0) std::memcpy(buf, c->rest.data(), n);
+    c->rest.remove_prefix(n);
+    return static_cast<int64_t>(n);
+  }
+};
+
+// A th_source pulling from fill(buf, capacity) -> bytes written, 0 at the end.
+template <typename F>
+struct FillSource {
+  F* fill;
+  th_source source{this, &FillSource::read};
+  explicit FillSource(F& f) : fill(&f) {}
+  FillSource(const FillSource&) = delete;
+  static int64_t read(void* user, char* buf, size_t capacity) {
+    try {
+      return static_cast<int64_t>((*static_cast<FillSource*>(user)->fill)(buf, capacity));
+    } catch (...) {
+      return -1;  // the host reports a failed source
+    }
+  }
+};
+
+// A th_sink handing each piece to chunk(std::string_view).
+template <typename F>
+struct ChunkSink {
+  F* chunk;
+  th_sink sink{this, &ChunkSink::write};
+  explicit ChunkSink(F& f) : chunk(&f) {}
+  ChunkSink(const ChunkSink&) = delete;
+  static int write(void* user, const char* data, size_t size) {
+    try {
+      (*static_cast<ChunkSink*>(user)->chunk)(std::string_view(data, size));
+      return 0;
+    } catch (...) {
+      return 1;  // aborts the transfer; the host reports it
+    }
+  }
+};
+
 }  // namespace detail
 
 // A granted service (object storage, SFTP, SQL, HTTP). Operations and their
@@ -162,20 +210,8 @@ class Bucket {
   // Streams the object to `chunk` piece by piece, whatever its size.
   template <typename F>
   Object get(std::string_view key, F&& chunk) const {
-    using Chunk = std::remove_reference_t<F>;
-    struct Sink {
-      Chunk* f;
-      static int write(void* user, const char* data, size_t size) {
-        try {
-          (*static_cast<Sink*>(user)->f)(std::string_view(data, size));
-          return 0;
-        } catch (...) {
-          return 1;  // abort the transfer; the host reports it
-        }
-      }
-    } sink{&chunk};
-    th_sink out{&sink, &Sink::write};
-    return object(key, call("get", {{"key", key}}, nullptr, &out));
+    detail::ChunkSink<std::remove_reference_t<F>> out(chunk);
+    return object(key, call("get", {{"key", key}}, nullptr, &out.sink));
   }
   Object put(std::string_view key, std::string_view data,
              std::string_view content_type = "application/octet-stream") const {
@@ -195,19 +231,8 @@ class Bucket {
   template <typename F,
             typename = std::enable_if_t<std::is_invocable_r_v<size_t, F&, char*, size_t>>>
   Object put(std::string_view key, F&& fill, std::string_view content_type) const {
-    using Fill = std::remove_reference_t<F>;
-    struct Source {
-      Fill* f;
-      static int64_t read(void* user, char* buf, size_t capacity) {
-        try {
-          return static_cast<int64_t>((*static_cast<Source*>(user)->f)(buf, capacity));
-        } catch (...) {
-          return -1;
-        }
-      }
-    } source{&fill};
-    th_source in{&source, &Source::read};
-    return object(key, call("put", {{"key", key}, {"content_type", content_type}}, &in));
+    detail::FillSource<std::remove_reference_t<F>> in(fill);
+    return object(key, call("put", {{"key", key}, {"content_type", content_type}}, &in.source));
   }
   // Every object under prefix, in key order (all pages).
   std::vector<Object> list(std::string_view prefix = "") const {
@@ -280,35 +305,13 @@ class Sftp {
   // Streams the file to `chunk` piece by piece, whatever its size.
   template <typename F>
   uint64_t get(std::string_view path, F&& chunk) const {
-    using Chunk = std::remove_reference_t<F>;
-    struct Sink {
-      Chunk* f;
-      static int write(void* user, const char* data, size_t size) {
-        try {
-          (*static_cast<Sink*>(user)->f)(std::string_view(data, size));
-          return 0;
-        } catch (...) {
-          return 1;
-        }
-      }
-    } sink{&chunk};
-    th_sink out{&sink, &Sink::write};
-    return call("get", {{"path", path}}, nullptr, &out)["size"];
+    detail::ChunkSink<std::remove_reference_t<F>> out(chunk);
+    return call("get", {{"path", path}}, nullptr, &out.sink)["size"];
   }
   // Written to a temporary name, then renamed into place.
   uint64_t put(std::string_view path, std::string_view data) const {
-    struct Cursor {
-      std::string_view rest;
-      static int64_t read(void* user, char* buf, size_t capacity) {
-        auto* c = static_cast<Cursor*>(user);
-        size_t n = c->rest.size() < capacity ? c->rest.size() : capacity;
-        if (n > 0) std::memcpy(buf, c->rest.data(), n);
-        c->rest.remove_prefix(n);
-        return static_cast<int64_t>(n);
-      }
-    } cursor{data};
-    th_source in{&cursor, &Cursor::read};
-    return call("put", {{"path", path}}, &in)["size"];
+    detail::BytesSource in(data);
+    return call("put", {{"path", path}}, &in.source)["size"];
   }
   void rename(std::string_view from, std::string_view to) const {
     call("rename", {{"from", from}, {"to", to}});
@@ -356,20 +359,10 @@ class Http {
                     {"max_response_bytes", options.max_response_bytes},
                     {"headers", options.headers}};
     if (options.idempotent || (method != "POST" && method != "PATCH")) request["idempotent"] = true;
-    struct Cursor {
-      std::string_view rest;
-      static int64_t read(void* user, char* buf, size_t capacity) {
-        auto* c = static_cast<Cursor*>(user);
-        size_t n = c->rest.size() < capacity ? c->rest.size() : capacity;
-        if (n > 0) std::memcpy(buf, c->rest.data(), n);
-        c->rest.remove_prefix(n);
-        return static_cast<int64_t>(n);
-      }
-    } cursor{body};
-    th_source in{&cursor, &Cursor::read};
+    detail::BytesSource in(body);
     Response response;
     th_sink out{&response.body, detail::append_to_string};
-    Result<Json> r = service_.call("request", request, &in, &out);
+    Result<Json> r = service_.call("request", request, &in.source, &out);
     if (!r.ok()) throw Error(r.status());
     response.status = r.value()["status"];
     for (const auto& [k, v] : r.value()["headers"].items()) response.headers[k] = v;
@@ -466,19 +459,10 @@ class Context {
   // Attaches a file to the run's output (`taskhost runs output ID --file NAME`).
   void attach_file(std::string_view name, std::string_view content_type,
                    std::string_view data) const {
-    struct Cursor {
-      std::string_view rest;
-      static int64_t read(void* user, char* buf, size_t capacity) {
-        auto* c = static_cast<Cursor*>(user);
-        size_t n = c->rest.size() < capacity ? c->rest.size() : capacity;
-        if (n > 0) std::memcpy(buf, c->rest.data(), n);
-        c->rest.remove_prefix(n);
-        return static_cast<int64_t>(n);
-      }
-    } cursor{data};
-    th_source source{&cursor, &Cursor::read};
+    detail::BytesSource source(data);
     detail::ErrorBuffer eb;
-    check(api_->attach_file(host_, detail::str(name), detail::str(content_type), &source, &eb.err),
+    check(api_->attach_file(host_, detail::str(name), detail::str(content_type), &source.source,
+                            &eb.err),
           eb);
   }
 

@@ -3,8 +3,6 @@
 // by the host config); the credentials are canaries that the server must
 // receive and no table, log line or output may contain.
 #include <gtest/gtest.h>
-#include <spdlog/sinks/ostream_sink.h>
-#include <spdlog/spdlog.h>
 #include <taskhost/plugin.h>
 
 #include <atomic>
@@ -86,13 +84,9 @@ TEST(HttpPlugin, EveryCallThroughTheLoaderCheckedInjectedAndAudited) {
   config.http_credentials["idp"] = idp;
 
   std::string id = submit_run(conn, schema, {{"base", base}}, "cli:test").run_id;
-  std::ostringstream logs;
-  auto sink = std::make_shared<spdlog::sinks::ostream_sink_mt>(logs);
-  spdlog::default_logger()->sinks().push_back(sink);
-  spdlog::set_level(spdlog::level::debug);
-  taskhost::Run r = test::execute(db.conninfo(), id, test::fixture_dir, config);
-  spdlog::default_logger()->sinks().pop_back();
-  spdlog::set_level(spdlog::level::info);
+  taskhost::Run r;
+  const std::string logs =
+      test::capture_logs([&] { r = test::execute(db.conninfo(), id, test::fixture_dir, config); });
 
   ASSERT_EQ(r.state, RunState::succeeded) << r.error.value_or("");
   const Json& out = r.output;
@@ -107,25 +101,20 @@ TEST(HttpPlugin, EveryCallThroughTheLoaderCheckedInjectedAndAudited) {
   EXPECT_EQ(out["redirect"], "landed at /public/target");
 
   const Json& refused = out["refused"];
-  auto expect_refused = [&](const char* name, int code, const std::string& text) {
-    SCOPED_TRACE(name);
-    ASSERT_TRUE(refused[name].is_object()) << refused[name];
-    EXPECT_EQ(refused[name]["code"], code);
-    EXPECT_NE(refused[name]["message"].get<std::string>().find(text), std::string::npos)
-        << refused[name]["message"];
-  };
-  expect_refused(
-      "outside_base", TH_ERR_PERMISSION,
+  test::expect_refused(
+      refused, "outside_base", TH_ERR_PERMISSION,
       "permission denied: schema httpprobe has no http grant for http://127.0.0.1/admin");
-  expect_refused("dot_dot", TH_ERR_PERMISSION, "no http grant for http://127.0.0.1/admin");
-  expect_refused("wrong_credential", TH_ERR_PERMISSION, "with credential idp");
-  expect_refused("unknown_credential", TH_ERR_PERMISSION, "with credential nope");
-  expect_refused("redirect_away", TH_ERR_PERMISSION,
-                 "to another origin (http://localhost:1) refused");
-  expect_refused("set_authorization", TH_ERR_INVALID, "header Authorization is set by the host");
-  expect_refused("userinfo", TH_ERR_INVALID, "a URL with user:password is refused");
+  test::expect_refused(refused, "dot_dot", TH_ERR_PERMISSION,
+                       "no http grant for http://127.0.0.1/admin");
+  test::expect_refused(refused, "wrong_credential", TH_ERR_PERMISSION, "with credential idp");
+  test::expect_refused(refused, "unknown_credential", TH_ERR_PERMISSION, "with credential nope");
+  test::expect_refused(refused, "redirect_away", TH_ERR_PERMISSION,
+                       "to another origin (http://localhost:1) refused");
+  test::expect_refused(refused, "set_authorization", TH_ERR_INVALID,
+                       "header Authorization is set by the host");
+  test::expect_refused(refused, "userinfo", TH_ERR_INVALID, "a URL with user:password is refused");
   EXPECT_EQ(refused["userinfo"].dump().find("pw@"), std::string::npos);
-  expect_refused("too_large", TH_ERR_IO, "larger than 4 bytes");
+  test::expect_refused(refused, "too_large", TH_ERR_IO, "larger than 4 bytes");
 
   AuditFilter f;
   f.action = "service.http.";
@@ -149,7 +138,7 @@ TEST(HttpPlugin, EveryCallThroughTheLoaderCheckedInjectedAndAudited) {
       "SELECT string_agg(t, '') FROM (SELECT row_to_json(a)::text AS t FROM taskhost.audit_log a "
       "UNION ALL SELECT row_to_json(r)::text FROM taskhost.runs r "
       "UNION ALL SELECT row_to_json(e)::text FROM taskhost.run_events e) all_rows");
-  const std::string everything = dump.text(0, 0) + logs.str() + out.dump();
+  const std::string everything = dump.text(0, 0) + logs + out.dump();
   for (const char* canary : {bearer_canary, client_secret_canary})
     EXPECT_EQ(everything.find(canary), std::string::npos) << canary;
 }

@@ -3,8 +3,6 @@
 // every call lands on the audit log. Credentials are canaries that must not
 // appear in any table, log line or output.
 #include <gtest/gtest.h>
-#include <spdlog/sinks/ostream_sink.h>
-#include <spdlog/spdlog.h>
 #include <taskhost/plugin.h>
 
 #include <filesystem>
@@ -59,13 +57,9 @@ TEST_P(ObjectStoragePlugin, EveryCallThroughTheLoaderCheckedAndAudited) {
   auto schema = test::install_fixture(conn, "s3probe", "s3_probe.so", schema_yaml);
   std::string id = submit_run(conn, schema, {{"bucket", "taskhost-test"}}, "cli:test").run_id;
 
-  std::ostringstream logs;
-  auto sink = std::make_shared<spdlog::sinks::ostream_sink_mt>(logs);
-  spdlog::default_logger()->sinks().push_back(sink);
-  spdlog::set_level(spdlog::level::debug);
-  taskhost::Run r = test::execute(db.conninfo(), id, test::fixture_dir, config);
-  spdlog::default_logger()->sinks().pop_back();
-  spdlog::set_level(spdlog::level::info);
+  taskhost::Run r;
+  const std::string logs =
+      test::capture_logs([&] { r = test::execute(db.conninfo(), id, test::fixture_dir, config); });
 
   ASSERT_EQ(r.state, RunState::succeeded) << r.error.value_or("");
   const Json& out = r.output;
@@ -80,24 +74,20 @@ TEST_P(ObjectStoragePlugin, EveryCallThroughTheLoaderCheckedAndAudited) {
   EXPECT_FALSE(out["presign"].get<std::string>().empty());
 
   const Json& refused = out["refused"];
-  auto expect_refused = [&](const char* name, int code, const std::string& text) {
-    SCOPED_TRACE(name);
-    ASSERT_TRUE(refused[name].is_object()) << refused[name];
-    EXPECT_EQ(refused[name]["code"], code);
-    EXPECT_NE(refused[name]["message"].get<std::string>().find(text), std::string::npos)
-        << refused[name]["message"];
-  };
-  expect_refused(
-      "write_outside_prefix", TH_ERR_PERMISSION,
+  test::expect_refused(
+      refused, "write_outside_prefix", TH_ERR_PERMISSION,
       "permission denied: schema s3probe has no s3 write grant for taskhost-test/out/x.pdf");
-  expect_refused("write_read_only", TH_ERR_PERMISSION,
-                 "granted: readwrite taskhost-test/in/*, read taskhost-test/shared/*");
-  expect_refused("dot_dot", TH_ERR_INVALID, "has an empty, '.' or '..' segment");
-  expect_refused("empty_segment", TH_ERR_INVALID, "has an empty, '.' or '..' segment");
-  expect_refused("control_char", TH_ERR_INVALID, "contains a control character");
-  expect_refused("other_bucket", TH_ERR_PERMISSION, "nothing granted in that bucket");
-  expect_refused("missing", TH_ERR_NOT_FOUND, "in/missing.pdf");
-  expect_refused("copy_out", TH_ERR_PERMISSION, "write grant for taskhost-test/out/y.pdf");
+  test::expect_refused(refused, "write_read_only", TH_ERR_PERMISSION,
+                       "granted: readwrite taskhost-test/in/*, read taskhost-test/shared/*");
+  test::expect_refused(refused, "dot_dot", TH_ERR_INVALID, "has an empty, '.' or '..' segment");
+  test::expect_refused(refused, "empty_segment", TH_ERR_INVALID,
+                       "has an empty, '.' or '..' segment");
+  test::expect_refused(refused, "control_char", TH_ERR_INVALID, "contains a control character");
+  test::expect_refused(refused, "other_bucket", TH_ERR_PERMISSION,
+                       "nothing granted in that bucket");
+  test::expect_refused(refused, "missing", TH_ERR_NOT_FOUND, "in/missing.pdf");
+  test::expect_refused(refused, "copy_out", TH_ERR_PERMISSION,
+                       "write grant for taskhost-test/out/y.pdf");
 
   AuditFilter f;
   f.action = "service.";
@@ -124,9 +114,9 @@ TEST_P(ObjectStoragePlugin, EveryCallThroughTheLoaderCheckedAndAudited) {
       "UNION ALL SELECT row_to_json(r)::text FROM taskhost.runs r "
       "UNION ALL SELECT row_to_json(e)::text FROM taskhost.run_events e "
       "UNION ALL SELECT row_to_json(x)::text FROM taskhost.run_transitions x) all_rows");
-  const std::string everything = dump.text(0, 0) + logs.str() + out.dump();
+  const std::string everything = dump.text(0, 0) + logs + out.dump();
   EXPECT_EQ(everything.find(canary_secret), std::string::npos);
-  EXPECT_NE(logs.str().find("s3probe"), std::string::npos) << "the logs were captured";
+  EXPECT_NE(logs.find("s3probe"), std::string::npos) << "the logs were captured";
   (void)canary_key;
 }
 

@@ -76,23 +76,16 @@ TEST(SftpPlugin, EveryCallThroughTheLoaderConfinedAndAudited) {
   EXPECT_FALSE(fs::exists(root / "in" / "readme.txt"));
 
   const Json& refused = out["refused"];
-  auto expect_refused = [&](const char* name, int code, const std::string& text) {
-    SCOPED_TRACE(name);
-    ASSERT_TRUE(refused[name].is_object()) << refused[name];
-    EXPECT_EQ(refused[name]["code"], code);
-    EXPECT_NE(refused[name]["message"].get<std::string>().find(text), std::string::npos)
-        << refused[name]["message"];
-  };
-  expect_refused("outside", TH_ERR_PERMISSION,
-                 "permission denied: schema sftpprobe has no sftp read grant for vendor:" +
-                     (root / "outside").string());
-  expect_refused("write_read_only", TH_ERR_PERMISSION, "no sftp write grant");
-  expect_refused("dot_dot", TH_ERR_INVALID, "has an empty, '.' or '..' segment");
-  expect_refused("symlink_out", TH_ERR_PERMISSION,
-                 "resolves to " + (root / "outside" / "secret.txt").string());
-  expect_refused("rename_out", TH_ERR_PERMISSION, "no sftp write grant");
-  expect_refused("relative", TH_ERR_INVALID, "is not absolute");
-  expect_refused("other_host", TH_ERR_PERMISSION, "nothing granted on that host");
+  test::expect_refused(refused, "outside", TH_ERR_PERMISSION,
+                       "permission denied: schema sftpprobe has no sftp read grant for vendor:" +
+                           (root / "outside").string());
+  test::expect_refused(refused, "write_read_only", TH_ERR_PERMISSION, "no sftp write grant");
+  test::expect_refused(refused, "dot_dot", TH_ERR_INVALID, "has an empty, '.' or '..' segment");
+  test::expect_refused(refused, "symlink_out", TH_ERR_PERMISSION,
+                       "resolves to " + (root / "outside" / "secret.txt").string());
+  test::expect_refused(refused, "rename_out", TH_ERR_PERMISSION, "no sftp write grant");
+  test::expect_refused(refused, "relative", TH_ERR_INVALID, "is not absolute");
+  test::expect_refused(refused, "other_host", TH_ERR_PERMISSION, "nothing granted on that host");
   EXPECT_TRUE(fs::exists(root / "in" / "RXACCUM_2.pgp")) << "the refused rename moved nothing";
 
   AuditFilter f;

@@ -1,0 +1,39 @@
+#pragma once
+
+#include <cstdint>
+#include <functional>
+#include <string>
+
+#include "common/error.hpp"
+#include "schema/schema.hpp"
+
+namespace taskhost {
+
+// What the scoped services (object storage, SFTP, HTTP) share.
+
+// One service call as the audit log records it.
+struct ServiceCall {
+  std::string service, operation, resource;
+  uint64_t bytes = 0;
+  std::string outcome;  // "ok" / "HTTP 200", "denied", or the error
+};
+using ServiceAudit = std::function<void(const ServiceCall&)>;
+
+// Whether a grant of `granted` allows `need`.
+inline bool allows(Access granted, Access need) {
+  return granted == Access::readwrite || granted == need;
+}
+inline const char* access_name(Access a) {
+  return a == Access::read ? "read" : a == Access::write ? "write" : "readwrite";
+}
+
+// request[field] as a string. Throws Error(invalid) naming the service.
+inline const std::string& string_field(const Json& request, const std::string& service,
+                                       const char* field) {
+  auto it = request.find(field);
+  if (it == request.end() || !it->is_string())
+    throw Error(ErrorKind::invalid, service + ": '" + field + "' must be a string");
+  return it->get_ref<const std::string&>();
+}
+
+}  // namespace taskhost
