@@ -392,17 +392,12 @@ HttpService::~HttpService() = default;
 Json HttpService::call(const std::string& op, const Json& request, const ByteSource& in,
                        const ByteSink& out) {
   ServiceCall record{"http", op, "", 0, "ok"};
-  try {
+  return audited(impl_->audit, record, [&] {
     if (op != "request") throw Error(ErrorKind::invalid, "http has one operation, 'request'");
     if (!request.is_object()) throw Error(ErrorKind::invalid, "http: request must be an object");
     Json reply = impl_->request(request, in, out, record);
-    impl_->audit(record);
     return reply;
-  } catch (const Error& e) {
-    record.outcome = e.kind() == ErrorKind::refused ? "denied" : e.what();
-    impl_->audit(record);
-    throw;
-  }
+  });
 }
 
 }  // namespace taskhost

@@ -126,7 +126,7 @@ Json ObjectStorageService::call(const std::string& op, const Json& request, cons
     record.bytes += n;
     out(d, n);
   };
-  try {
+  return audited(audit_, record, [&] {
     Json reply = Json::object();
     if (op == "head" || op == "get" || op == "put" || op == "delete" || op == "presign") {
       const std::string& key = text(request, "key");
@@ -179,13 +179,8 @@ Json ObjectStorageService::call(const std::string& op, const Json& request, cons
       throw Error(ErrorKind::invalid, "object storage has no operation '" + op +
                                           "' (head, get, put, list, delete, copy, presign)");
     }
-    audit_(record);
     return reply;
-  } catch (const Error& e) {
-    record.outcome = e.kind() == ErrorKind::refused ? "denied" : e.what();
-    audit_(record);
-    throw;
-  }
+  });
 }
 
 }  // namespace taskhost

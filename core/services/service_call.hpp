@@ -36,4 +36,19 @@ inline const std::string& string_field(const Json& request, const std::string& s
   return it->get_ref<const std::string&>();
 }
 
+// Runs a call and audits it whatever happens: its outcome stays as the call
+// set it on success, "denied" for a refusal, the error's text otherwise.
+template <typename F>
+Json audited(const ServiceAudit& audit, ServiceCall& record, F&& call) {
+  try {
+    Json reply = call();
+    audit(record);
+    return reply;
+  } catch (const Error& e) {
+    record.outcome = e.kind() == ErrorKind::refused ? "denied" : e.what();
+    audit(record);
+    throw;
+  }
+}
+
 }  // namespace taskhost

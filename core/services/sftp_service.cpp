@@ -94,7 +94,7 @@ void SftpService::authorize(const std::string& host, const std::string& path, Ac
 Json SftpService::call(const std::string& op, const Json& request, const ByteSource& in,
                        const ByteSink& out) {
   ServiceCall record{"sftp", op, "", 0, "ok"};
-  try {
+  return audited(audit_, record, [&] {
     if (!request.is_object()) throw Error(ErrorKind::invalid, "sftp: request must be an object");
     const std::string& host = text(request, "host");
     Json reply = Json::object();
@@ -134,13 +134,8 @@ Json SftpService::call(const std::string& op, const Json& request, const ByteSou
                     "sftp has no operation '" + op + "' (list, get, put, rename, remove, mkdir)");
       }
     }
-    audit_(record);
     return reply;
-  } catch (const Error& e) {
-    record.outcome = e.kind() == ErrorKind::refused ? "denied" : e.what();
-    audit_(record);
-    throw;
-  }
+  });
 }
 
 }  // namespace taskhost
