@@ -28,7 +28,8 @@ double seconds_since(Clock::time_point t) {
   return std::chrono::duration<double>(Clock::now() - t).count();
 }
 
-pid_t start_worker(const std::string& conninfo, int i, int concurrency) {
+pid_t start_worker(const std::string& conninfo, int i, int concurrency,
+                   const std::vector<std::string>& extra = {}) {
   std::vector<std::string> args = {TASKHOST_BIN,
                                    "--database-url",
                                    conninfo,
@@ -42,6 +43,7 @@ pid_t start_worker(const std::string& conninfo, int i, int concurrency) {
                                    std::to_string(concurrency),
                                    "--id",
                                    "bench-" + std::to_string(i)};
+  args.insert(args.end(), extra.begin(), extra.end());
   std::vector<char*> argv;
   for (auto& a : args) argv.push_back(a.data());
   argv.push_back(nullptr);
@@ -130,6 +132,32 @@ int main(int argc, char** argv) {
       std::printf("taskhost  drain, %d worker%s x concurrency %-3d %8.0f runs/s\n", workers,
                   workers == 1 ? " " : "s", concurrency, n / span);
     }
+  }
+
+  // The same drain when every run is announced: three webhook outbox rows
+  // per run (queued, started, succeeded), written by the transition
+  // triggers; delivery off (--no-webhooks), so this is the transactional cost.
+  auto hooked_schema =
+      parse_schema("name: hooked\nversion: 1.0.0\nplugin: { path: noop.so, sha256: " +
+                       sha256_hex_fd(::open(BENCH_PLUGIN_DIR "/noop.so", O_RDONLY)) +
+                       " }\nhooks: { url: 'https://hooks.example/in', "
+                       "events: [run.queued, run.started, run.succeeded] }\n",
+                   "hooked.yaml", &errors);
+  install_schema(conn, *hooked_schema, "bench");
+  auto hooked = find_schema(conn, SchemaRef::parse("hooked@1.0.0"));
+  for (int workers : {1, 2}) {
+    reset(conn);
+    enqueue_batched(conn, hooked, n);
+    std::vector<pid_t> pids;
+    for (int i = 0; i < workers; ++i)
+      pids.push_back(start_worker(conninfo, i, 64, {"--no-webhooks"}));
+    while (succeeded(conn) < n) std::this_thread::sleep_for(std::chrono::milliseconds(20));
+    stop_workers(pids);
+    double span = std::stod(
+        conn.exec("SELECT extract(epoch FROM max(updated_at) - min(started_at)) FROM taskhost.runs")
+            .text(0, 0));
+    std::printf("taskhost  drain, %d worker%s x concurrency 64, hooked %8.0f runs/s\n", workers,
+                workers == 1 ? " " : "s", n / span);
   }
 
   reset(conn);
