@@ -25,7 +25,7 @@ const std::string schema_yaml =
     "    - { bucket: taskhost-test, prefix: in/, access: readwrite }\n"
     "    - { bucket: taskhost-test, prefix: shared/, access: read }\n";
 
-const char* canary_key = "AKIA-CANARY-0d41f7";  // s3rver checks keys; S3RVER is its only one
+// s3rver checks only the access key (S3RVER), so the secret can be a canary.
 const char* canary_secret = "canary-secret-8b2e91c4";
 
 struct ObjectStoragePlugin : ::testing::TestWithParam<std::string> {
@@ -117,7 +117,6 @@ TEST_P(ObjectStoragePlugin, EveryCallThroughTheLoaderCheckedAndAudited) {
   const std::string everything = dump.text(0, 0) + logs + out.dump();
   EXPECT_EQ(everything.find(canary_secret), std::string::npos);
   EXPECT_NE(logs.find("s3probe"), std::string::npos) << "the logs were captured";
-  (void)canary_key;
 }
 
 INSTANTIATE_TEST_SUITE_P(Stores, ObjectStoragePlugin, ::testing::Values("s3", "local"),
