@@ -32,6 +32,7 @@
 #include "store/queue.hpp"
 #include "store/runs.hpp"
 #include "store/schemas.hpp"
+#include "webhooks/dispatcher.hpp"
 #include "webhooks/outbox.hpp"
 #include "webhooks/secrets.hpp"
 
@@ -365,6 +366,9 @@ int run_task(Session& s, const po::variables_map& vm) {
     o.only_run = id;
     if (!json) o.observer = draw_progress;
     Worker(o).run();
+    // Its announcements go out now, once each (no worker may be running);
+    // what fails is retried by the workers on its schedule.
+    if (o.webhooks) drain_webhooks(s.db(), *o.webhooks, std::chrono::seconds(30));
   } else if (wait) {
     // Workers execute it; follow it until it ends (or pauses).
     for (;;) {

@@ -249,6 +249,19 @@ int Dispatcher::dispatch_once() {
   return attempted;
 }
 
+int drain_webhooks(pg::Connection& conn, const DispatcherOptions& options,
+                   std::chrono::seconds budget) {
+  Dispatcher dispatcher(conn, options);
+  const auto until = std::chrono::steady_clock::now() + budget;
+  int total = 0;
+  while (std::chrono::steady_clock::now() < until)
+    if (int n = dispatcher.dispatch_once(); n > 0)
+      total += n;
+    else
+      break;
+  return total;
+}
+
 void run_dispatcher(const std::string& conninfo, DispatcherOptions options,
                     const std::atomic<bool>& stop) {
   auto backoff = 100ms;

@@ -51,6 +51,12 @@ class Dispatcher {
   std::unique_ptr<Impl> impl_;
 };
 
+// Sends what is due until nothing is, or `budget` has passed: for a process
+// that is no worker (`run --inline`) announcing its own changes. What fails
+// stays queued for the workers' retries. Returns the deliveries attempted.
+int drain_webhooks(pg::Connection& conn, const DispatcherOptions& options,
+                   std::chrono::seconds budget);
+
 // A dispatcher's life in a worker: its own connection, woken by the outbox
 // triggers' NOTIFY (or every second), reconnecting after failures, until
 // `stop` is set.

@@ -9,6 +9,7 @@
 #include <nlohmann/json.hpp>
 #include <sstream>
 
+#include "support/http_receiver.hpp"
 #include "support/test_database.hpp"
 
 namespace taskhost {
@@ -349,6 +350,28 @@ TEST_F(Cli, WebhookDeliveriesAndTheHostConfig) {
   r = run({"--config", unknown.string(), "worker"});
   EXPECT_EQ(r.exit_code, 2);
   EXPECT_NE(r.err.find(":1:1: allow_destination: unknown setting"), std::string::npos) << r.err;
+}
+
+TEST_F(Cli, AnInlineRunAnnouncesItselfWithoutAWorker) {
+  test::HttpReceiver receiver;
+  auto schema =
+      write("hooked.yaml",
+            "name: hooked\nversion: 1.0.0\nplugin: { path: hello.so, sha256: any }\n"
+            "params: { name: { type: string, default: ops }, count: { type: integer, "
+            "default: 1 } }\n"
+            "hooks: { url: '" +
+                receiver.url() + "', events: [run.queued, run.started, run.succeeded] }\n");
+  auto config = write("taskhost.yml", "allow_destinations: [127.0.0.0/8]\n");
+  ASSERT_EQ(run({"--dev", "schema", "install", schema.string()}).exit_code, 0);
+  ASSERT_EQ(run({"webhook-key", "hooked"}).exit_code, 0);
+  auto r = run({"--dev", "--config", config.string(), "run", "hooked", "--inline", "--wait"});
+  ASSERT_EQ(r.exit_code, 0) << r.err;
+  auto got = receiver.requests();
+  ASSERT_EQ(got.size(), 3u) << "delivered before the command returned";
+  std::vector<std::string> types;
+  for (const auto& req : got) types.push_back(Json::parse(req.body)["type"]);
+  EXPECT_EQ(types, (std::vector<std::string>{"run.queued", "run.started", "run.succeeded"}));
+  EXPECT_EQ(Json::parse(run({"webhooks", "list", "--json"}).out)[0]["state"], "delivered");
 }
 
 TEST_F(Cli, AnUnmigratedSharedDatabaseIsRefused) {
