@@ -30,14 +30,15 @@ std::string slurp(const fs::path& p) {
   return s.str();
 }
 
-SftpEndpoint endpoint(const std::string& known_hosts = "known_hosts") {
+SftpEndpoint endpoint(const std::string& known_hosts = "known_hosts",
+                      const fs::path& dir = sshd_dir()) {
   SftpEndpoint e;
   e.address = "127.0.0.1";
-  e.port = std::stoi(slurp(sshd_dir() / "port"));
-  e.user = slurp(sshd_dir() / "user");
+  e.port = std::stoi(slurp(dir / "port"));
+  e.user = slurp(dir / "user");
   e.user.pop_back();  // newline
-  e.private_key = sshd_dir() / "id_ed25519";
-  e.known_hosts = sshd_dir() / known_hosts;
+  e.private_key = dir / "id_ed25519";
+  e.known_hosts = dir / known_hosts;
   e.timeout = std::chrono::seconds(10);
   return e;
 }
@@ -106,15 +107,22 @@ TEST_F(Sftp, RealpathResolvesSymlinks) {
   EXPECT_EQ(client.realpath(root.string() + "/link"), fs::canonical(root / "target").string());
 }
 
-TEST_F(Sftp, ReconnectsAfterTheSessionDropped) {
-  put(root.string() + "/a", "a");
-  EXPECT_EQ(client.list(root.string(), "*").size(), 1u);
-  // Kill the server side of our session (sshd's per-connection children).
-  run_process(
-      {"pkill", "-P",
-       slurp(sshd_dir() / "sshd.pid").substr(0, slurp(sshd_dir() / "sshd.pid").find('\n'))});
+// On an sshd of its own: killing the shared one's sessions would cut the
+// other tests' connections too.
+TEST(SftpSession, ReconnectsAfterTheSessionDropped) {
+  const fs::path dir = fs::temp_directory_path() / ("taskhost-sshd-" + std::to_string(::getpid()));
+  const std::string fixture = SOURCE_DIR "/tests/support/sshd_fixture.sh";
+  ASSERT_EQ(run_process({fixture, "start", dir.string()}).exit_code, 0);
+  SftpClient client(endpoint("known_hosts", dir));
+  const std::string files = (dir / "files").string();
+  std::ofstream(dir / "files" / "a") << "a";
+  EXPECT_EQ(client.list(files, "*").size(), 1u);
+  // Kill the server side of the session (sshd's per-connection children).
+  const std::string pid = slurp(dir / "sshd.pid");
+  run_process({"pkill", "-P", pid.substr(0, pid.find('\n'))});
   std::this_thread::sleep_for(std::chrono::milliseconds(200));
-  EXPECT_EQ(client.list(root.string(), "*").size(), 1u);
+  EXPECT_EQ(client.list(files, "*").size(), 1u) << "reconnected";
+  run_process({fixture, "stop", dir.string()});
 }
 
 TEST(SftpHostKeys, AWrongOrUnknownHostKeyIsRefused) {
