@@ -2,6 +2,7 @@
 
 #include <openssl/crypto.h>
 #include <openssl/evp.h>
+#include <openssl/hmac.h>
 #include <unistd.h>
 
 #include <array>
@@ -27,16 +28,29 @@ std::string finish_hex(EVP_MD_CTX* ctx) {
   std::array<unsigned char, EVP_MAX_MD_SIZE> md{};
   unsigned int len = 0;
   EVP_DigestFinal_ex(ctx, md.data(), &len);
+  return hex_lower(std::string_view(reinterpret_cast<const char*>(md.data()), len));
+}
+
+}  // namespace
+
+std::string hex_lower(std::string_view bytes) {
   static constexpr char digits[] = "0123456789abcdef";
   std::string hex;
-  for (unsigned int i = 0; i < len; ++i) {
-    hex += digits[md[i] >> 4];
-    hex += digits[md[i] & 0xf];
+  hex.reserve(bytes.size() * 2);
+  for (unsigned char c : bytes) {
+    hex += digits[c >> 4];
+    hex += digits[c & 0xf];
   }
   return hex;
 }
 
-}  // namespace
+std::string hmac_sha256(std::string_view key, std::string_view data) {
+  unsigned char mac[EVP_MAX_MD_SIZE];
+  unsigned int len = 0;
+  HMAC(EVP_sha256(), key.data(), static_cast<int>(key.size()),
+       reinterpret_cast<const unsigned char*>(data.data()), data.size(), mac, &len);
+  return std::string(reinterpret_cast<const char*>(mac), len);
+}
 
 std::string sha256_hex(std::string_view data) {
   auto ctx = new_sha256();

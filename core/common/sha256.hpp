@@ -5,6 +5,12 @@
 
 namespace taskhost {
 
+// Lower-case hex of bytes.
+std::string hex_lower(std::string_view bytes);
+
+// The raw 32-byte HMAC-SHA256 of data under key.
+std::string hmac_sha256(std::string_view key, std::string_view data);
+
 // Lower-case hex SHA-256 of bytes.
 std::string sha256_hex(std::string_view data);
 

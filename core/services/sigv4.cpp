@@ -1,8 +1,5 @@
 #include "services/sigv4.hpp"
 
-#include <openssl/evp.h>
-#include <openssl/hmac.h>
-
 #include <algorithm>
 
 #include "common/error.hpp"
@@ -11,24 +8,6 @@
 namespace taskhost::sigv4 {
 
 namespace {
-
-std::string hmac(std::string_view key, std::string_view data) {
-  unsigned char mac[EVP_MAX_MD_SIZE];
-  unsigned int len = 0;
-  HMAC(EVP_sha256(), key.data(), static_cast<int>(key.size()),
-       reinterpret_cast<const unsigned char*>(data.data()), data.size(), mac, &len);
-  return std::string(reinterpret_cast<char*>(mac), len);
-}
-
-std::string hex(std::string_view bytes) {
-  static constexpr char digits[] = "0123456789abcdef";
-  std::string out;
-  for (unsigned char c : bytes) {
-    out += digits[c >> 4];
-    out += digits[c & 0xf];
-  }
-  return out;
-}
 
 std::string lower(std::string s) {
   std::transform(s.begin(), s.end(), s.begin(), [](unsigned char c) { return std::tolower(c); });
@@ -125,11 +104,11 @@ std::string scope(std::time_t now, const Options& o) {
 void finish(Signature& s, const Credentials& c, const Options& o, std::time_t now) {
   s.string_to_sign = "AWS4-HMAC-SHA256\n" + date_time(now) + "\n" + scope(now, o) + "\n" +
                      sha256_hex(s.canonical_request);
-  std::string key = hmac("AWS4" + c.secret_access_key, date_time(now).substr(0, 8));
-  key = hmac(key, o.region);
-  key = hmac(key, o.service);
-  key = hmac(key, "aws4_request");
-  s.signature = hex(hmac(key, s.string_to_sign));
+  std::string key = hmac_sha256("AWS4" + c.secret_access_key, date_time(now).substr(0, 8));
+  key = hmac_sha256(key, o.region);
+  key = hmac_sha256(key, o.service);
+  key = hmac_sha256(key, "aws4_request");
+  s.signature = hex_lower(hmac_sha256(key, s.string_to_sign));
 }
 
 }  // namespace

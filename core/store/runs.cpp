@@ -178,13 +178,7 @@ void RunWriter::attach_file(const std::string& name, const std::string& content_
     throw Error(ErrorKind::invalid,
                 "file name '" + name + "' must be 1-128 letters, digits, '.', '_' or '-'");
   // Binary-safe: the content travels hex-encoded and is decoded by PostgreSQL.
-  static constexpr char digits[] = "0123456789abcdef";
-  std::string hex;
-  hex.reserve(content.size() * 2);
-  for (unsigned char c : content) {
-    hex += digits[c >> 4];
-    hex += digits[c & 0xf];
-  }
+  const std::string hex = hex_lower(content);
   require_owned(
       conn_.exec("INSERT INTO taskhost.run_files (run_id, name, content_type, content, sha256, "
                  "attempt) SELECT id, $3, $4, decode($5, 'hex'), $6, attempt FROM taskhost.runs "

@@ -1,11 +1,10 @@
 #include "webhooks/signature.hpp"
 
-#include <openssl/evp.h>
-#include <openssl/hmac.h>
 #include <openssl/rand.h>
 
 #include "common/base64.hpp"
 #include "common/error.hpp"
+#include "common/sha256.hpp"
 
 namespace taskhost {
 
@@ -28,11 +27,7 @@ std::string webhook_signature(std::string_view secret, std::string_view id, int6
     throw Error(ErrorKind::invalid, "a webhook secret is whsec_ followed by base64");
   const std::string content =
       std::string(id) + "." + std::to_string(timestamp) + "." + std::string(body);
-  unsigned char mac[EVP_MAX_MD_SIZE];
-  unsigned int len = 0;
-  HMAC(EVP_sha256(), key->data(), static_cast<int>(key->size()),
-       reinterpret_cast<const unsigned char*>(content.data()), content.size(), mac, &len);
-  return "v1," + base64_encode(std::string_view(reinterpret_cast<char*>(mac), len));
+  return "v1," + base64_encode(hmac_sha256(*key, content));
 }
 
 }  // namespace taskhost
