@@ -55,23 +55,6 @@ int stream(th_sink* out, const std::string& bytes) {
   return TH_OK;
 }
 
-// Reads a plugin's source to its end, refusing more than a run may attach.
-std::string drain(th_source* body) {
-  constexpr size_t limit = 64u << 20;
-  if (body == nullptr || body->read == nullptr) throw Error(ErrorKind::invalid, "no source given");
-  std::string out;
-  char buf[1 << 16];
-  for (;;) {
-    int64_t n = body->read(body->user, buf, sizeof buf);
-    if (n == 0) return out;
-    if (n < 0 || static_cast<size_t>(n) > sizeof buf)
-      throw Error(ErrorKind::environment, "the plugin's source failed");
-    out.append(buf, static_cast<size_t>(n));
-    if (out.size() > limit)
-      throw Error(ErrorKind::invalid, "an attached file may be at most 64 MiB; use object storage");
-  }
-}
-
 // A plugin's source and sink as the host's streaming callbacks.
 ByteSource source_of(th_source* in) {
   return [in](char* buf, size_t cap) -> size_t {
@@ -81,6 +64,20 @@ ByteSource source_of(th_source* in) {
       throw Error(ErrorKind::environment, "the plugin's source failed");
     return static_cast<size_t>(n);
   };
+}
+
+// Reads a plugin's source to its end, refusing more than a run may attach.
+std::string drain(th_source* body) {
+  constexpr size_t limit = 64u << 20;
+  ByteSource in = source_of(body);
+  std::string out;
+  char buf[1 << 16];
+  for (size_t n; (n = in(buf, sizeof buf)) > 0;) {
+    out.append(buf, n);
+    if (out.size() > limit)
+      throw Error(ErrorKind::invalid, "an attached file may be at most 64 MiB; use object storage");
+  }
+  return out;
 }
 ByteSink sink_of(th_sink* out) {
   return [out](const char* data, size_t n) {

@@ -218,7 +218,7 @@ class S3Store : public ObjectStore {
   }
 
   std::string presign_get(const std::string& key, std::chrono::seconds expires) override {
-    sigv4::Request req{"GET", path(key), {}, {{"Host", host(key)}}, "UNSIGNED-PAYLOAD"};
+    sigv4::Request req{"GET", path(key), {}, {{"Host", host()}}, "UNSIGNED-PAYLOAD"};
     auto s = sigv4::sign_query(req, e_.credentials, options(), std::time(nullptr), expires);
     std::string q;
     for (const auto& [k, v] : s.add)
@@ -272,15 +272,13 @@ class S3Store : public ObjectStore {
     o.content_sha256_header = true;
     return o;
   }
-  std::string host(const std::string&) const {
-    return e_.path_style ? host_ : e_.bucket + "." + host_;
-  }
+  std::string host() const { return e_.path_style ? host_ : e_.bucket + "." + host_; }
   // The decoded path that is signed, and its encoding that is sent.
   std::string path(const std::string& key) const {
     return e_.path_style ? "/" + e_.bucket + "/" + key : "/" + key;
   }
   std::string url(const std::string& key, const sigv4::Pairs& query) const {
-    std::string u = scheme_ + "://" + host(key) + sigv4::uri_encode(path(key), false);
+    std::string u = scheme_ + "://" + host() + sigv4::uri_encode(path(key), false);
     std::string q;
     for (const auto& [k, v] : query)
       q += (q.empty() ? "" : "&") + sigv4::uri_encode(k, true) + "=" + sigv4::uri_encode(v, true);
@@ -363,7 +361,7 @@ class S3Store : public ObjectStore {
                 const sigv4::Pairs& extra, const std::string* body, const ByteSink* sink,
                 bool& streamed, std::string& transport_error) {
     sigv4::Request req{
-        method, path(key), query, {{"Host", host(key)}}, body ? sha256_hex(*body) : sha256_hex("")};
+        method, path(key), query, {{"Host", host()}}, body ? sha256_hex(*body) : sha256_hex("")};
     for (const auto& h : extra) req.headers.push_back(h);
     auto signature = sigv4::sign_headers(req, e_.credentials, options(), std::time(nullptr));
 

@@ -11,7 +11,7 @@ namespace {
 constexpr int page_size = 5000;
 
 const char* columns =
-    "SELECT seq, to_char(at AT TIME ZONE 'UTC', 'YYYY-MM-DD\"T\"HH24:MI:SS.US\"Z\"'), actor, "
+    "SELECT seq, taskhost.iso_utc(at), actor, "
     "action, run_id::text, subject, detail::text, prev_hash, hash, "
     "(extract(epoch FROM at) * 1000000)::bigint FROM taskhost.audit_log ";
 
