@@ -26,6 +26,7 @@
 #include "plugin/loader.hpp"
 #include "schema/duration.hpp"
 #include "schema/params.hpp"
+#include "services/database.hpp"
 #include "store/audit.hpp"
 #include "store/cluster.hpp"
 #include "store/migrate.hpp"
@@ -216,18 +217,27 @@ int schema_install(Session& s, const po::variables_map& vm) {
   Json report = Json::array();
   for (const auto& schema : schemas) {
     check_plugin(s, schema);
-    std::string outcome;
-    if (dry_run) {
+    auto planned = [&]() -> std::string {
       try {
         auto existing = find_schema(s.db(), {schema.name, schema.version.str()}, true);
-        outcome = existing.schema.digest != schema.digest ? "conflict"
-                  : existing.removed_at                   ? "would restore"
-                                                          : "unchanged";
+        return existing.schema.digest != schema.digest ? "conflict"
+               : existing.removed_at                   ? "would restore"
+                                                       : "unchanged";
       } catch (const Error& e) {
         if (e.kind() != ErrorKind::not_found) throw;
-        outcome = "would install";
+        return "would install";
       }
+    };
+    std::string outcome;
+    if (dry_run) {
+      outcome = planned();
     } else {
+      // The roles first, so a schema naming a missing table is not
+      // recorded; never for a conflicting file, whose grant is not the
+      // installed version's.
+      if (schema.capabilities.db && planned() != "conflict")
+        provision_db_roles(
+            schema, database_target(s.config(), s.conninfo(), schema.capabilities.db->connection));
       switch (install_schema(s.db(), schema, s.actor())) {
         case InstallOutcome::installed:
           outcome = "installed";

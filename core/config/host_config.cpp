@@ -8,6 +8,7 @@
 #include <sstream>
 
 #include "common/error.hpp"
+#include "schema/duration.hpp"
 
 namespace taskhost {
 
@@ -134,6 +135,21 @@ SftpHostConfig read_sftp(const Reader& r, const YAML::Node& n, const std::string
   return h;
 }
 
+DatabaseConfig read_database(const Reader& r, const YAML::Node& n, const std::string& field) {
+  r.mapping(n, field, {"url", "role_secret", "statement_timeout"});
+  if (!n["url"]) r.fail(n, field + ".url", "required");
+  DatabaseConfig d;
+  d.url = r.secret(n["url"], field + ".url");
+  if (n["role_secret"]) d.role_secret = r.secret(n["role_secret"], field + ".role_secret");
+  if (auto t = n["statement_timeout"]) {
+    auto parsed = parse_duration(r.scalar(t, field + ".statement_timeout"));
+    if (!parsed || parsed->count() <= 0)
+      r.fail(t, field + ".statement_timeout", "expected a duration such as 30s or 5m");
+    d.statement_timeout = *parsed;
+  }
+  return d;
+}
+
 }  // namespace
 
 std::string SecretRef::resolve() const {
@@ -168,13 +184,19 @@ HostConfig load_host_config(const std::filesystem::path& path) {
   HostConfig config;
   if (root.IsNull()) return config;
   Reader r(path);
-  r.mapping(
-      root, "",
-      {"allow_destinations", "s3", "object_store_dir", "http_credentials", "sftp", "webhooks"});
+  r.mapping(root, "",
+            {"allow_destinations", "s3", "object_store_dir", "http_credentials", "sftp",
+             "databases", "webhooks"});
   if (auto v = root["sftp"]) {
     if (!v.IsMap()) r.fail(v, "sftp", "expected a mapping of host names");
     for (const auto& e : v)
       config.sftp[e.first.Scalar()] = read_sftp(r, e.second, "sftp." + e.first.Scalar());
+  }
+  if (auto v = root["databases"]) {
+    if (!v.IsMap()) r.fail(v, "databases", "expected a mapping of connection names");
+    for (const auto& e : v)
+      config.databases[e.first.Scalar()] =
+          read_database(r, e.second, "databases." + e.first.Scalar());
   }
   if (auto v = root["webhooks"]) {
     r.mapping(v, "webhooks", {"default_url"});

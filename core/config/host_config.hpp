@@ -1,5 +1,6 @@
 #pragma once
 
+#include <chrono>
 #include <filesystem>
 #include <map>
 #include <optional>
@@ -51,6 +52,17 @@ struct HttpCredentialConfig {
   SecretRef client_id, client_secret;
 };
 
+// A PostgreSQL database schemas can be granted (capabilities.db.connection),
+// by name. url logs in as a role with CREATEROLE that may grant on the
+// granted tables: `schema install` creates each schema's roles with it. Runs
+// log in as the schema's own login role, with a password derived from
+// role_secret when it is set (for servers that ask for one).
+struct DatabaseConfig {
+  SecretRef url;
+  std::optional<SecretRef> role_secret;
+  std::chrono::milliseconds statement_timeout{std::chrono::minutes(5)};
+};
+
 // What this host may reach, from taskhost.yml (README "Host configuration").
 // Secret values are never written in it: it names the environment variables
 // or files that hold them.
@@ -64,6 +76,9 @@ struct HostConfig {
   std::filesystem::path object_store_dir;
   std::map<std::string, HttpCredentialConfig> http_credentials;
   std::map<std::string, SftpHostConfig> sftp;
+  // Databases by the name schemas grant. Without any, the connection named
+  // "default" is the platform's own database (the embedded default).
+  std::map<std::string, DatabaseConfig> databases;
   // Where schemas without hooks of their own announce run state changes.
   std::string webhook_default_url;
 };

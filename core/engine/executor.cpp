@@ -6,6 +6,7 @@
 #include <regex>
 
 #include "plugin/host_api.hpp"
+#include "services/database.hpp"
 #include "services/http_service.hpp"
 #include "services/object_storage.hpp"
 #include "services/sftp_service.hpp"
@@ -155,6 +156,17 @@ class RunHost : public HostServices {
     return sftp_->call(op, request, in, out);
   }
 
+  Json db(const std::string& op, const Json& request, const ByteSource& in,
+          const ByteSink& out) override {
+    if (!db_) {
+      const DbGrant& grant = *schema_.schema.capabilities.db;
+      db_.emplace(schema_.schema.name, db_roles(schema_.schema), grant,
+                  database_target(config_, pool_.conninfo(), grant.connection),
+                  [this](const ServiceCall& c) { audit(c); });
+    }
+    return db_->call(op, request, in, out);
+  }
+
   bool timed_out() const { return Clock::now() >= deadline_; }
 
  private:
@@ -185,6 +197,7 @@ class RunHost : public HostServices {
   std::optional<ObjectStorageService> storage_;
   std::optional<HttpService> http_;
   std::optional<SftpService> sftp_;
+  std::optional<DatabaseService> db_;
   const std::atomic<bool>& stop_;
   Clock::time_point deadline_;
   const ProgressObserver& observer_;
@@ -248,6 +261,7 @@ Completion Executor::execute(pg::Pool& pool, const ClaimedRun& run, const std::a
   granted.object_storage = !schema->schema.capabilities.s3.empty();
   granted.http = !schema->schema.capabilities.http.empty();
   granted.sftp = !schema->schema.capabilities.sftp.empty();
+  granted.db = schema->schema.capabilities.db.has_value();
   th_host_api api = make_host_api(granted);
   std::string message;
   int rc = plugin->run(&api, as_host(host), &message);

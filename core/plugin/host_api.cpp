@@ -164,6 +164,11 @@ th_host_api make_host_api(const GrantedServices& granted) {
                   th_sink* reply, th_error* err) {
       return service_call(h, op, request, in, out, reply, err, &HostServices::http);
     };
+  if (granted.db)
+    api.db = [](th_host* h, th_str op, th_str request, th_source* in, th_sink* out, th_sink* reply,
+                th_error* err) {
+      return service_call(h, op, request, in, out, reply, err, &HostServices::db);
+    };
   return api;
 }
 

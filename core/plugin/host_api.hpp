@@ -38,6 +38,8 @@ class HostServices {
                               const ByteSource& in, const ByteSink& out) = 0;
   virtual nlohmann::json sftp(const std::string& op, const nlohmann::json& request,
                               const ByteSource& in, const ByteSink& out) = 0;
+  virtual nlohmann::json db(const std::string& op, const nlohmann::json& request,
+                            const ByteSource& in, const ByteSink& out) = 0;
 };
 
 // Which service entry points a run gets: those its schema grants. The rest
@@ -46,6 +48,7 @@ struct GrantedServices {
   bool object_storage = false;
   bool http = false;
   bool sftp = false;
+  bool db = false;
 };
 
 // The ABI table; pass as_host(services) as the th_host*.

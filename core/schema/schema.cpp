@@ -401,14 +401,12 @@ void read_capabilities(Reader& r, const YAML::Node& n, Capabilities& caps) {
       caps.sftp.push_back(grant);
     });
   if (auto db = n["db"];
-      db.IsDefined() && r.mapping(db, "capabilities.db", {"connection", "role", "tables"})) {
+      db.IsDefined() && r.mapping(db, "capabilities.db", {"connection", "tables"})) {
     const std::string f = "capabilities.db";
     DbGrant grant;
     if (auto c = r.get(db, "connection", f, true); c.IsDefined())
       grant.connection =
           r.matching(c, child(f, "connection"), role_re, "a connection name").value_or("");
-    if (auto c = r.get(db, "role", f, true); c.IsDefined())
-      grant.role = r.matching(c, child(f, "role"), role_re, "a PostgreSQL role name").value_or("");
     if (auto t = r.get(db, "tables", f, true);
         t.IsDefined() && r.mapping(t, child(f, "tables"), {})) {
       static const std::regex table_re("^([a-z_][a-z0-9_]*\\.)?[a-z_][a-z0-9_]*$");
@@ -653,9 +651,7 @@ Json TaskSchema::to_json() const {
   if (capabilities.db) {
     Json tables = Json::object();
     for (const auto& [t, a] : capabilities.db->tables) tables[t] = access_name(a);
-    caps["db"] = {{"connection", capabilities.db->connection},
-                  {"role", capabilities.db->role},
-                  {"tables", tables}};
+    caps["db"] = {{"connection", capabilities.db->connection}, {"tables", tables}};
   }
   for (const auto& g : capabilities.http)
     caps["http"].push_back({{"base_url", g.base_url}, {"credential", g.credential}});

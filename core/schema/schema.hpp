@@ -39,8 +39,10 @@ struct SftpGrant {
   std::string host, path;
   Access access = Access::read;
 };
+// Tables of one database connection; the host runs the plugin's statements
+// as a role made for this schema version with exactly these privileges.
 struct DbGrant {
-  std::string connection, role;
+  std::string connection;
   std::map<std::string, Access> tables;
 };
 struct HttpGrant {

@@ -2,6 +2,7 @@
 
 #include <spdlog/spdlog.h>
 
+#include <exception>
 #include <mutex>
 
 namespace taskhost::pg {
@@ -66,8 +67,24 @@ void set_session_setting(const std::string& name, const std::string& value) {
   session_settings.emplace_back(name, value);
 }
 
-Connection::Connection(const std::string& conninfo)
-    : conn_(PQconnectdb(conninfo.c_str()), &PQfinish) {
+namespace {
+PGconn* connect(const std::string& conninfo,
+                const std::vector<std::pair<std::string, std::string>>& overrides) {
+  // dbname first, expanded as a connection string; later keywords win.
+  std::vector<const char*> keys{"dbname"}, values{conninfo.c_str()};
+  for (const auto& [k, v] : overrides) {
+    keys.push_back(k.c_str());
+    values.push_back(v.c_str());
+  }
+  keys.push_back(nullptr);
+  values.push_back(nullptr);
+  return PQconnectdbParams(keys.data(), values.data(), 1);
+}
+}  // namespace
+
+Connection::Connection(const std::string& conninfo,
+                       const std::vector<std::pair<std::string, std::string>>& overrides)
+    : conn_(connect(conninfo, overrides), &PQfinish) {
   if (!conn_ || PQstatus(conn_.get()) != CONNECTION_OK) {
     std::string msg = conn_ ? PQerrorMessage(conn_.get()) : "out of memory";
     while (!msg.empty() && msg.back() == '\n') msg.pop_back();
@@ -87,11 +104,62 @@ Result Connection::exec(const std::string& sql, std::initializer_list<Param> par
 }
 
 Result Connection::exec(const std::string& sql, const std::vector<Param>& params) {
-  std::vector<const char*> values;
-  values.reserve(params.size());
-  for (const auto& p : params) values.push_back(p.c_str());
-  return check(conn_.get(), PQexecParams(conn_.get(), sql.c_str(), static_cast<int>(values.size()),
-                                         nullptr, values.data(), nullptr, nullptr, 0));
+  const int n = static_cast<int>(params.size());
+  std::vector<const char*> values(n);
+  std::vector<Oid> types(n);
+  std::vector<int> lengths(n), formats(n);
+  for (int i = 0; i < n; ++i) {
+    values[i] = params[i].c_str();
+    types[i] = params[i].binary_oid();  // 0 lets the server infer a text value's type
+    lengths[i] = params[i].size();
+    formats[i] = params[i].binary_oid() != 0;
+  }
+  return check(conn_.get(), PQexecParams(conn_.get(), sql.c_str(), n, types.data(), values.data(),
+                                         lengths.data(), formats.data(), 0));
+}
+
+int64_t Connection::copy_in(const std::string& sql,
+                            const std::function<size_t(char*, size_t)>& read) {
+  PGconn* c = conn_.get();
+  PGresult* started = PQexec(c, sql.c_str());
+  if (PQresultStatus(started) != PGRES_COPY_IN) {
+    check(c, started);  // throws the server's error
+    throw DbError("", "database: not a COPY FROM STDIN statement");
+  }
+  PQclear(started);
+  std::exception_ptr failed;
+  std::vector<char> buf(1 << 18);
+  try {
+    for (size_t got; (got = read(buf.data(), buf.size())) > 0;)
+      if (PQputCopyData(c, buf.data(), static_cast<int>(got)) != 1)
+        break;  // the connection failed: PQgetResult below says why
+  } catch (...) {
+    failed = std::current_exception();
+  }
+  PQputCopyEnd(c, failed ? "the data source failed" : nullptr);
+  std::optional<Result> done;
+  while (PGresult* r = PQgetResult(c)) {
+    if (failed || done) {
+      PQclear(r);
+      continue;
+    }
+    try {
+      done.emplace(check(c, r));
+    } catch (...) {
+      while (PGresult* rest = PQgetResult(c)) PQclear(rest);
+      throw;
+    }
+  }
+  if (failed) std::rethrow_exception(failed);
+  if (!done) check(c, nullptr);
+  return done->affected();
+}
+
+std::string Connection::identifier(const std::string& name) {
+  std::unique_ptr<char, decltype(&PQfreemem)> quoted(
+      PQescapeIdentifier(conn_.get(), name.data(), name.size()), &PQfreemem);
+  if (!quoted) throw Error(ErrorKind::invalid, "not an identifier: " + name);
+  return quoted.get();
 }
 
 void Connection::exec_script(const std::string& sql) {

@@ -4,6 +4,7 @@
 
 #include <condition_variable>
 #include <cstdint>
+#include <functional>
 #include <initializer_list>
 #include <memory>
 #include <mutex>
@@ -27,9 +28,17 @@ class DbError : public Error {
   std::string sqlstate_;
 };
 
-// One statement parameter, sent as text; an empty Param is SQL NULL.
+// One statement parameter, sent as text of a type the server infers; an
+// empty Param is SQL NULL.
 class Param {
  public:
+  // Bytes sent as they are (binary format) as a value of type `oid`
+  // (17: bytea).
+  static Param binary(std::string bytes, unsigned oid = 17) {
+    Param p(std::move(bytes));
+    p.binary_oid_ = oid;
+    return p;
+  }
   Param(std::nullopt_t) {}
   Param(std::string v) : value_(std::move(v)) {}
   Param(const char* v) : value_(v) {}
@@ -39,9 +48,12 @@ class Param {
   Param(bool v) : value_(v ? "true" : "false") {}
   Param(std::optional<std::string> v) : value_(std::move(v)) {}
   const char* c_str() const { return value_ ? value_->c_str() : nullptr; }
+  int size() const { return value_ ? static_cast<int>(value_->size()) : 0; }
+  unsigned binary_oid() const { return binary_oid_; }  // 0: text
 
  private:
   std::optional<std::string> value_;
+  unsigned binary_oid_ = 0;
 };
 
 // The rows of a completed statement. Columns are read as text.
@@ -56,8 +68,13 @@ class Result {
   }
   int64_t integer(int row, int col) const { return std::stoll(text(row, col)); }
   bool boolean(int row, int col) const { return text(row, col) == "t"; }
-  // Rows changed by INSERT/UPDATE/DELETE.
+  // Rows changed by INSERT/UPDATE/DELETE (and copied by COPY).
   int64_t affected() const;
+  int columns() const { return PQnfields(r_.get()); }
+  std::string column_name(int col) const { return PQfname(r_.get(), col); }
+  unsigned column_type(int col) const { return PQftype(r_.get(), col); }
+  // The command tag, e.g. "SELECT 3", "INSERT 0 1", "SET".
+  std::string command() const { return PQcmdStatus(r_.get()); }
 
  private:
   std::unique_ptr<PGresult, decltype(&PQclear)> r_;
@@ -77,13 +94,24 @@ class Connection {
  public:
   // Connects; throws Error(environment) naming the target but never the
   // password.
-  explicit Connection(const std::string& conninfo);
+  explicit Connection(const std::string& conninfo) : Connection(conninfo, {}) {}
+  // The same target with some parameters replaced, e.g. {"user", "..."}.
+  Connection(const std::string& conninfo,
+             const std::vector<std::pair<std::string, std::string>>& overrides);
 
   // Runs one parameterized statement ($1, $2, ...). Throws DbError.
   Result exec(const std::string& sql, std::initializer_list<Param> params = {});
   Result exec(const std::string& sql, const std::vector<Param>& params);
   // Runs a script of several statements without parameters (migrations).
   void exec_script(const std::string& sql);
+  // Runs `COPY ... FROM STDIN` with the data read from `read(buf, capacity)`
+  // (bytes written, 0 at the end). If read throws, the COPY is aborted and
+  // the exception passes on. Returns the rows copied; throws DbError.
+  int64_t copy_in(const std::string& sql, const std::function<size_t(char*, size_t)>& read);
+
+  // name quoted as an SQL identifier ("a""b"), for statements composed by
+  // the host where a parameter cannot stand (role and table names).
+  std::string identifier(const std::string& name);
 
   // False once the server went away; the connection must then be replaced.
   bool ok() const { return PQstatus(conn_.get()) == CONNECTION_OK; }
@@ -138,6 +166,7 @@ class Pool {
 
   // Waits for a free connection; throws Error(environment) if connecting fails.
   Lease acquire();
+  const std::string& conninfo() const { return conninfo_; }
 
  private:
   void release(std::unique_ptr<Connection> conn);

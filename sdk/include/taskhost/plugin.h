@@ -139,7 +139,7 @@ typedef struct th_host_api {
   /* Present only when the schema grants the service. */
   th_service_fn object_storage;
   th_service_fn sftp;
-  th_service_fn sql;
+  th_service_fn db;
   th_service_fn http;
 } th_host_api;
 

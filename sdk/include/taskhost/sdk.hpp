@@ -270,10 +270,6 @@ class Bucket {
   std::string name_;
 };
 
-// Outbound HTTP with one of the schema's credentials (capabilities.http:
-// base_url, credential; "" for none). The host injects the credential,
-// keeps the connection alive between calls, retries idempotent requests on
-// 429/5xx, and refuses URLs outside the grant with TH_ERR_PERMISSION.
 // Files on one SFTP host the schema grants (capabilities.sftp: host, path,
 // access). Paths are absolute; the host confines them to the granted path
 // (symlinks resolved on the server and checked again), performs the call and
@@ -338,6 +334,10 @@ struct HttpOptions {
   uint64_t max_response_bytes = 64u << 20;
 };
 
+// Outbound HTTP with one of the schema's credentials (capabilities.http:
+// base_url, credential; "" for none). The host injects the credential,
+// keeps the connection alive between calls, retries idempotent requests on
+// 429/5xx, and refuses URLs outside the grant with TH_ERR_PERMISSION.
 class Http {
  public:
   struct Response {
@@ -382,6 +382,188 @@ class Http {
  private:
   Service service_;
   std::string credential_;
+};
+
+// One row for Db::copy_in, written value by value in column order.
+class CopyRow {
+ public:
+  explicit CopyRow(std::string& out) : out_(out) {}
+  CopyRow& add(std::string_view text) {
+    separate();
+    size_t clean = 0;  // PostgreSQL's COPY text format: escape \ tab newline CR
+    for (size_t i = 0; i < text.size(); ++i) {
+      const char c = text[i];
+      if (c != '\\' && c != '\t' && c != '\n' && c != '\r') continue;
+      out_.append(text.data() + clean, i - clean);
+      out_ += '\\';
+      out_ += c == '\t' ? 't' : c == '\n' ? 'n' : c == '\r' ? 'r' : '\\';
+      clean = i + 1;
+    }
+    out_.append(text.data() + clean, text.size() - clean);
+    return *this;
+  }
+  CopyRow& add(const char* text) { return add(std::string_view(text)); }
+  template <typename T, typename = std::enable_if_t<std::is_arithmetic_v<T>>>
+  CopyRow& add(T number) {
+    separate();
+    if constexpr (std::is_same_v<T, bool>)
+      out_ += number ? "true" : "false";
+    else
+      out_ += Json(number).dump();
+    return *this;
+  }
+  CopyRow& add(std::nullopt_t) { return null(); }
+  CopyRow& null() {
+    separate();
+    out_ += "\\N";
+    return *this;
+  }
+
+ private:
+  void separate() {
+    if (!first_) out_ += '\t';
+    first_ = false;
+  }
+  std::string& out_;
+  bool first_ = true;
+};
+
+// The schema's database (capabilities.db: connection, tables). The host runs
+// each statement on its own connection as a role holding exactly the
+// granted table privileges, inside a transaction: the plugin's own between
+// begin() and commit()/rollback(), otherwise one per statement. PostgreSQL
+// enforces the grant; failures throw Error: TH_ERR_PERMISSION for a
+// privilege PostgreSQL refused, TH_ERR_INVALID for the statement's own
+// mistakes (syntax, constraints; the message ends with the SQLSTATE),
+// TH_ERR_IO for the rest. Valid only during run().
+class Db {
+ public:
+  // A statement parameter: text (the server infers its type), a number, a
+  // boolean, null, or bytes sent as bytea.
+  class Param {
+   public:
+    Param(std::string_view text) : json_(std::string(text)) {}
+    Param(const char* text) : json_(text) {}
+    Param(const std::string& text) : json_(text) {}
+    template <typename T, typename = std::enable_if_t<std::is_arithmetic_v<T>>>
+    Param(T number) : json_(number) {}
+    Param(std::nullptr_t) {}
+    Param(std::nullopt_t) {}
+    static Param bytea(std::string_view bytes) {
+      Param p(nullptr);
+      p.json_ = {{"base64", base64(bytes)}, {"type", 17}};
+      return p;
+    }
+    const Json& json() const { return json_; }
+
+   private:
+    static std::string base64(std::string_view in) {
+      static const char* a = "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/";
+      std::string out;
+      for (size_t i = 0; i < in.size(); i += 3) {
+        uint32_t n = static_cast<uint8_t>(in[i]) << 16;
+        if (i + 1 < in.size()) n |= static_cast<uint8_t>(in[i + 1]) << 8;
+        if (i + 2 < in.size()) n |= static_cast<uint8_t>(in[i + 2]);
+        out += a[n >> 18 & 63];
+        out += a[n >> 12 & 63];
+        out += i + 1 < in.size() ? a[n >> 6 & 63] : '=';
+        out += i + 2 < in.size() ? a[n & 63] : '=';
+      }
+      return out;
+    }
+    Json json_;
+  };
+  using Row = std::vector<std::optional<std::string>>;  // text values, NULL as nullopt
+  struct Rows {
+    std::vector<std::string> columns;
+    std::vector<Row> rows;
+    int64_t affected = 0;  // rows changed by INSERT/UPDATE/DELETE
+  };
+
+  explicit Db(Service service) : service_(service) {}
+
+  // Runs one statement with $1, $2 ... bound to params.
+  Rows query(std::string_view sql, const std::vector<Param>& params = {}) const {
+    Json p = Json::array();
+    for (const auto& v : params) p.push_back(v.json());
+    Json r = call("query", {{"sql", sql}, {"params", p}});
+    Rows out;
+    for (const auto& c : r["columns"]) out.columns.push_back(c["name"]);
+    for (const auto& row : r["rows"]) {
+      Row values;
+      for (const auto& v : row)
+        values.push_back(v.is_null() ? std::nullopt : std::optional<std::string>(v));
+      out.rows.push_back(std::move(values));
+    }
+    out.affected = r["affected"];
+    return out;
+  }
+  // Runs one statement; the rows it changed.
+  int64_t execute(std::string_view sql, const std::vector<Param>& params = {}) const {
+    return query(sql, params).affected;
+  }
+
+  void begin() const { call("begin", Json::object()); }
+  void commit() const { call("commit", Json::object()); }
+  void rollback() const { call("rollback", Json::object()); }
+  void savepoint(std::string_view name) const { call("savepoint", {{"name", name}}); }
+  void release(std::string_view name) const { call("release", {{"name", name}}); }
+  void rollback_to(std::string_view name) const { call("rollback_to", {{"name", name}}); }
+  // Runs f() inside begin() ... commit(); rolls back if f throws.
+  template <typename F>
+  void transaction(F&& f) const {
+    begin();
+    try {
+      f();
+    } catch (...) {
+      try {
+        rollback();
+      } catch (...) {
+        // the first failure is the one to report
+      }
+      throw;
+    }
+    commit();
+  }
+
+  // Bulk load with COPY: next(row) adds one row's values (CopyRow::add) and
+  // returns true, or returns false when there are no more rows. Streams: the
+  // rows are never all in memory. Returns the rows loaded. The table must be
+  // granted write; it is named as the grant names it.
+  template <typename F>
+  int64_t copy_in(std::string_view table, const std::vector<std::string>& columns, F&& next) const {
+    std::string pending;
+    size_t sent = 0;
+    bool done = false;
+    auto fill = [&](char* buf, size_t capacity) -> size_t {
+      pending.erase(0, sent);
+      sent = 0;
+      while (!done && pending.size() < capacity) {
+        const size_t before = pending.size();
+        CopyRow row(pending);
+        if (!next(row)) {
+          pending.resize(before);
+          done = true;
+        } else {
+          pending += '\n';
+        }
+      }
+      sent = pending.size() < capacity ? pending.size() : capacity;
+      std::memcpy(buf, pending.data(), sent);
+      return sent;
+    };
+    detail::FillSource<decltype(fill)> in(fill);
+    return call("copy_in", {{"table", table}, {"columns", columns}}, &in.source)["rows"];
+  }
+
+ private:
+  Json call(const char* op, const Json& request, th_source* in = nullptr) const {
+    Result<Json> r = service_.call(op, request, in);
+    if (!r.ok()) throw Error(r.status());
+    return r.value();
+  }
+
+  Service service_;
 };
 
 // The plugin's view of its run. Valid only during run(), on its thread.
@@ -492,11 +674,26 @@ class Context {
     return Http(*s, std::string(credential));
   }
 
-  // A service handle when the schema grants it, otherwise std::nullopt.
-  std::optional<Service> object_storage() const { return service(api_->object_storage); }
-  std::optional<Service> sftp() const { return service(api_->sftp); }
-  std::optional<Service> sql() const { return service(api_->sql); }
-  std::optional<Service> http() const { return service(api_->http); }
+  // Which services the schema grants; the handles of the others throw.
+  struct Grants {
+    bool object_storage = false, sftp = false, db = false, http = false;
+  };
+  Grants grants() const {
+    Grants g;
+    g.object_storage = api_->object_storage != nullptr;
+    g.sftp = api_->sftp != nullptr;
+    g.db = api_->db != nullptr;
+    g.http = api_->http != nullptr;
+    return g;
+  }
+
+  // The schema's database (capabilities.db). Throws
+  // Error(TH_ERR_NOT_SUPPORTED) when it grants none.
+  Db db() const {
+    auto s = service(api_->db);
+    if (!s) throw Error(TH_ERR_NOT_SUPPORTED, "the schema grants no database (capabilities.db)");
+    return Db(*s);
+  }
 
  private:
   static void check(int rc, const detail::ErrorBuffer& eb) {

@@ -188,6 +188,56 @@ TEST_F(Cli, SchemaInstallChecksThePluginAndDryRunChangesNothing) {
   EXPECT_EQ(run({"run", "hello"}).exit_code, 3);
 }
 
+TEST_F(Cli, SchemaInstallMakesTheDatabaseRolesFirst) {
+  auto schema =
+      write("db.yaml",
+            "name: dbcli\nversion: 1.0.0\nplugin: { path: db_probe.so, sha256: any }\n"
+            "capabilities:\n  db: { connection: default, tables: { cli_claims: write } }\n");
+  auto r = run({"--dev", "schema", "install", schema.string()}, FIXTURE_PLUGIN_DIR);
+  EXPECT_EQ(r.exit_code, 2);
+  EXPECT_NE(r.err.find("dbcli@1.0.0: capabilities.db.tables.cli_claims: no such table in "
+                       "database connection 'default'"),
+            std::string::npos)
+      << r.err;
+  EXPECT_EQ(run({"schema", "list", "--json"}).out, "[]\n") << "nothing recorded";
+
+  db.connect().exec("CREATE TABLE public.cli_claims (id int)");
+  r = run({"--dev", "schema", "install", schema.string()}, FIXTURE_PLUGIN_DIR);
+  EXPECT_EQ(r.exit_code, 0) << r.err;
+  EXPECT_TRUE(db.connect()
+                  .exec("SELECT has_table_privilege('taskhost:dbcli@1.0.0', 'public.cli_claims', "
+                        "'INSERT')")
+                  .boolean(0, 0));
+  r = run({"--dev", "schema", "install", schema.string()}, FIXTURE_PLUGIN_DIR);
+  EXPECT_EQ(r.out, "dbcli@1.0.0: unchanged\n") << "installing again is harmless";
+
+  auto elsewhere =
+      write("elsewhere.yaml",
+            "name: dbelsewhere\nversion: 1.0.0\nplugin: { path: db_probe.so, sha256: "
+            "any }\ncapabilities:\n  db: { connection: warehouse, tables: { t: read } }\n");
+  r = run({"--dev", "schema", "install", elsewhere.string()}, FIXTURE_PLUGIN_DIR);
+  EXPECT_EQ(r.exit_code, 2);
+  EXPECT_NE(r.err.find("no database connection named 'warehouse' in the host config (it names "
+                       "none, so only 'default', the platform's database)"),
+            std::string::npos)
+      << r.err;
+  auto inline_url = write("inline.yml", "databases:\n  warehouse:\n    url: postgresql://x\n");
+  r = run({"--config", inline_url.string(), "--dev", "schema", "install", elsewhere.string()},
+          FIXTURE_PLUGIN_DIR);
+  EXPECT_EQ(r.exit_code, 2);
+  EXPECT_NE(r.err.find(":3:10: databases.warehouse.url: secret values are never written here"),
+            std::string::npos)
+      << r.err;
+  auto bad_timeout = write("timeout.yml",
+                           "databases:\n  warehouse:\n    url: { env: X }\n"
+                           "    statement_timeout: soon\n");
+  r = run({"--config", bad_timeout.string(), "--dev", "schema", "install", elsewhere.string()},
+          FIXTURE_PLUGIN_DIR);
+  EXPECT_NE(r.err.find(":4:24: databases.warehouse.statement_timeout: expected a duration"),
+            std::string::npos)
+      << r.err;
+}
+
 TEST_F(Cli, JsonLogsAreOneObjectPerLine) {
   run({"schema", "install", BUNDLED_SCHEMA_DIR "/hello.yaml"});
   auto r = run({"--log-format", "json", "run", "hello", "--inline", "-p", "name=\"quoted\"\n"});

@@ -103,7 +103,7 @@ TEST_F(EngineTest, ThePluginSeesTheHostApi) {
   EXPECT_EQ(r.output["stop"], false);
   // Deny by default: nothing granted, nothing present.
   EXPECT_EQ(r.output["granted"],
-            (Json{{"object_storage", false}, {"sftp", false}, {"sql", false}, {"http", false}}));
+            (Json{{"object_storage", false}, {"sftp", false}, {"db", false}, {"http", false}}));
   auto events = run_events(conn, r.id, 10);
   ASSERT_EQ(events.size(), 2u);
   EXPECT_EQ(events[1].name, "item.failed");

@@ -22,7 +22,7 @@ params:
 capabilities:
   s3:   [ { bucket: raw, prefix: esi/, access: read } ]
   sftp: [ { host: esi, path: /From_ESI, access: read } ]
-  db:   { connection: main, role: esi_parser, tables: { esi_accumulators: write } }
+  db:   { connection: main, tables: { esi_accumulators: write } }
   http: [ { base_url: https://api.example/, credential: lighthouse } ]
 retry:   { max_attempts: 5, backoff: exponential, initial: 30s, max: 1h }
 timeout: 30m
@@ -150,9 +150,9 @@ TEST(Schema, CapabilityAndScheduleErrors) {
             "'all'");
   EXPECT_EQ(first_error(minimal("capabilities: { sftp: [ { host: esi, access: read } ] }\n")),
             "bad.yaml:4:25: capabilities.sftp[0].path: is required");
-  EXPECT_EQ(first_error(minimal("capabilities:\n  db: { connection: main, role: r, tables: { t: "
+  EXPECT_EQ(first_error(minimal("capabilities:\n  db: { connection: main, tables: { t: "
                                 "readwrite } }\n")),
-            "bad.yaml:5:49: capabilities.db.tables.t: expected read or write, got 'readwrite'");
+            "bad.yaml:5:40: capabilities.db.tables.t: expected read or write, got 'readwrite'");
   EXPECT_EQ(first_error(minimal("schedule: '61 * * * *'\n")),
             "bad.yaml:4:11: schedule: expected a 5-field cron expression: minute field: '61' is "
             "not a value or range within 0-59");

@@ -1,0 +1,243 @@
+// The database as a plugin sees it: the db_probe fixture runs through the
+// real loader and worker against PostgreSQL, as a role made for its schema
+// version with exactly the granted privileges, every call audited.
+#include <gtest/gtest.h>
+#include <taskhost/plugin.h>
+
+#include <cstdlib>
+
+#include "engine/submit.hpp"
+#include "services/database.hpp"
+#include "store/audit.hpp"
+#include "support/fixtures.hpp"
+#include "support/test_database.hpp"
+
+namespace taskhost {
+namespace {
+
+// Tables as a data team would have them, owned by the platform role here
+// (whose search_path would put them in its own schema, taskhost).
+void create_tables(pg::Connection& conn) {
+  conn.exec_script(
+      "CREATE TABLE public.claims (id serial PRIMARY KEY, status text NOT NULL, payload bytea, "
+      "note text);"
+      "CREATE TABLE public.vendors (id int PRIMARY KEY, name text);"
+      "INSERT INTO public.vendors VALUES (1, 'esi'), (2, 'lighthouse');"
+      "CREATE TABLE public.secrets (x text); INSERT INTO public.secrets VALUES ('ssn');");
+}
+
+// NAME@1.0.0 running db_probe with claims write and vendors read, its roles
+// made the way `schema install` makes them.
+InstalledSchema install_probe(pg::Connection& conn, const std::string& name,
+                              const DatabaseTarget& target) {
+  auto schema = test::install_fixture(conn, name, "db_probe.so",
+                                      "params: { statement: { type: string } }\n"
+                                      "capabilities:\n"
+                                      "  db: { connection: " +
+                                          target.connection +
+                                          ", tables: { claims: write, vendors: read } }\n");
+  provision_db_roles(schema.schema, target);
+  return schema;
+}
+
+TEST(DatabasePlugin, EveryCallThroughTheLoaderUnderTheSchemaRole) {
+  test::TestDatabase db;
+  pg::Connection conn = db.connect();
+  create_tables(conn);
+  auto schema = install_probe(conn, "dbprobe", database_target({}, db.conninfo(), "default"));
+
+  std::string id = submit_run(conn, schema, Json::object(), "cli:test").run_id;
+  taskhost::Run r = test::execute(db.conninfo(), id);
+  ASSERT_EQ(r.state, RunState::succeeded) << r.error.value_or("");
+  const Json& out = r.output;
+  EXPECT_EQ(out["vendors"], Json::parse(R"([["1","esi"],["2","lighthouse"]])"));
+  EXPECT_EQ(out["inserted"], Json::array({"1", "\\x0001ff"}));
+  EXPECT_EQ(out["updated"], 1);
+  EXPECT_EQ(out["copied"], 1000);
+  EXPECT_EQ(out["claims"], "1003");  // 1 + 100 + 101 + 1000 copied; 200 and 201 rolled back
+
+  auto notes = conn.exec("SELECT id, note FROM public.claims WHERE id >= 1000 ORDER BY id LIMIT 7");
+  EXPECT_TRUE(notes.null(0, 1));
+  EXPECT_EQ(notes.text(1, 1), "line\nbreak");
+  EXPECT_EQ(notes.text(2, 1), "back\\slash");
+  EXPECT_EQ(notes.text(3, 1), "cr\rhere");
+  EXPECT_EQ(notes.text(4, 1), "\\N");
+  EXPECT_EQ(notes.text(5, 1), "ünïcødé ✓");
+  EXPECT_EQ(notes.text(6, 1), "tab\there");
+  EXPECT_EQ(conn.exec("SELECT count(*) FROM public.claims WHERE id IN (200, 201)").integer(0, 0),
+            0);
+
+  const Json& refused = out["refused"];
+  test::expect_refused(refused, "duplicate", TH_ERR_INVALID,
+                       "duplicate key value violates unique constraint \"claims_pkey\"");
+  test::expect_refused(refused, "transaction_throws", TH_ERR_INVALID, "changed my mind");
+  test::expect_refused(refused, "read_undeclared", TH_ERR_PERMISSION,
+                       "permission denied for table secrets (SQLSTATE 42501)");
+  test::expect_refused(refused, "write_read_only", TH_ERR_PERMISSION,
+                       "permission denied for table vendors");
+  test::expect_refused(refused, "ddl", TH_ERR_PERMISSION, "permission denied for schema public");
+  test::expect_refused(refused, "drop", TH_ERR_PERMISSION, "must be owner of table vendors");
+  test::expect_refused(refused, "platform_tables", TH_ERR_PERMISSION,
+                       "permission denied for schema taskhost");
+  test::expect_refused(refused, "set_role", TH_ERR_PERMISSION,
+                       "permission denied to set role \"taskhost\"");
+  const std::string role_change =
+      "permission denied: schema dbprobe runs its statements as role taskhost:dbprobe@1.0.0; a "
+      "statement that changes the role is refused";
+  test::expect_refused(refused, "reset_role", TH_ERR_PERMISSION, role_change);
+  test::expect_refused(refused, "set_role_none_in_transaction", TH_ERR_PERMISSION, role_change);
+  // A role changed inside an expression leaves the login role, which may do
+  // nothing at all.
+  test::expect_refused(refused, "set_config_role", TH_ERR_PERMISSION,
+                       "permission denied for table vendors");
+  test::expect_refused(refused, "session_authorization", TH_ERR_PERMISSION,
+                       "permission denied to set session authorization");
+  test::expect_refused(refused, "commit_by_sql", TH_ERR_INVALID,
+                       "the statement ended the transaction");
+  test::expect_refused(refused, "copy_read_only", TH_ERR_PERMISSION,
+                       "permission denied: schema dbprobe has no db write grant for table vendors "
+                       "(granted: claims write, vendors read)");
+  test::expect_refused(refused, "two_statements", TH_ERR_INVALID,
+                       "cannot insert multiple commands into a prepared statement");
+  EXPECT_TRUE(conn.exec("SELECT to_regclass('public.evil')").null(0, 0)) << "no DDL happened";
+
+  AuditFilter f;
+  f.action = "service.db.";
+  f.run_id = id;
+  auto entries = list_audit(conn, f);
+  int denied = 0;
+  for (const auto& e : entries) denied += e.detail["outcome"] == "denied";
+  EXPECT_EQ(denied, 11);
+  EXPECT_EQ(entries.at(0).action, "service.db.query");
+  EXPECT_EQ(entries.at(0).subject, "default: SELECT id, name FROM vendors ORDER BY id");
+  EXPECT_EQ(entries.at(0).detail["outcome"], "SELECT 2");
+}
+
+TEST(DatabaseRoles, ExactlyTheGrantAndNothingElse) {
+  test::TestDatabase db;
+  pg::Connection conn = db.connect();
+  create_tables(conn);
+  const auto target = database_target({}, db.conninfo(), "default");
+  auto schema = install_probe(conn, "dbroles", target);
+  const std::string run = "taskhost:dbroles@1.0.0", login = run + ":login";
+  auto can = [&](const std::string& role, const std::string& object, const std::string& what) {
+    const std::string fn =
+        object.find("seq") != std::string::npos ? "has_sequence_privilege" : "has_table_privilege";
+    return conn.exec("SELECT " + fn + "($1, $2, $3)", {role, "public." + object, what})
+        .boolean(0, 0);
+  };
+  EXPECT_TRUE(can(run, "vendors", "SELECT"));
+  EXPECT_FALSE(can(run, "vendors", "INSERT"));
+  for (const char* p : {"SELECT", "INSERT", "UPDATE", "DELETE"}) EXPECT_TRUE(can(run, "claims", p));
+  EXPECT_FALSE(can(run, "claims", "TRUNCATE"));
+  EXPECT_TRUE(can(run, "claims_id_seq", "USAGE"));
+  EXPECT_FALSE(can(run, "secrets", "SELECT"));
+  EXPECT_FALSE(can(login, "vendors", "SELECT")) << "the login role holds nothing itself";
+  auto attrs = conn.exec(
+      "SELECT rolcanlogin, rolinherit, rolsuper, rolcreaterole, rolcreatedb FROM pg_roles "
+      "WHERE rolname = $1",
+      {login});
+  EXPECT_EQ(
+      attrs.text(0, 0) + attrs.text(0, 1) + attrs.text(0, 2) + attrs.text(0, 3) + attrs.text(0, 4),
+      "tffff");
+  EXPECT_FALSE(
+      conn.exec("SELECT rolcanlogin FROM pg_roles WHERE rolname = $1", {run}).boolean(0, 0));
+
+  // Whatever was granted beside the schema goes at the next install.
+  pg::Connection super = db.connect_as_superuser();
+  super.exec("GRANT SELECT ON public.secrets TO " + super.identifier(run));
+  super.exec_script("DROP ROLE IF EXISTS dbroles_bystander; CREATE ROLE dbroles_bystander");
+  super.exec("GRANT dbroles_bystander TO " + super.identifier(login));
+  ASSERT_TRUE(can(run, "secrets", "SELECT"));
+  provision_db_roles(schema.schema, target);
+  EXPECT_FALSE(can(run, "secrets", "SELECT"));
+  EXPECT_EQ(conn.exec("SELECT count(*) FROM pg_auth_members WHERE member = $1::regrole",
+                      {super.identifier(login)})
+                .integer(0, 0),
+            1)
+      << "member of the run role only";
+  super.exec("DROP ROLE dbroles_bystander");
+
+  // A table that does not exist is named, and no role is made for it.
+  std::vector<Diagnostic> errors;
+  auto missing = parse_schema(
+      "name: dbmissing\nversion: 1.0.0\nplugin: { path: db_probe.so, sha256: " +
+          std::string(64, 'a') +
+          " }\ncapabilities:\n  db: { connection: default, tables: { claim: write } }\n",
+      "dbmissing.yaml", &errors);
+  ASSERT_TRUE(missing) << format_diagnostics(errors);
+  try {
+    provision_db_roles(*missing, target);
+    ADD_FAILURE() << "a missing table was granted";
+  } catch (const Error& e) {
+    EXPECT_EQ(e.kind(), ErrorKind::invalid);
+    EXPECT_STREQ(e.what(),
+                 "dbmissing@1.0.0: capabilities.db.tables.claim: no such table in database "
+                 "connection 'default'");
+  }
+  EXPECT_EQ(conn.exec("SELECT count(*) FROM pg_roles WHERE rolname LIKE 'taskhost:dbmissing%'")
+                .integer(0, 0),
+            0);
+}
+
+// A configured connection: its statement timeout holds, errors fail the run
+// with PostgreSQL's message, and neither the URL's password nor the role
+// secret appears anywhere.
+TEST(DatabasePlugin, ConfiguredConnectionTimeoutAndErrorsReachTheRun) {
+  test::TestDatabase db;
+  pg::Connection conn = db.connect();
+  create_tables(conn);
+  const std::string url_canary = "canary-db-url-5f1e", secret_canary = "canary-role-secret-9b2c";
+  ::setenv("TEST_WAREHOUSE_URL", (db.conninfo() + " password=" + url_canary).c_str(), 1);
+  ::setenv("TEST_ROLE_SECRET", secret_canary.c_str(), 1);
+  HostConfig config;
+  DatabaseConfig warehouse;
+  warehouse.url.setting = "databases.warehouse.url";
+  warehouse.url.env = "TEST_WAREHOUSE_URL";
+  warehouse.role_secret = SecretRef{"databases.warehouse.role_secret", "TEST_ROLE_SECRET", {}};
+  warehouse.statement_timeout = std::chrono::milliseconds(300);
+  config.databases["warehouse"] = warehouse;
+  auto schema = install_probe(conn, "dbconfigured", database_target(config, "", "warehouse"));
+  EXPECT_EQ(db.connect_as_superuser()
+                .exec("SELECT rolpassword LIKE 'SCRAM-SHA-256$%' FROM pg_authid WHERE rolname = $1",
+                      {"taskhost:dbconfigured@1.0.0:login"})
+                .text(0, 0),
+            "t")
+      << "the login role has the derived password";
+
+  auto run_statement = [&](const std::string& sql) {
+    std::string id = submit_run(conn, schema, {{"statement", sql}}, "cli:test").run_id;
+    return test::execute(db.conninfo(), id, test::fixture_dir, config);
+  };
+  taskhost::Run slow, denied;
+  std::string logs = test::capture_logs([&] {
+    slow = run_statement("SELECT pg_sleep(5)");
+    denied = run_statement("DELETE FROM secrets");
+  });
+  EXPECT_EQ(slow.state, RunState::failed);
+  EXPECT_NE(slow.error.value_or("").find("canceling statement due to statement timeout"),
+            std::string::npos)
+      << slow.error.value_or("");
+  EXPECT_EQ(denied.state, RunState::failed);
+  EXPECT_EQ(denied.error_code, "permission_denied");
+  EXPECT_NE(denied.error.value_or("").find("permission denied for table secrets"),
+            std::string::npos)
+      << denied.error.value_or("");
+  EXPECT_EQ(conn.exec("SELECT count(*) FROM public.secrets").integer(0, 0), 1);
+
+  pg::Connection super = db.connect_as_superuser();
+  for (const auto& canary : {url_canary, secret_canary}) {
+    EXPECT_EQ(logs.find(canary), std::string::npos);
+    for (const char* table : {"audit_log", "runs", "run_events", "run_transitions"})
+      EXPECT_EQ(super
+                    .exec("SELECT count(*) FROM taskhost." + std::string(table) +
+                              " t WHERE t::text LIKE '%' || $1 || '%'",
+                          {canary})
+                    .integer(0, 0),
+                0)
+          << canary << " in " << table;
+  }
+}
+
+}  // namespace
+}  // namespace taskhost
