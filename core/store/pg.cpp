@@ -128,7 +128,10 @@ int64_t Connection::copy_in(const std::string& sql,
   }
   PQclear(started);
   std::exception_ptr failed;
-  std::vector<char> buf(1 << 18);
+  // One CopyData message per read. The server parses a message only once it
+  // has all of it, so small messages let it work while the source fills the
+  // next (256 KiB messages made a generated 1M-row load 1.5x slower).
+  std::vector<char> buf(32 << 10);
   try {
     for (size_t got; (got = read(buf.data(), buf.size())) > 0;)
       if (PQputCopyData(c, buf.data(), static_cast<int>(got)) != 1)
