@@ -50,6 +50,16 @@ InstalledSchema install_hello(pg::Connection& conn) {
   return find_schema(conn, SchemaRef::parse("hello"));
 }
 
+ServiceCalls service_calls(pg::Connection& conn, const std::string& run_id,
+                           const std::string& service) {
+  AuditFilter f;
+  f.action = "service." + service + ".";
+  f.run_id = run_id;
+  ServiceCalls calls{list_audit(conn, f), {}};
+  for (const auto& e : calls.entries) ++calls.outcomes[e.detail.value("outcome", "")];
+  return calls;
+}
+
 std::string capture_logs(const std::function<void()>& f) {
   std::ostringstream logs;
   auto& sinks = spdlog::default_logger()->sinks();

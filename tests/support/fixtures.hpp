@@ -1,10 +1,12 @@
 #pragma once
 
 #include <functional>
+#include <map>
 #include <string>
 
 #include "common/error.hpp"
 #include "config/host_config.hpp"
+#include "store/audit.hpp"
 #include "store/pg.hpp"
 #include "store/runs.hpp"
 #include "store/schemas.hpp"
@@ -20,6 +22,15 @@ ErrorKind kind_of(const std::function<void()>& f);
 // (tests/fixtures/plugins/refusal.hpp): the ABI code and a part of the message.
 void expect_refused(const Json& refused, const std::string& name, int code,
                     const std::string& text);
+
+// A run's audit entries for one service ("db", "sftp" ...) in order, and
+// how many had each outcome ("denied", "HTTP 200" ...).
+struct ServiceCalls {
+  std::vector<AuditEntry> entries;
+  std::map<std::string, int> outcomes;
+};
+ServiceCalls service_calls(pg::Connection& conn, const std::string& run_id,
+                           const std::string& service);
 
 // Everything logged (at debug level and up) while f runs: for canary checks.
 std::string capture_logs(const std::function<void()>& f);

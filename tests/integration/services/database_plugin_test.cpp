@@ -101,13 +101,9 @@ TEST(DatabasePlugin, EveryCallThroughTheLoaderUnderTheSchemaRole) {
                        "cannot insert multiple commands into a prepared statement");
   EXPECT_TRUE(conn.exec("SELECT to_regclass('public.evil')").null(0, 0)) << "no DDL happened";
 
-  AuditFilter f;
-  f.action = "service.db.";
-  f.run_id = id;
-  auto entries = list_audit(conn, f);
-  int denied = 0;
-  for (const auto& e : entries) denied += e.detail["outcome"] == "denied";
-  EXPECT_EQ(denied, 11);
+  auto calls = test::service_calls(conn, id, "db");
+  EXPECT_EQ(calls.outcomes["denied"], 11);
+  const auto& entries = calls.entries;
   EXPECT_EQ(entries.at(0).action, "service.db.query");
   EXPECT_EQ(entries.at(0).subject, "default: SELECT id, name FROM vendors ORDER BY id");
   EXPECT_EQ(entries.at(0).detail["outcome"], "SELECT 2");

@@ -116,20 +116,12 @@ TEST(HttpPlugin, EveryCallThroughTheLoaderCheckedInjectedAndAudited) {
   EXPECT_EQ(refused["userinfo"].dump().find("pw@"), std::string::npos);
   test::expect_refused(refused, "too_large", TH_ERR_IO, "larger than 4 bytes");
 
-  AuditFilter f;
-  f.action = "service.http.";
-  f.run_id = id;
-  auto entries = list_audit(conn, f);
-  int ok = 0, denied = 0;
+  auto calls = test::service_calls(conn, id, "http");
+  const auto& entries = calls.entries;
   std::string seen;
-  for (const auto& e : entries) {
-    seen += e.subject.value_or("") + " " + e.detail.dump() + "\n";
-    std::string outcome = e.detail["outcome"];
-    ok += outcome == "HTTP 200";
-    denied += outcome == "denied";
-  }
-  EXPECT_EQ(ok, 6) << seen;
-  EXPECT_EQ(denied, 5) << seen;
+  for (const auto& e : entries) seen += e.subject.value_or("") + " " + e.detail.dump() + "\n";
+  EXPECT_EQ(calls.outcomes["HTTP 200"], 6) << seen;
+  EXPECT_EQ(calls.outcomes["denied"], 5) << seen;
   EXPECT_EQ(entries.at(0).subject,
             "GET http://127.0.0.1:" + std::to_string(server.port()) + "/api/status");
   EXPECT_EQ(entries.at(0).actor, "plugin:httpprobe@1.0.0");

@@ -88,13 +88,9 @@ TEST(SftpPlugin, EveryCallThroughTheLoaderConfinedAndAudited) {
   test::expect_refused(refused, "other_host", TH_ERR_PERMISSION, "nothing granted on that host");
   EXPECT_TRUE(fs::exists(root / "in" / "RXACCUM_2.pgp")) << "the refused rename moved nothing";
 
-  AuditFilter f;
-  f.action = "service.sftp.";
-  f.run_id = id;
-  auto entries = list_audit(conn, f);
-  int denied = 0;
-  for (const auto& e : entries) denied += e.detail["outcome"] == "denied";
-  EXPECT_EQ(denied, 5);
+  auto calls = test::service_calls(conn, id, "sftp");
+  EXPECT_EQ(calls.outcomes["denied"], 5);
+  const auto& entries = calls.entries;
   EXPECT_EQ(entries.at(0).action, "service.sftp.put");
   EXPECT_EQ(entries.at(0).subject, "vendor:" + (root / "in" / "RXACCUM_1.pgp").string());
   EXPECT_EQ(entries.at(0).detail["bytes"], 3);
