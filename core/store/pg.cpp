@@ -114,8 +114,20 @@ Result Connection::exec(const std::string& sql, const std::vector<Param>& params
     lengths[i] = params[i].size();
     formats[i] = params[i].binary_oid() != 0;
   }
-  return check(conn_.get(), PQexecParams(conn_.get(), sql.c_str(), n, types.data(), values.data(),
-                                         lengths.data(), formats.data(), 0));
+  PGresult* r = PQexecParams(conn_.get(), sql.c_str(), n, types.data(), values.data(),
+                             lengths.data(), formats.data(), 0);
+  const auto status = PQresultStatus(r);
+  if (status == PGRES_COPY_IN || status == PGRES_COPY_OUT) {
+    // A COPY with the client as one end would leave the session waiting for
+    // data: end it (no rows go in, those coming out are dropped) and refuse.
+    PQclear(r);
+    if (status == PGRES_COPY_IN) PQputCopyEnd(conn_.get(), "refused by the host");
+    char* row = nullptr;
+    while (status == PGRES_COPY_OUT && PQgetCopyData(conn_.get(), &row, 0) > 0) PQfreemem(row);
+    while (PGresult* rest = PQgetResult(conn_.get())) PQclear(rest);
+    throw DbError("0A000", "database: COPY to or from the client is not a statement (use copy_in)");
+  }
+  return check(conn_.get(), r);
 }
 
 int64_t Connection::copy_in(const std::string& sql,

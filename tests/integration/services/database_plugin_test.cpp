@@ -97,6 +97,9 @@ TEST(DatabasePlugin, EveryCallThroughTheLoaderUnderTheSchemaRole) {
   test::expect_refused(refused, "copy_read_only", TH_ERR_PERMISSION,
                        "permission denied: schema dbprobe has no db write grant for table vendors "
                        "(granted: claims write, vendors read)");
+  for (const char* copy : {"copy_from_client", "copy_to_client"})
+    test::expect_refused(refused, copy, TH_ERR_INVALID,
+                         "COPY to or from the client is not a statement (use copy_in)");
   test::expect_refused(refused, "two_statements", TH_ERR_INVALID,
                        "cannot insert multiple commands into a prepared statement");
   EXPECT_TRUE(conn.exec("SELECT to_regclass('public.evil')").null(0, 0)) << "no DDL happened";
