@@ -1,6 +1,7 @@
 #include "services/database.hpp"
 
 #include <regex>
+#include <utility>
 
 #include "common/base64.hpp"
 #include "common/sha256.hpp"
@@ -165,14 +166,6 @@ DatabaseService::DatabaseService(std::string schema, DbRoles roles, DbGrant gran
       audit_(std::move(audit)) {}
 
 pg::Connection& DatabaseService::connection() {
-  if (conn_ && !conn_->ok()) {
-    conn_.reset();
-    if (plugin_transaction_) {
-      plugin_transaction_ = false;
-      throw Error(ErrorKind::environment,
-                  "db: the database connection was lost; the open transaction was rolled back");
-    }
-  }
   if (!conn_) {
     std::vector<std::pair<std::string, std::string>> as{{"user", roles_.login},
                                                         {"application_name", "taskhost"}};
@@ -233,7 +226,13 @@ Json DatabaseService::call(const std::string& op, const Json& request, const Byt
     try {
       return perform(op, request, in, record);
     } catch (const pg::DbError& e) {
-      throw plugin_error(e);
+      if (!conn_ || conn_->ok()) throw plugin_error(e);
+      // The next call connects afresh; the server rolled back what was open.
+      conn_.reset();
+      const bool open = std::exchange(plugin_transaction_, false);
+      throw Error(ErrorKind::environment,
+                  std::string("db: the connection to the database was lost") +
+                      (open ? " and the open transaction with it" : "") + " (" + e.what() + ")");
     }
   });
 }

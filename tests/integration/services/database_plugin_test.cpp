@@ -238,5 +238,42 @@ TEST(DatabasePlugin, ConfiguredConnectionTimeoutAndErrorsReachTheRun) {
   }
 }
 
+// The server ends the session mid-transaction: the call says the connection
+// and the transaction are gone, and the next call works on a new connection.
+TEST(DatabaseService, ALostConnectionIsSaidAndTheNextCallReconnects) {
+  test::TestDatabase db;
+  pg::Connection conn = db.connect();
+  create_tables(conn);
+  auto schema = install_probe(conn, "dblost", database_target({}, db.conninfo(), "default"));
+  std::vector<ServiceCall> calls;
+  DatabaseService service("dblost", db_roles(schema.schema), *schema.schema.capabilities.db,
+                          database_target({}, db.conninfo(), "default"),
+                          [&](const ServiceCall& c) { calls.push_back(c); });
+  const ByteSource none = [](char*, size_t) { return size_t{0}; };
+  const ByteSink discard = [](const char*, size_t) {};
+  auto query = [&](const std::string& sql) {
+    return service.call("query", {{"sql", sql}}, none, discard);
+  };
+  service.call("begin", Json::object(), none, discard);
+  query("INSERT INTO claims (status) VALUES ('lost')");
+  db.connect_as_superuser().exec(
+      "SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE usename = $1",
+      {"taskhost:dblost@1.0.0:login"});
+  try {
+    query("INSERT INTO claims (status) VALUES ('lost too')");
+    ADD_FAILURE() << "a statement ran on a terminated session";
+  } catch (const Error& e) {
+    EXPECT_EQ(e.kind(), ErrorKind::environment);
+    EXPECT_NE(std::string(e.what()).find(
+                  "db: the connection to the database was lost and the open transaction with it"),
+              std::string::npos)
+        << e.what();
+  }
+  EXPECT_EQ(query("SELECT count(*) FROM claims")["rows"], Json::parse(R"([["0"]])"));
+  EXPECT_EQ(calls.back().outcome, "SELECT 1");
+  EXPECT_THROW(service.call("commit", Json::object(), none, discard), Error)
+      << "the transaction is gone, not open";
+}
+
 }  // namespace
 }  // namespace taskhost
