@@ -41,20 +41,32 @@ std::vector<pg::Param> statement_params(const Json& request) {
   auto it = request.find("params");
   if (it == request.end()) return params;
   if (!it->is_array()) throw Error(ErrorKind::invalid, "db: 'params' must be an array");
+  // A scalar as text: null, a string, a number or a boolean.
+  auto scalar = [](const Json& v) -> std::optional<std::optional<std::string>> {
+    if (v.is_null()) return std::optional<std::string>();
+    if (v.is_string()) return v.get<std::string>();
+    if (v.is_number() || v.is_boolean()) return v.dump();
+    return std::nullopt;
+  };
   for (const auto& p : *it) {
-    if (p.is_null())
-      params.emplace_back(std::nullopt);
-    else if (p.is_string())
-      params.emplace_back(p.get<std::string>());
-    else if (p.is_number() || p.is_boolean())
-      params.emplace_back(p.dump());
-    else if (p.is_object() && p.contains("base64") && p["base64"].is_string()) {
+    if (auto text = scalar(p)) {
+      params.emplace_back(std::move(*text));
+    } else if (p.is_array()) {  // an array literal, for batches: unnest($1::int[])
+      std::vector<std::optional<std::string>> items;
+      for (const auto& v : p) {
+        auto item = scalar(v);
+        if (!item) throw Error(ErrorKind::invalid, "db: an array parameter holds scalars only");
+        items.push_back(std::move(*item));
+      }
+      params.emplace_back(pg::array_literal(items));
+    } else if (p.is_object() && p.contains("base64") && p["base64"].is_string()) {
       auto bytes = base64_decode(p["base64"].get<std::string>());
       if (!bytes) throw Error(ErrorKind::invalid, "db: a binary parameter is not base64");
       params.push_back(pg::Param::binary(std::move(*bytes), p.value("type", 17u)));
     } else {
       throw Error(ErrorKind::invalid,
-                  "db: a parameter must be text, a number, a boolean, null or {base64, type}");
+                  "db: a parameter must be text, a number, a boolean, null, an array of "
+                  "those or {base64, type}");
     }
   }
   return params;

@@ -48,7 +48,8 @@ void provision_db_roles(const TaskSchema& schema, const DatabaseTarget& target);
 // login role, each inside a transaction as the run role with the target's
 // statement_timeout. PostgreSQL enforces the grant; SQLSTATE 42501 reaches
 // the plugin as a refusal (TH_ERR_PERMISSION).
-//   query {sql, params?: [text | null | {base64, type?}]}
+//   query {sql, params?: [text | number | boolean | null | [those] |
+//                         {base64, type?}]}
 //                         -> {columns: [{name, type}], rows: [[text|null]],
 //                             command, affected}
 //   begin / commit / rollback {}          the plugin's transaction; outside

@@ -439,7 +439,8 @@ class CopyRow {
 class Db {
  public:
   // A statement parameter: text (the server infers its type), a number, a
-  // boolean, null, or bytes sent as bytea.
+  // boolean, null, a vector of those (an array: one statement for a batch,
+  // e.g. "... FROM unnest($1::text[], $2::int[])"), or bytes sent as bytea.
   class Param {
    public:
     Param(std::string_view text) : json_(std::string(text)) {}
@@ -447,6 +448,12 @@ class Db {
     Param(const std::string& text) : json_(text) {}
     template <typename T, typename = std::enable_if_t<std::is_arithmetic_v<T>>>
     Param(T number) : json_(number) {}
+    template <typename T>
+    Param(const std::optional<T>& value) : json_(value ? Param(*value).json_ : Json()) {}
+    template <typename T>
+    Param(const std::vector<T>& items) : json_(Json::array()) {
+      for (const auto& item : items) json_.push_back(Param(item).json_);
+    }
     Param(std::nullptr_t) {}
     Param(std::nullopt_t) {}
     static Param bytea(std::string_view bytes) {

@@ -54,7 +54,12 @@ TEST(DatabasePlugin, EveryCallThroughTheLoaderUnderTheSchemaRole) {
   EXPECT_EQ(out["inserted"], Json::array({"1", "\\x0001ff"}));
   EXPECT_EQ(out["updated"], 1);
   EXPECT_EQ(out["copied"], 1000);
-  EXPECT_EQ(out["claims"], "1003");  // 1 + 100 + 101 + 1000 copied; 200 and 201 rolled back
+  EXPECT_EQ(out["batch"], 3);
+  EXPECT_EQ(out["claims"], "1006");  // 1 + 3 + 100 + 101 + 1000 copied; 200, 201 rolled back
+  auto batch = conn.exec("SELECT note FROM public.claims WHERE status = 'batch' ORDER BY id");
+  EXPECT_EQ(batch.text(0, 0), "a,b");
+  EXPECT_EQ(batch.text(1, 0), "{\"c\"}\\");
+  EXPECT_TRUE(batch.null(2, 0));
 
   auto notes = conn.exec("SELECT id, note FROM public.claims WHERE id >= 1000 ORDER BY id LIMIT 7");
   EXPECT_TRUE(notes.null(0, 1));
