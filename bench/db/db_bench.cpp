@@ -129,6 +129,25 @@ int main(int argc, char** argv) {
     psql_csv.push_back(psql(csv, "csv"));
     psql_text.push_back(psql(text, "text"));
   }
+  // Single statements: what a call costs over a plain libpq statement on an
+  // open connection (each commits alone; the host's audit append, one
+  // platform transaction per call, is not included here: bench/audit).
+  const int64_t statements = 2000;
+  std::vector<double> each, plain;
+  for (int round = 0; round < 3; ++round) {
+    admin.exec("TRUNCATE public.copy_bench");
+    each.push_back(seconds([&] { bench::execute_each(&api, as_host(host), statements); }));
+    admin.exec("TRUNCATE public.copy_bench");
+    plain.push_back(seconds([&] {
+      char buf[256];
+      for (int64_t i = 0; i < statements; ++i) {
+        std::vector<pg::Param> p;
+        for (auto v : bench::row(i, buf)) p.emplace_back(std::string(v));
+        admin.exec("INSERT INTO public.copy_bench VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10)",
+                   p);
+      }
+    }));
+  }
   admin.exec("DROP TABLE public.copy_bench");
   std::filesystem::remove(text);
   const double a = median(sdk), b = median(psql_csv), c = median(psql_text);
@@ -139,4 +158,11 @@ int main(int argc, char** argv) {
               rows / b, b / a);
   std::printf("%-28s %7.2f s %10.0f rows/s   ratio %.2f\n", "psql \\copy, text format", c, rows / c,
               c / a);
+  const double e = median(each), f = median(plain);
+  std::printf("\n%lld single-row INSERTs, each its own transaction, median of 3\n",
+              static_cast<long long>(statements));
+  std::printf("%-28s %7.3f ms each %8.0f /s\n", "taskhost Db::execute", e * 1000 / statements,
+              statements / e);
+  std::printf("%-28s %7.3f ms each %8.0f /s   ratio %.2f\n", "libpq, one connection",
+              f * 1000 / statements, statements / f, f / e);
 }

@@ -49,4 +49,6 @@ namespace bench {
 // plugin would (copy_in.cpp: the SDK and the host each have their own Error,
 // so they live in separate files); returns the rows loaded.
 int64_t copy_in(const th_host_api* api, th_host* host, int64_t n);
+// Inserts rows 0..n-1 with one execute() each, each its own transaction.
+void execute_each(const th_host_api* api, th_host* host, int64_t n);
 }  // namespace bench
