@@ -55,7 +55,12 @@ TEST(DatabasePlugin, EveryCallThroughTheLoaderUnderTheSchemaRole) {
   EXPECT_EQ(out["updated"], 1);
   EXPECT_EQ(out["copied"], 1000);
   EXPECT_EQ(out["batch"], 3);
-  EXPECT_EQ(out["claims"], "1006");  // 1 + 3 + 100 + 101 + 1000 copied; 200, 201 rolled back
+  // 1 + 3 + 100 + 101 + 1000 + 5000, 5001; 200, 201, 6000, 6001 rolled back
+  EXPECT_EQ(out["claims"], "1008");
+  EXPECT_EQ(conn.exec("SELECT string_agg(id || ' ' || status, ', ' ORDER BY id) FROM "
+                      "public.claims WHERE id >= 5000")
+                .text(0, 0),
+            "5000 loaded, 5001 loaded");
   auto batch = conn.exec("SELECT note FROM public.claims WHERE status = 'batch' ORDER BY id");
   EXPECT_EQ(batch.text(0, 0), "a,b");
   EXPECT_EQ(batch.text(1, 0), "{\"c\"}\\");
