@@ -176,12 +176,18 @@ uint64_t SftpClient::get(const std::string& path, const ByteSink& out) {
   });
 }
 
+namespace {
+// A hidden name beside path: DIR/.NAME.suffix
+std::string sibling(const std::string& path, const char* suffix) {
+  auto slash = path.rfind('/');
+  return path.substr(0, slash + 1) + "." + path.substr(slash + 1) + "." + suffix;
+}
+}  // namespace
+
 uint64_t SftpClient::put(const std::string& path, const ByteSource& in) {
   Impl& m = *impl_;
   m.connect();
-  auto slash = path.rfind('/');
-  const std::string temp =
-      path.substr(0, slash + 1) + "." + path.substr(slash + 1) + ".taskhost-partial";
+  const std::string temp = sibling(path, "taskhost-partial");
   sftp_file f = sftp_open(m.sftp, temp.c_str(), O_WRONLY | O_CREAT | O_TRUNC, 0640);
   if (!f) m.fail_sftp("put", temp);
   std::string buf(chunk * 4, '\0');
@@ -201,11 +207,23 @@ uint64_t SftpClient::put(const std::string& path, const ByteSource& in) {
     throw;
   }
   if (sftp_close(f) != SSH_OK) m.fail_sftp("put", temp);
-  // SFTP v3 rename refuses an existing target: replace it (not atomic on
-  // servers without posix-rename; the old file is gone for a moment).
+  // SFTP v3 rename refuses an existing target, and libssh 0.10 cannot ask
+  // for posix-rename: move the old file aside, the new one into place, then
+  // drop the old one — or move it back if the new one could not go in. The
+  // path is missing for a moment, but no failure loses both files.
   if (sftp_rename(m.sftp, temp.c_str(), path.c_str()) != SSH_OK) {
-    sftp_unlink(m.sftp, path.c_str());
-    if (sftp_rename(m.sftp, temp.c_str(), path.c_str()) != SSH_OK) m.fail_sftp("put", path);
+    const std::string aside = sibling(path, "taskhost-replaced");
+    sftp_unlink(m.sftp, aside.c_str());  // left by a put that was cut off
+    if (sftp_rename(m.sftp, path.c_str(), aside.c_str()) != SSH_OK) m.fail_sftp("put", path);
+    if (sftp_rename(m.sftp, temp.c_str(), path.c_str()) != SSH_OK) {
+      const int code = sftp_get_error(m.sftp);
+      sftp_rename(m.sftp, aside.c_str(), path.c_str());
+      throw Error(ErrorKind::environment, "sftp put " + path +
+                                              ": cannot move the new file into "
+                                              "place (SFTP error " +
+                                              std::to_string(code) + "); the old file is kept");
+    }
+    sftp_unlink(m.sftp, aside.c_str());
   }
   return total;
 }

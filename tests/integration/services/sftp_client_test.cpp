@@ -81,7 +81,9 @@ TEST_F(Sftp, PutListGetRenameRemoveMkdir) {
   EXPECT_EQ(files[0].size, 8u);
   EXPECT_GT(files[0].mtime, 1700000000);
   EXPECT_EQ(files[1].size, 7u);
-  EXPECT_EQ(client.list(dir, "*").size(), 4u) << "the directory too; no temporary names left";
+  EXPECT_EQ(client.list(dir, "*").size(), 4u) << "the directory too";
+  EXPECT_EQ(std::distance(fs::directory_iterator(root), fs::directory_iterator()), 4)
+      << "no temporary or set-aside names left";
   EXPECT_EQ(get(dir + "/RXACCUM_20261122.pgp"), "replaced");
   client.rename(dir + "/RXACCUM_20261122.pgp", dir + "/done/RXACCUM_20261122.pgp");
   EXPECT_EQ(slurp(root / "done" / "RXACCUM_20261122.pgp"), "replaced");
