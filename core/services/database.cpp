@@ -182,7 +182,16 @@ pg::Connection& DatabaseService::connection() {
     std::vector<std::pair<std::string, std::string>> as{{"user", roles_.login},
                                                         {"application_name", "taskhost"}};
     if (auto p = login_password(target_, roles_)) as.emplace_back("password", *p);
-    conn_.emplace(target_.conninfo, as);
+    try {
+      conn_.emplace(target_.conninfo, as);
+    } catch (const Error& e) {
+      throw Error(e.kind(), std::string(e.what()) + " (as role " + roles_.login +
+                                (target_.role_secret ? ""
+                                                     : "; if the server asks for a password, "
+                                                       "set databases." +
+                                                           target_.connection + ".role_secret") +
+                                ")");
+    }
   }
   return *conn_;
 }

@@ -248,6 +248,27 @@ TEST(DatabasePlugin, ConfiguredConnectionTimeoutAndErrorsReachTheRun) {
   }
 }
 
+// Roles that were never made (the schema recorded some other way): the run
+// fails saying which role could not log in.
+TEST(DatabasePlugin, AMissingLoginRoleIsNamed) {
+  test::TestDatabase db;
+  pg::Connection conn = db.connect();
+  auto schema = test::install_fixture(
+      conn, "dbnoroles", "db_probe.so",
+      "params: { statement: { type: string } }\n"
+      "capabilities: { db: { connection: default, tables: { claims: write } } }\n");
+  std::string id = submit_run(conn, schema, {{"statement", "SELECT 1"}}, "cli:test").run_id;
+  taskhost::Run r = test::execute(db.conninfo(), id);
+  EXPECT_EQ(r.state, RunState::failed);
+  EXPECT_NE(r.error.value_or("").find("role \"taskhost:dbnoroles@1.0.0:login\" does not exist"),
+            std::string::npos)
+      << r.error.value_or("");
+  EXPECT_NE(r.error.value_or("").find("(as role taskhost:dbnoroles@1.0.0:login; if the server "
+                                      "asks for a password, set databases.default.role_secret)"),
+            std::string::npos)
+      << r.error.value_or("");
+}
+
 // The server ends the session mid-transaction: the call says the connection
 // and the transaction are gone, and the next call works on a new connection.
 TEST(DatabaseService, ALostConnectionIsSaidAndTheNextCallReconnects) {
