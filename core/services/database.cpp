@@ -1,5 +1,6 @@
 #include "services/database.hpp"
 
+#include <algorithm>
 #include <regex>
 #include <utility>
 
@@ -218,6 +219,37 @@ auto DatabaseService::in_transaction(F&& f) {
   }
 }
 
+pg::Result DatabaseService::alone(const std::string& sql, std::vector<pg::Param> params) {
+  pg::Connection& conn = connection();
+  // One round trip: the transaction, the role, the timeout, the statement,
+  // a check that the role is still the run role (casting the role's name to
+  // a number fails, which aborts the transaction), the commit.
+  auto results = conn.pipeline(
+      {{"BEGIN", {}},
+       {"SET LOCAL ROLE " + conn.identifier(roles_.run), {}},
+       {"SET LOCAL statement_timeout = " + std::to_string(target_.statement_timeout.count()), {}},
+       {sql, std::move(params)},
+       {"SELECT CASE WHEN current_user = $1 THEN 0 ELSE current_user::text::int END", {roles_.run}},
+       {"COMMIT", {}}});
+  auto failed =
+      std::find_if(results.begin(), results.end(), [](const pg::Result& r) { return !r.ok(); });
+  if (failed == results.end()) return std::move(results[3]);
+  if (PQtransactionStatus(conn.raw()) != PQTRANS_IDLE) conn.exec_script("ROLLBACK");
+  const std::string command = results[3].ok() ? results[3].command() : "";
+  if (command == "COMMIT" || command == "ROLLBACK")
+    throw Error(ErrorKind::invalid,
+                "db: the statement ended the transaction; use begin(), commit() and rollback()");
+  if (failed - results.begin() == 4) throw role_changed();
+  failed->raise();
+}
+
+Error DatabaseService::role_changed() const {
+  return Error(ErrorKind::refused, "permission denied: schema " + schema_ +
+                                       " runs its statements as role " + roles_.run +
+                                       "; a statement that changes the role is refused (the "
+                                       "transaction was rolled back)");
+}
+
 void DatabaseService::check_after(const pg::Result& r) {
   pg::Connection& conn = *conn_;
   if (PQtransactionStatus(conn.raw()) != PQTRANS_INTRANS) {
@@ -234,10 +266,7 @@ void DatabaseService::check_after(const pg::Result& r) {
   if (check.boolean(0, 0)) return;
   conn.exec_script("ROLLBACK");
   plugin_transaction_ = false;
-  throw Error(ErrorKind::refused, "permission denied: schema " + schema_ +
-                                      " runs its statements as role " + roles_.run +
-                                      "; a statement that changes the role is refused (the "
-                                      "transaction was rolled back)");
+  throw role_changed();
 }
 
 Json DatabaseService::call(const std::string& op, const Json& request, const ByteSource& in,
@@ -268,11 +297,12 @@ Json DatabaseService::perform(const std::string& op, const Json& request, const 
     const std::string& sql = string_field(request, "db", "sql");
     record.resource += ": " + sql.substr(0, 200);
     auto params = statement_params(request);
-    pg::Result r = in_transaction([&] {
+    pg::Result r = plugin_transaction_ ? [&] {
       pg::Result r = connection().exec(sql, params);
       check_after(r);
       return r;
-    });
+    }()
+                                       : alone(sql, std::move(params));
     Json columns = Json::array(), rows = Json::array();
     for (int c = 0; c < r.columns(); ++c)
       columns.push_back({{"name", r.column_name(c)}, {"type", r.column_type(c)}});

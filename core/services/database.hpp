@@ -71,8 +71,12 @@ class DatabaseService {
   template <typename F>
   auto in_transaction(F&& f);
   void begin();
-  // Fails the call if a statement left the run role or the transaction.
+  // A statement outside the plugin's transaction, in one of its own.
+  pg::Result alone(const std::string& sql, std::vector<pg::Param> params);
+  // Inside the plugin's transaction: fails the call if a statement left the
+  // run role or the transaction.
   void check_after(const pg::Result& r);
+  Error role_changed() const;
   pg::Connection& connection();
 
   std::string schema_;

@@ -33,15 +33,19 @@ void log_notice(void*, const char* message) {
   spdlog::debug("postgres: {}", m);
 }
 
+// The error of a failed result, or of the connection when there is none.
+DbError error_of(PGconn* conn, const PGresult* r) {
+  const char* state = r ? PQresultErrorField(r, PG_DIAG_SQLSTATE) : nullptr;
+  std::string msg = r ? PQresultErrorMessage(r) : PQerrorMessage(conn);
+  while (!msg.empty() && msg.back() == '\n') msg.pop_back();
+  return DbError(state ? state : "", "database: " + msg);
+}
+
 Result check(PGconn* conn, PGresult* r) {
   Result result(r);
   auto status = PQresultStatus(r);
-  if (r == nullptr || (status != PGRES_COMMAND_OK && status != PGRES_TUPLES_OK)) {
-    const char* state = r ? PQresultErrorField(r, PG_DIAG_SQLSTATE) : nullptr;
-    std::string msg = r ? PQresultErrorMessage(r) : PQerrorMessage(conn);
-    while (!msg.empty() && msg.back() == '\n') msg.pop_back();
-    throw DbError(state ? state : "", "database: " + msg);
-  }
+  if (r == nullptr || (status != PGRES_COMMAND_OK && status != PGRES_TUPLES_OK))
+    throw error_of(conn, r);
   return result;
 }
 
@@ -103,19 +107,80 @@ Result Connection::exec(const std::string& sql, std::initializer_list<Param> par
   return exec(sql, std::vector<Param>(params));
 }
 
-Result Connection::exec(const std::string& sql, const std::vector<Param>& params) {
-  const int n = static_cast<int>(params.size());
-  std::vector<const char*> values(n);
-  std::vector<Oid> types(n);
-  std::vector<int> lengths(n), formats(n);
-  for (int i = 0; i < n; ++i) {
-    values[i] = params[i].c_str();
-    types[i] = params[i].binary_oid();  // 0 lets the server infer a text value's type
-    lengths[i] = params[i].size();
-    formats[i] = params[i].binary_oid() != 0;
+namespace {
+// Parameters as PQexecParams and PQsendQueryParams take them.
+struct Bound {
+  explicit Bound(const std::vector<Param>& params)
+      : n(static_cast<int>(params.size())), values(n), types(n), lengths(n), formats(n) {
+    for (int i = 0; i < n; ++i) {
+      values[i] = params[i].c_str();
+      types[i] = params[i].binary_oid();  // 0 lets the server infer a text value's type
+      lengths[i] = params[i].size();
+      formats[i] = params[i].binary_oid() != 0;
+    }
   }
-  PGresult* r = PQexecParams(conn_.get(), sql.c_str(), n, types.data(), values.data(),
-                             lengths.data(), formats.data(), 0);
+  int n;
+  std::vector<const char*> values;
+  std::vector<Oid> types;
+  std::vector<int> lengths, formats;
+};
+}  // namespace
+
+bool Result::ok() const {
+  const auto status = PQresultStatus(r_.get());
+  return status == PGRES_COMMAND_OK || status == PGRES_TUPLES_OK;
+}
+
+void Result::raise() const {
+  if (PQresultStatus(r_.get()) == PGRES_PIPELINE_ABORTED)
+    throw DbError("", "database: not run, an earlier statement of its pipeline failed");
+  throw error_of(nullptr, r_.get());
+}
+
+std::vector<Result> Connection::pipeline(const std::vector<Statement>& statements) {
+  PGconn* c = conn_.get();
+  if (PQenterPipelineMode(c) != 1) check(c, nullptr);
+  bool sent = true;
+  for (const auto& s : statements) {
+    Bound b(s.params);
+    sent = sent && PQsendQueryParams(c, s.sql.c_str(), b.n, b.types.data(), b.values.data(),
+                                     b.lengths.data(), b.formats.data(), 0) == 1;
+  }
+  sent = sent && PQpipelineSync(c) == 1;
+  std::vector<Result> results;
+  // Every statement's result, then the end of its results (NULL); then the
+  // sync. Read them all, even after a failure, to leave the pipeline whole.
+  for (size_t i = 0; sent && i < statements.size(); ++i) {
+    PGresult* r = PQgetResult(c);
+    if (r == nullptr) break;  // the connection failed
+    const auto status = PQresultStatus(r);
+    if (status == PGRES_COPY_IN || status == PGRES_COPY_OUT || status == PGRES_COPY_BOTH) {
+      // The session waits for COPY data with the rest of the pipeline behind
+      // it, and libpq has no way back from there: start a new session.
+      PQclear(r);
+      PQreset(c);
+      if (PQpipelineStatus(c) != PQ_PIPELINE_OFF) PQexitPipelineMode(c);
+      throw DbError("0A000",
+                    "database: COPY to or from the client is not a statement (use "
+                    "copy_in); the session was reset");
+    }
+    results.emplace_back(r);
+    while (PGresult* extra = PQgetResult(c)) PQclear(extra);
+  }
+  while (PGresult* r = PQgetResult(c)) {
+    const bool synced = PQresultStatus(r) == PGRES_PIPELINE_SYNC;
+    PQclear(r);
+    if (synced) break;
+  }
+  PQexitPipelineMode(c);
+  if (!sent || results.size() < statements.size()) check(c, nullptr);
+  return results;
+}
+
+Result Connection::exec(const std::string& sql, const std::vector<Param>& params) {
+  Bound b(params);
+  PGresult* r = PQexecParams(conn_.get(), sql.c_str(), b.n, b.types.data(), b.values.data(),
+                             b.lengths.data(), b.formats.data(), 0);
   const auto status = PQresultStatus(r);
   if (status == PGRES_COPY_IN || status == PGRES_COPY_OUT) {
     // A COPY with the client as one end would leave the session waiting for

@@ -75,6 +75,9 @@ class Result {
   unsigned column_type(int col) const { return PQftype(r_.get(), col); }
   // The command tag, e.g. "SELECT 3", "INSERT 0 1", "SET".
   std::string command() const { return PQcmdStatus(r_.get()); }
+  // Whether the statement succeeded; if not, raise() throws its DbError.
+  bool ok() const;
+  [[noreturn]] void raise() const;
 
  private:
   std::unique_ptr<PGresult, decltype(&PQclear)> r_;
@@ -102,6 +105,15 @@ class Connection {
   // Runs one parameterized statement ($1, $2, ...). Throws DbError.
   Result exec(const std::string& sql, std::initializer_list<Param> params = {});
   Result exec(const std::string& sql, const std::vector<Param>& params);
+  // One statement of a pipeline.
+  struct Statement {
+    std::string sql;
+    std::vector<Param> params;
+  };
+  // Runs the statements in one round trip (libpq's pipeline mode) and
+  // returns one result per statement; once one failed, the rest did not run
+  // (their results fail too). Throws DbError only if the connection fails.
+  std::vector<Result> pipeline(const std::vector<Statement>& statements);
   // Runs a script of several statements without parameters (migrations).
   void exec_script(const std::string& sql);
   // Runs `COPY ... FROM STDIN` with the data read from `read(buf, capacity)`
