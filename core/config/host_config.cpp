@@ -135,6 +135,18 @@ SftpHostConfig read_sftp(const Reader& r, const YAML::Node& n, const std::string
   return h;
 }
 
+// root[section], a mapping of names to entries, each read by
+// read(r, entry, "section.name") into out[name].
+template <typename T, typename Read>
+void read_named(const Reader& r, const YAML::Node& root, const std::string& section,
+                const char* names, Read read, std::map<std::string, T>& out) {
+  const YAML::Node v = root[section];
+  if (!v) return;
+  if (!v.IsMap()) r.fail(v, section, std::string("expected a mapping of ") + names);
+  for (const auto& e : v)
+    out[e.first.Scalar()] = read(r, e.second, section + "." + e.first.Scalar());
+}
+
 DatabaseConfig read_database(const Reader& r, const YAML::Node& n, const std::string& field) {
   r.mapping(n, field, {"url", "role_secret", "statement_timeout"});
   if (!n["url"]) r.fail(n, field + ".url", "required");
@@ -187,17 +199,8 @@ HostConfig load_host_config(const std::filesystem::path& path) {
   r.mapping(root, "",
             {"allow_destinations", "s3", "object_store_dir", "http_credentials", "sftp",
              "databases", "webhooks"});
-  if (auto v = root["sftp"]) {
-    if (!v.IsMap()) r.fail(v, "sftp", "expected a mapping of host names");
-    for (const auto& e : v)
-      config.sftp[e.first.Scalar()] = read_sftp(r, e.second, "sftp." + e.first.Scalar());
-  }
-  if (auto v = root["databases"]) {
-    if (!v.IsMap()) r.fail(v, "databases", "expected a mapping of connection names");
-    for (const auto& e : v)
-      config.databases[e.first.Scalar()] =
-          read_database(r, e.second, "databases." + e.first.Scalar());
-  }
+  read_named(r, root, "sftp", "host names", read_sftp, config.sftp);
+  read_named(r, root, "databases", "connection names", read_database, config.databases);
   if (auto v = root["webhooks"]) {
     r.mapping(v, "webhooks", {"default_url"});
     if (auto u = v["default_url"]) {
@@ -219,17 +222,9 @@ HostConfig load_host_config(const std::filesystem::path& path) {
       }
     }
   }
-  if (auto v = root["s3"]) {
-    if (!v.IsMap()) r.fail(v, "s3", "expected a mapping of bucket names");
-    for (const auto& e : v)
-      config.s3[e.first.Scalar()] = read_bucket(r, e.second, "s3." + e.first.Scalar());
-  }
-  if (auto v = root["http_credentials"]) {
-    if (!v.IsMap()) r.fail(v, "http_credentials", "expected a mapping of credential names");
-    for (const auto& e : v)
-      config.http_credentials[e.first.Scalar()] =
-          read_credential(r, e.second, "http_credentials." + e.first.Scalar());
-  }
+  read_named(r, root, "s3", "bucket names", read_bucket, config.s3);
+  read_named(r, root, "http_credentials", "credential names", read_credential,
+             config.http_credentials);
   if (auto v = root["object_store_dir"]) config.object_store_dir = r.scalar(v, "object_store_dir");
   return config;
 }
