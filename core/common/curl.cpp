@@ -6,6 +6,7 @@
 
 #include <algorithm>
 #include <mutex>
+#include <random>
 
 #include "common/error.hpp"
 
@@ -66,6 +67,12 @@ void secure_defaults(CURL* easy, DestinationGuard* guard) {
   if (!guard) return;
   curl_easy_setopt(easy, CURLOPT_OPENSOCKETFUNCTION, open_guarded);
   curl_easy_setopt(easy, CURLOPT_OPENSOCKETDATA, guard);
+}
+
+std::chrono::milliseconds retry_backoff(std::chrono::milliseconds first, int attempt) {
+  thread_local std::mt19937 rng(std::random_device{}());
+  const auto base = first * (int64_t{1} << (attempt - 1));
+  return base + std::chrono::milliseconds(rng() % (base.count() + 1));
 }
 
 }  // namespace taskhost

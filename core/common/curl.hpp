@@ -33,4 +33,9 @@ void secure_defaults(CURL* easy, DestinationGuard* guard);
 std::optional<std::chrono::seconds> parse_retry_after(std::string_view value,
                                                       std::chrono::system_clock::time_point now);
 
+// How long to wait before retry number `attempt` (1, 2, ...) of a request:
+// first, doubled for each attempt after, plus up as much again at random so
+// clients that failed together do not retry together.
+std::chrono::milliseconds retry_backoff(std::chrono::milliseconds first, int attempt);
+
 }  // namespace taskhost

@@ -7,7 +7,6 @@
 #include <map>
 #include <memory>
 #include <mutex>
-#include <random>
 #include <thread>
 
 #include "common/curl.hpp"
@@ -311,10 +310,8 @@ struct HttpService::Impl {
     const uint64_t limit = std::min<uint64_t>(req.value("max_response_bytes", uint64_t{64u << 20}),
                                               max_response_limit);
 
-    std::mt19937 rng(std::random_device{}());
-    auto backoff = [&](int attempt) {
-      auto base = std::chrono::milliseconds(200 << (attempt - 1));
-      return base + std::chrono::milliseconds(rng() % base.count());
+    auto backoff = [](int attempt) {
+      return retry_backoff(std::chrono::milliseconds(200), attempt);
     };
     bool renewed = false;
     int redirects = 0;

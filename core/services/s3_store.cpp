@@ -6,7 +6,6 @@
 #include <ctime>
 #include <exception>
 #include <map>
-#include <random>
 #include <thread>
 
 #include "common/curl.hpp"
@@ -289,7 +288,6 @@ class S3Store : public ObjectStore {
   // byte has reached the sink (every operation here is idempotent).
   Response request(const std::string& method, const std::string& key, const sigv4::Pairs& query,
                    const sigv4::Pairs& headers, const std::string* body, const ByteSink* sink) {
-    std::mt19937 rng(std::random_device{}());
     for (int attempt = 1;; ++attempt) {
       bool streamed = false;
       std::string transport_error;
@@ -305,8 +303,7 @@ class S3Store : public ObjectStore {
                                                   std::to_string(attempt) + ")");
         return r;
       }
-      auto wait = std::chrono::milliseconds(100 << (attempt - 1));
-      wait += std::chrono::milliseconds(rng() % (wait.count() + 1));
+      const auto wait = retry_backoff(std::chrono::milliseconds(100), attempt);
       spdlog::debug("S3 {} s3://{}/{}: {}; retrying in {} ms", method, e_.bucket, key, why,
                     wait.count());
       std::this_thread::sleep_for(wait);
