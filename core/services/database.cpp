@@ -197,11 +197,20 @@ pg::Connection& DatabaseService::connection() {
   return *conn_;
 }
 
+std::vector<pg::Connection::Statement> DatabaseService::opening(pg::Connection& conn) const {
+  return {
+      {"BEGIN", {}},
+      {"SET LOCAL ROLE " + conn.identifier(roles_.run), {}},
+      {"SET LOCAL statement_timeout = " + std::to_string(target_.statement_timeout.count()), {}}};
+}
+
 void DatabaseService::begin() {
   pg::Connection& conn = connection();
-  conn.exec_script(
-      "BEGIN; SET LOCAL ROLE " + conn.identifier(roles_.run) +
-      "; SET LOCAL statement_timeout = " + std::to_string(target_.statement_timeout.count()));
+  for (const auto& r : conn.pipeline(opening(conn)))
+    if (!r.ok()) {
+      if (PQtransactionStatus(conn.raw()) != PQTRANS_IDLE) conn.exec_script("ROLLBACK");
+      r.raise();
+    }
 }
 
 template <typename F>
@@ -221,25 +230,25 @@ auto DatabaseService::in_transaction(F&& f) {
 
 pg::Result DatabaseService::alone(const std::string& sql, std::vector<pg::Param> params) {
   pg::Connection& conn = connection();
-  // One round trip: the transaction, the role, the timeout, the statement,
-  // a check that the role is still the run role (casting the role's name to
-  // a number fails, which aborts the transaction), the commit.
-  auto results = conn.pipeline(
-      {{"BEGIN", {}},
-       {"SET LOCAL ROLE " + conn.identifier(roles_.run), {}},
-       {"SET LOCAL statement_timeout = " + std::to_string(target_.statement_timeout.count()), {}},
-       {sql, std::move(params)},
-       {"SELECT CASE WHEN current_user = $1 THEN 0 ELSE current_user::text::int END", {roles_.run}},
-       {"COMMIT", {}}});
+  // One round trip: the opening, the statement, a check that the role is
+  // still the run role (casting the role's name to a number fails, which
+  // aborts the transaction), the commit.
+  auto statements = opening(conn);
+  const size_t statement = statements.size(), check = statement + 1;
+  statements.push_back({sql, std::move(params)});
+  statements.push_back(
+      {"SELECT CASE WHEN current_user = $1 THEN 0 ELSE current_user::text::int END", {roles_.run}});
+  statements.push_back({"COMMIT", {}});
+  auto results = conn.pipeline(statements);
   auto failed =
       std::find_if(results.begin(), results.end(), [](const pg::Result& r) { return !r.ok(); });
-  if (failed == results.end()) return std::move(results[3]);
+  if (failed == results.end()) return std::move(results[statement]);
   if (PQtransactionStatus(conn.raw()) != PQTRANS_IDLE) conn.exec_script("ROLLBACK");
-  const std::string command = results[3].ok() ? results[3].command() : "";
+  const std::string command = results[statement].ok() ? results[statement].command() : "";
   if (command == "COMMIT" || command == "ROLLBACK")
     throw Error(ErrorKind::invalid,
                 "db: the statement ended the transaction; use begin(), commit() and rollback()");
-  if (failed - results.begin() == 4) throw role_changed();
+  if (failed - results.begin() == static_cast<ptrdiff_t>(check)) throw role_changed();
   failed->raise();
 }
 

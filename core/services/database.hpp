@@ -70,6 +70,9 @@ class DatabaseService {
   // commits when f returns.
   template <typename F>
   auto in_transaction(F&& f);
+  // What every transaction of the host starts with: BEGIN, the run role,
+  // the statement timeout.
+  std::vector<pg::Connection::Statement> opening(pg::Connection& conn) const;
   void begin();
   // A statement outside the plugin's transaction, in one of its own.
   pg::Result alone(const std::string& sql, std::vector<pg::Param> params);
