@@ -177,17 +177,16 @@ void RunWriter::attach_file(const std::string& name, const std::string& content_
   if (!std::regex_match(name, name_re))
     throw Error(ErrorKind::invalid,
                 "file name '" + name + "' must be 1-128 letters, digits, '.', '_' or '-'");
-  // Binary-safe: the content travels hex-encoded and is decoded by PostgreSQL.
-  const std::string hex = hex_lower(content);
   require_owned(
-      conn_.exec("INSERT INTO taskhost.run_files (run_id, name, content_type, content, sha256, "
-                 "attempt) SELECT id, $3, $4, decode($5, 'hex'), $6, attempt FROM taskhost.runs "
-                 "WHERE id = $1 AND attempt = $2 AND state IN " +
-                     active_states +
-                     " ON CONFLICT (run_id, name) DO UPDATE SET content_type = "
-                     "excluded.content_type, content = excluded.content, sha256 = "
-                     "excluded.sha256, attempt = excluded.attempt, created_at = now()",
-                 {id_, attempt_, name, content_type, hex, sha256_hex(content)}),
+      conn_.exec(
+          "INSERT INTO taskhost.run_files (run_id, name, content_type, content, sha256, "
+          "attempt) SELECT id, $3, $4, $5, $6, attempt FROM taskhost.runs "
+          "WHERE id = $1 AND attempt = $2 AND state IN " +
+              active_states +
+              " ON CONFLICT (run_id, name) DO UPDATE SET content_type = "
+              "excluded.content_type, content = excluded.content, sha256 = "
+              "excluded.sha256, attempt = excluded.attempt, created_at = now()",
+          {id_, attempt_, name, content_type, pg::Param::binary(content), sha256_hex(content)}),
       id_, attempt_);
 }
 

@@ -7,6 +7,7 @@
 #include <thread>
 
 #include "common/error.hpp"
+#include "common/sha256.hpp"
 #include "engine/scheduler.hpp"
 #include "engine/submit.hpp"
 #include "support/fixtures.hpp"
@@ -225,6 +226,16 @@ TEST_F(Queue, EventsAfterTheLastCheckpointOfADeadAttemptAreSuperseded) {
   EXPECT_EQ(events[1].payload["item"], 2);
   EXPECT_EQ(events[1].attempt, 2);
   EXPECT_THROW(w.emit("item.done", R"({"item": 3})"), Error) << "the dead attempt is fenced";
+}
+
+TEST_F(Queue, AttachedFilesKeepEveryByte) {
+  std::string id = submit();
+  auto c = claim_one("w1");
+  std::string bytes;
+  for (int b = 0; b < 256; ++b) bytes += static_cast<char>(b);
+  RunWriter(conn, id, c.attempt).attach_file("all-bytes.bin", "application/octet-stream", bytes);
+  EXPECT_EQ(run_file_content(conn, id, "all-bytes.bin"), bytes);
+  EXPECT_EQ(run_files(conn, id).at(0).sha256, sha256_hex(bytes));
 }
 
 struct Cron : Queue {
