@@ -333,9 +333,7 @@ Json DatabaseService::perform(const std::string& op, const Json& request, const 
       std::string list;
       for (const auto& [t, a] : grant_.tables)
         list += (list.empty() ? "" : ", ") + t + " " + access_name(a);
-      throw Error(ErrorKind::refused, "permission denied: schema " + schema_ +
-                                          " has no db write grant for table " + table +
-                                          " (granted: " + (list.empty() ? "none" : list) + ")");
+      throw not_granted(schema_, "db write", "table " + table, list, "granted: none");
     }
     auto columns = request.find("columns");
     if (columns == request.end() || !columns->is_array() || columns->empty())

@@ -101,11 +101,10 @@ struct HttpService::Impl {
       granted += (granted.empty() ? "" : ", ") + g.base_url +
                  (g.credential.empty() ? "" : " (" + g.credential + ")");
     }
-    throw Error(ErrorKind::refused,
-                "permission denied: schema " + schema + " has no http grant for " + url.scheme +
-                    "://" + url.host + url.path +
-                    (credential.empty() ? "" : " with credential " + credential) +
-                    (granted.empty() ? " (nothing granted)" : " (granted: " + granted + ")"));
+    throw not_granted(schema, "http",
+                      url.scheme + "://" + url.host + url.path +
+                          (credential.empty() ? "" : " with credential " + credential),
+                      granted, "nothing granted");
   }
 
   struct Response {

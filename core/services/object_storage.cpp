@@ -83,10 +83,8 @@ void ObjectStorageService::authorize(const std::string& bucket, const std::strin
     granted += (granted.empty() ? "" : ", ") + std::string(access_name(g.access)) + " " + g.bucket +
                "/" + g.prefix + "*";
   }
-  throw Error(ErrorKind::refused, "permission denied: schema " + schema_ + " has no s3 " +
-                                      access_name(need) + " grant for " + bucket + "/" + key +
-                                      (granted.empty() ? " (nothing granted in that bucket)"
-                                                       : " (granted: " + granted + ")"));
+  throw not_granted(schema_, std::string("s3 ") + access_name(need), bucket + "/" + key, granted,
+                    "nothing granted in that bucket");
 }
 
 ObjectStore& ObjectStorageService::store(const std::string& bucket) {

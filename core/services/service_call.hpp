@@ -27,6 +27,17 @@ inline const char* access_name(Access a) {
   return a == Access::read ? "read" : a == Access::write ? "write" : "readwrite";
 }
 
+// The refusal of a call outside the schema's grants: "permission denied:
+// schema S has no WHAT grant for RESOURCE (granted: GRANTED)", or with
+// (NONE) when nothing is granted there.
+inline Error not_granted(const std::string& schema, const std::string& what,
+                         const std::string& resource, const std::string& granted,
+                         const char* none) {
+  return Error(ErrorKind::refused, "permission denied: schema " + schema + " has no " + what +
+                                       " grant for " + resource + " (" +
+                                       (granted.empty() ? none : "granted: " + granted) + ")");
+}
+
 // request[field] as a string. Throws Error(invalid) naming the service.
 inline const std::string& string_field(const Json& request, const std::string& service,
                                        const char* field) {

@@ -78,10 +78,8 @@ void SftpService::authorize(const std::string& host, const std::string& path, Ac
     granted += (granted.empty() ? "" : ", ") + std::string(access_name(g.access)) + " " + g.path;
   }
   if (!match)
-    throw Error(ErrorKind::refused, "permission denied: schema " + schema_ + " has no sftp " +
-                                        access_name(need) + " grant for " + host + ":" + path +
-                                        (granted.empty() ? " (nothing granted on that host)"
-                                                         : " (granted: " + granted + ")"));
+    throw not_granted(schema_, std::string("sftp ") + access_name(need), host + ":" + path, granted,
+                      "nothing granted on that host");
   // Symlinks are resolved by the server and the result checked again.
   SftpClient& c = client(host);
   const std::string root = c.realpath(match->path);
