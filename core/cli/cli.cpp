@@ -688,10 +688,9 @@ int webhooks_list(Session& s, const po::variables_map& vm) {
 
 int webhooks_redeliver(Session& s, const po::variables_map& vm) {
   const auto& text = vm["id"].as<std::string>();
-  int64_t id = 0;
   if (text.empty() || text.find_first_not_of("0123456789") != std::string::npos || text.size() > 18)
     throw Error(ErrorKind::invalid, "delivery id: expected a number, got '" + text + "'");
-  id = std::stoll(text);
+  const int64_t id = std::stoll(text);
   redeliver(s.db(), id, s.actor());
   std::cout << "delivery " << id << " queued again\n";
   return exit_ok;
