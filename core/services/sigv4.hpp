@@ -11,7 +11,7 @@ namespace taskhost::sigv4 {
 
 // AWS Signature Version 4 (docs.aws.amazon.com/IAM/latest/UserGuide/
 // reference_sigv.html), for S3 and any AWS-style API. Verified against the
-// AWS test suite (../shared/testdata/sigv4) and botocore.
+// AWS test suite (tests/data/sigv4) and botocore.
 
 using Pairs = std::vector<std::pair<std::string, std::string>>;
 

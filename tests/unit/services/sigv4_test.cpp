@@ -1,4 +1,4 @@
-// SigV4 against the AWS signing test suite (../shared/testdata/sigv4): the
+// SigV4 against the AWS signing test suite (tests/data/sigv4): the
 // canonical request, string to sign and signature of every case, in both
 // header and query (presigned) form, byte for byte.
 #include "services/sigv4.hpp"
@@ -21,7 +21,7 @@ namespace {
 namespace fs = std::filesystem;
 using Json = nlohmann::json;
 
-const fs::path suite = fs::path(SHARED_TESTDATA) / "sigv4";
+const fs::path suite = fs::path(TEST_DATA_DIR) / "sigv4";
 
 std::string slurp(const fs::path& p) {
   std::ifstream in(p, std::ios::binary);
@@ -135,21 +135,25 @@ TEST_P(Suite, QueryForm) {
     EXPECT_EQ(query_param(signed_request, name), value) << name;
 }
 
+// The cases present; none when the suite is missing, which SuiteIsThere
+// reports (test discovery must not abort).
 std::vector<std::string> cases() {
   std::vector<std::string> out;
-  for (const auto& e : fs::directory_iterator(suite))
+  std::error_code ec;
+  for (const auto& e : fs::directory_iterator(suite, ec))
     if (e.is_directory()) out.push_back(e.path().filename().string());
   std::sort(out.begin(), out.end());
   return out;
 }
 
+GTEST_ALLOW_UNINSTANTIATED_PARAMETERIZED_TEST(Suite);
 INSTANTIATE_TEST_SUITE_P(Aws, Suite, ::testing::ValuesIn(cases()), [](const auto& info) {
   std::string n = info.param;
   std::replace(n.begin(), n.end(), '-', '_');
   return n;
 });
 
-TEST(SigV4, SuiteIsThere) { EXPECT_GE(cases().size(), 38u); }
+TEST(SigV4, SuiteIsThere) { EXPECT_GE(cases().size(), 38u) << "missing cases in " << suite; }
 
 TEST(SigV4, UriEncodeKeepsOnlyUnreserved) {
   EXPECT_EQ(uri_encode("a b+c/d~e", false), "a%20b%2Bc/d~e");

@@ -13,8 +13,8 @@ namespace taskhost {
 namespace {
 
 TEST(WebhookSignature, MatchesTheStandardWebhooksVector) {
-  std::ifstream in(SHARED_TESTDATA "/webhooks/standard-webhooks-vector.json");
-  ASSERT_TRUE(in) << "missing ../shared/testdata/webhooks";
+  std::ifstream in(TEST_DATA_DIR "/webhooks/standard-webhooks-vector.json");
+  ASSERT_TRUE(in) << "missing " TEST_DATA_DIR "/webhooks/standard-webhooks-vector.json";
   auto v = nlohmann::json::parse(in);
   EXPECT_EQ(webhook_signature(v["secret"].get<std::string>(), v["msg_id"].get<std::string>(),
                               v["timestamp"].get<int64_t>(), v["payload"].get<std::string>()),
