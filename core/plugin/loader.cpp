@@ -1,6 +1,8 @@
 #include "plugin/loader.hpp"
 
+#include <dlfcn.h>
 #include <fcntl.h>
+#include <sys/mman.h>
 #include <unistd.h>
 
 #include <cerrno>
@@ -31,46 +33,103 @@ std::string abi(uint32_t major, uint32_t minor) {
   throw Error(ErrorKind::refused, "plugin " + file.string() + " refused: " + why);
 }
 
-class Fd {
- public:
-  explicit Fd(int fd) : fd_(fd) {}
-  ~Fd() {
-    if (fd_ >= 0) ::close(fd_);
-  }
-  Fd(const Fd&) = delete;
-  Fd& operator=(const Fd&) = delete;
-  int get() const { return fd_; }
+// Plugins are libraries, not data sets: a bigger file is not one.
+constexpr uintmax_t max_plugin_size = uintmax_t{1} << 30;
 
- private:
-  int fd_;
-};
+std::string read_plugin(const std::filesystem::path& file) {
+  std::error_code ec;
+  if (!std::filesystem::is_regular_file(file, ec))
+    refuse(file, ec ? "cannot open it: " + ec.message() : "it is not a regular file");
+  int fd = ::open(file.c_str(), O_RDONLY | O_CLOEXEC);
+  if (fd < 0) refuse(file, std::string("cannot open it: ") + std::strerror(errno));
+  std::string bytes;
+  char buf[1 << 16];
+  for (;;) {
+    ssize_t n = ::read(fd, buf, sizeof buf);
+    if (n < 0 && errno == EINTR) continue;
+    if (n <= 0) {
+      int err = errno;
+      ::close(fd);
+      if (n < 0) refuse(file, std::string("cannot read it: ") + std::strerror(err));
+      return bytes;
+    }
+    bytes.append(buf, static_cast<size_t>(n));
+    if (bytes.size() > max_plugin_size) {
+      ::close(fd);
+      refuse(file, "it is larger than " + std::to_string(max_plugin_size >> 20) + " MiB");
+    }
+  }
+}
+
+// A memfd holding bytes, sealed so they can no longer change.
+PluginImage sealed_image(const std::string& bytes) {
+  PluginImage image(::memfd_create("taskhost-plugin", MFD_CLOEXEC | MFD_ALLOW_SEALING));
+  if (image.fd() < 0)
+    throw Error(ErrorKind::environment, std::string("memfd_create: ") + std::strerror(errno));
+  for (size_t off = 0; off < bytes.size();) {
+    ssize_t n = ::write(image.fd(), bytes.data() + off, bytes.size() - off);
+    if (n < 0 && errno == EINTR) continue;
+    if (n < 0)
+      throw Error(ErrorKind::environment,
+                  std::string("writing the plugin copy: ") + std::strerror(errno));
+    off += static_cast<size_t>(n);
+  }
+  if (::fcntl(image.fd(), F_ADD_SEALS, F_SEAL_SHRINK | F_SEAL_GROW | F_SEAL_WRITE | F_SEAL_SEAL) <
+      0)
+    throw Error(ErrorKind::environment,
+                std::string("sealing the plugin copy: ") + std::strerror(errno));
+  return image;
+}
 
 }  // namespace
 
-LoadedPlugin open_plugin(const std::filesystem::path& file, const std::string* pinned,
-                         bool allow_any) {
+PluginInfo check_plugin_file(const std::filesystem::path& file, const std::string* pinned,
+                             bool allow_any, std::string* bytes_out) {
   if (pinned && *pinned == "any" && !allow_any)
     refuse(file, "its schema pins sha256: any, which only a host started with --dev accepts");
-
-  Fd fd(::open(file.c_str(), O_RDONLY | O_CLOEXEC));
-  if (fd.get() < 0) refuse(file, std::string("cannot open it: ") + std::strerror(errno));
-  LoadedPlugin p;
-  p.info_.path = file.string();
-  p.info_.sha256 = sha256_hex_fd(fd.get());
-  if (pinned && *pinned != "any" && !constant_time_equal(p.info_.sha256, *pinned))
-    refuse(file, "its SHA-256 is " + p.info_.sha256 + " but the schema pins " + *pinned +
+  std::string bytes = read_plugin(file);
+  PluginInfo info;
+  info.path = file.string();
+  info.sha256 = sha256_hex(bytes);
+  if (pinned && *pinned != "any" && !constant_time_equal(info.sha256, *pinned))
+    refuse(file, "its SHA-256 is " + info.sha256 + " but the schema pins " + *pinned +
                      ": this is not the reviewed build; review it and pin the new digest");
+  info.elf = read_elf(file, bytes);
+  if (!info.elf.exports_entry)
+    refuse(file, "it does not export " TH_PLUGIN_ENTRY_SYMBOL
+                 "(): not a taskhost plugin, or built without TASKHOST_PLUGIN()");
+  if (bytes_out) *bytes_out = std::move(bytes);
+  return info;
+}
 
-  // Load the very file that was hashed, through its open descriptor.
-  const std::string fd_path = "/proc/self/fd/" + std::to_string(fd.get());
+PluginImage::~PluginImage() {
+  if (fd_ < 0) return;
+  // The dynamic loader knows a library by the name it was opened under and
+  // may keep it after dlclose (C++ unique symbols make it undeletable). Were
+  // this number reused, a later dlopen of the same name would get the old
+  // library back: the descriptor stays open while the library is loaded.
+  if (void* still = ::dlopen(path().c_str(), RTLD_LAZY | RTLD_NOLOAD)) {
+    ::dlclose(still);
+    return;
+  }
+  ::close(fd_);
+}
+
+std::string PluginImage::path() const { return "/proc/self/fd/" + std::to_string(fd_); }
+
+LoadedPlugin open_plugin(const std::filesystem::path& file, const std::string* pinned,
+                         bool allow_any) {
+  LoadedPlugin p;
+  std::string bytes;
+  p.info_ = check_plugin_file(file, pinned, allow_any, &bytes);
+  // Load the very bytes that were checked: a sealed copy.
+  p.image_ = sealed_image(bytes);
   try {
-    p.library_.load(fd_path, boost::dll::load_mode::rtld_now | boost::dll::load_mode::rtld_local);
+    p.library_.load(p.image_.path(),
+                    boost::dll::load_mode::rtld_now | boost::dll::load_mode::rtld_local);
   } catch (const std::exception& e) {
     refuse(file, std::string("cannot load it: ") + e.what());
   }
-  if (!p.library_.has(TH_PLUGIN_ENTRY_SYMBOL))
-    refuse(file, "it does not export " TH_PLUGIN_ENTRY_SYMBOL
-                 "(): not a taskhost plugin, or built without TASKHOST_PLUGIN()");
   auto entry = p.library_.get<const th_plugin*()>(TH_PLUGIN_ENTRY_SYMBOL);
   const th_plugin* d = entry();
   if (d == nullptr) refuse(file, TH_PLUGIN_ENTRY_SYMBOL "() returned no descriptor");

@@ -6,14 +6,46 @@
 #include <cstdint>
 #include <filesystem>
 #include <string>
+#include <utility>
+
+#include "plugin/elf.hpp"
 
 namespace taskhost {
 
 struct PluginInfo {
   std::string path;
-  std::string sha256;  // of the file as loaded
+  std::string sha256;  // of the file as read (and loaded)
+  ElfSummary elf;
+  // From the descriptor: known only once the library is loaded.
   std::string name, version, description;
   uint32_t abi_major = 0, abi_minor = 0;
+};
+
+// Reads a plugin file and checks it without running any of its code: its
+// SHA-256 equals pinned (a 64-hex digest, or "any", which only a host started
+// in development mode, allow_any, accepts; no pin: no check), and it is an
+// ELF shared library exporting TH_PLUGIN_ENTRY_SYMBOL. Throws Error(refused)
+// saying exactly why. Fills *bytes with the file's content when given.
+PluginInfo check_plugin_file(const std::filesystem::path& file, const std::string* pinned,
+                             bool allow_any, std::string* bytes = nullptr);
+
+// The sealed in-memory copy of a plugin file that a library is loaded from
+// (as /proc/self/fd/N). Each load gets a copy of its own, so the dynamic
+// loader never mistakes one plugin, or one build, for another loaded earlier.
+class PluginImage {
+ public:
+  explicit PluginImage(int fd = -1) : fd_(fd) {}
+  ~PluginImage();
+  PluginImage(PluginImage&& o) noexcept : fd_(std::exchange(o.fd_, -1)) {}
+  PluginImage& operator=(PluginImage&& o) noexcept {
+    std::swap(fd_, o.fd_);
+    return *this;
+  }
+  int fd() const { return fd_; }
+  std::string path() const;
+
+ private:
+  int fd_;
 };
 
 // A plugin whose digest and ABI were checked. Owns the library: everything
@@ -26,24 +58,21 @@ class LoadedPlugin {
 
  private:
   friend LoadedPlugin open_plugin(const std::filesystem::path&, const std::string*, bool);
+  PluginImage image_;  // declared first: outlives the library
   boost::dll::shared_library library_;
   const th_plugin* descriptor_ = nullptr;
   PluginInfo info_;
 };
 
-// What `pinned` a schema may carry: a 64-hex SHA-256, or "any" which only a
-// host started in development mode (allow_any) accepts.
-//
-// Loads file after checking, in this order: its SHA-256 equals pinned (the
-// digest is taken of the same open file that is then loaded, so the file
-// cannot be swapped in between), the entry symbol exists, the descriptor's
-// magic, ABI major (equal) and minor (not newer than the host's), its size.
+// check_plugin_file, then loads the very bytes it checked (a sealed copy, so
+// the file cannot be swapped in between) and checks the descriptor's magic,
+// ABI major (equal) and minor (not newer than the host's), and its size.
 // Throws Error(refused) with a message saying exactly why.
 LoadedPlugin load_plugin(const std::filesystem::path& file, const std::string& pinned,
                          bool allow_any);
 
-// Loads file with only the ABI checks, for `taskhost plugin inspect`. This
-// runs the library's static initialisers: inspect only files under review.
+// Loads file with no pin, for `taskhost plugin inspect --load`. This RUNS the
+// library's code (its static initialisers) in the calling process.
 LoadedPlugin inspect_plugin(const std::filesystem::path& file);
 
 }  // namespace taskhost

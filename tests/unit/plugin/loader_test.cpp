@@ -4,6 +4,7 @@
 #include <gtest/gtest.h>
 #include <unistd.h>
 
+#include <algorithm>
 #include <filesystem>
 #include <fstream>
 
@@ -94,13 +95,77 @@ TEST(Loader, RefusesBadMagic) {
                 "not a taskhost plugin descriptor");
 }
 
+// Each load runs the code of the file it verified: loading one plugin after
+// another (the first one dropped or kept) never hands back an earlier one.
+TEST(Loader, EachLoadIsTheFileItVerified) {
+  const std::string noop = fixtures + "/noop.so";
+  for (int i = 0; i < 20; ++i) {
+    EXPECT_EQ(load_plugin(hello, digest_of(hello), false).info().name, "hello");
+    EXPECT_EQ(load_plugin(noop, digest_of(noop), false).info().name, "noop");
+  }
+  auto kept = load_plugin(hello, digest_of(hello), false);
+  EXPECT_EQ(load_plugin(noop, digest_of(noop), false).info().name, "noop");
+  EXPECT_EQ(kept.info().name, "hello");
+}
+
+// A new reviewed build written over the same file (same inode) is the code
+// that runs next, while the old build stays loaded and intact.
+TEST(Loader, ANewBuildOverTheSameFileIsLoadedAfresh) {
+  auto file = std::filesystem::temp_directory_path() / "taskhost_rebuilt.so";
+  std::filesystem::copy_file(fixtures + "/noop.so", file,
+                             std::filesystem::copy_options::overwrite_existing);
+  auto old_build = load_plugin(file, digest_of(file), false);
+  {
+    // Overwrite in place, as `cp` does: the inode stays the same.
+    std::ifstream in(fixtures + "/probe.so", std::ios::binary);
+    std::ofstream out(file, std::ios::binary | std::ios::trunc);
+    out << in.rdbuf();
+  }
+  auto new_build = load_plugin(file, digest_of(file), false);
+  EXPECT_EQ(new_build.info().name, "probe");
+  EXPECT_EQ(old_build.info().name, "noop");
+  std::filesystem::remove(file);
+}
+
 TEST(Loader, RefusesFilesThatAreNotLibraries) {
   EXPECT_NE(refusal("/nonexistent.so", std::string(64, '0')).find("cannot open it"),
             std::string::npos);
   auto text = std::filesystem::temp_directory_path() / "not_a_library.so";
   std::ofstream(text) << "hello";
-  EXPECT_NE(refusal(text, digest_of(text)).find("cannot load it"), std::string::npos);
+  EXPECT_EQ(refusal(text, digest_of(text)),
+            "plugin " + text.string() +
+                " refused: it is not an ELF file (a plugin is a shared library, .so)");
   std::filesystem::remove(text);
+  EXPECT_EQ(refusal("/etc", "any", true), "plugin /etc refused: it is not a regular file");
+  auto truncated = std::filesystem::temp_directory_path() / "truncated.so";
+  {
+    std::ifstream in(hello, std::ios::binary);
+    std::string head(200, '\0');
+    in.read(head.data(), static_cast<std::streamsize>(head.size()));
+    std::ofstream(truncated, std::ios::binary) << head;
+  }
+  EXPECT_NE(refusal(truncated, "any", true).find("refused: it is truncated"), std::string::npos);
+  std::filesystem::remove(truncated);
+}
+
+// Checking a file reads it and runs none of its code; loading it does.
+TEST(Loader, CheckingAFileRunsNoneOfItsCode) {
+  const std::string so = fixtures + "/ctor_writes.so";
+  const auto mark =
+      std::filesystem::temp_directory_path() / ("taskhost_ctor_mark_" + std::to_string(::getpid()));
+  std::filesystem::remove(mark);
+  ::setenv("TASKHOST_TEST_CTOR_MARK", mark.c_str(), 1);
+  auto info = check_plugin_file(so, nullptr, false);
+  EXPECT_EQ(info.sha256, digest_of(so));
+  EXPECT_EQ(info.elf.machine, "x86-64");
+  EXPECT_TRUE(info.elf.exports_entry);
+  EXPECT_NE(std::find(info.elf.needed.begin(), info.elf.needed.end(), "libc.so.6"),
+            info.elf.needed.end());
+  EXPECT_FALSE(std::filesystem::exists(mark));
+  EXPECT_EQ(inspect_plugin(so).info().name, "ctor_writes");
+  EXPECT_TRUE(std::filesystem::exists(mark));
+  ::unsetenv("TASKHOST_TEST_CTOR_MARK");
+  std::filesystem::remove(mark);
 }
 
 TEST(Loader, InspectReportsWithoutAPin) {
