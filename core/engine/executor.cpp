@@ -77,10 +77,21 @@ class RunHost : public HostServices {
     // Stored at most every 250 ms (and always at completion): progress is a
     // hint, and a plugin may report it per item.
     auto now = Clock::now();
-    if (done != total && now - last_progress_ < std::chrono::milliseconds(250)) return;
+    if (done != total && now - last_progress_ < std::chrono::milliseconds(250)) {
+      unstored_progress_ = {done, total};
+      return;
+    }
     last_progress_ = now;
+    unstored_progress_.reset();
     writer()->progress(done, total);
     if (observer_) observer_(done, total);
+  }
+
+  // Stores the last report the throttle held back, as the attempt ends: the
+  // next attempt's rate starts from where this one really stopped.
+  void flush_progress() {
+    if (unstored_progress_)
+      writer()->progress(unstored_progress_->first, unstored_progress_->second);
   }
 
   std::string checkpoint_get() override { return writer()->checkpoint().dump(); }
@@ -203,6 +214,7 @@ class RunHost : public HostServices {
   const ProgressObserver& observer_;
   std::string short_id_;
   Clock::time_point last_progress_{};
+  std::optional<std::pair<uint64_t, uint64_t>> unstored_progress_;
   Clock::time_point last_state_check_ = Clock::now();
   bool stop_requested_ = false;
 };
@@ -265,6 +277,11 @@ Completion Executor::execute(pg::Pool& pool, const ClaimedRun& run, const std::a
   th_host_api api = make_host_api(granted);
   std::string message;
   int rc = plugin->run(&api, as_host(host), &message);
+  try {
+    host.flush_progress();
+  } catch (const std::exception& e) {
+    spdlog::warn("run {}: its last progress was not stored: {}", run.id, e.what());
+  }
   if (rc == TH_OK) {
     c.succeeded = true;
     c.reason = "plugin returned";

@@ -27,12 +27,19 @@ std::string backoff_sql(const std::string& r) {
          ".retry_initial_ms END * (0.5 + random() / 2)) * interval '1 millisecond'";
 }
 
-Submitted lookup_by_key(pg::Connection& conn, const std::string& schema_name,
-                        const std::string& key) {
-  auto r = conn.exec("SELECT id FROM taskhost.runs WHERE schema_name = $1 AND idempotency_key = $2",
-                     {schema_name, key});
+// The earlier run submitted with this key, which only the same parameters
+// may get back (a key names one request, as Stripe's do).
+Submitted lookup_by_key(pg::Connection& conn, const SubmitRequest& q) {
+  auto r = conn.exec(
+      "SELECT id, params = $3::jsonb FROM taskhost.runs "
+      "WHERE schema_name = $1 AND idempotency_key = $2",
+      {q.schema->schema.name, *q.idempotency_key, q.params.dump()});
   if (r.rows() == 0)
     throw Error(ErrorKind::environment, "idempotent submit found neither a new nor an old run");
+  if (!r.boolean(0, 1))
+    throw Error(ErrorKind::conflict,
+                "idempotency key '" + *q.idempotency_key + "' was used for run " + r.text(0, 0) +
+                    " of " + q.schema->schema.name + " with different parameters; use a new key");
   return {r.text(0, 0), false};
 }
 
@@ -87,7 +94,7 @@ std::vector<Submitted> insert_runs(pg::Connection& conn, const std::vector<Submi
     if (r.boolean(i, 1))
       out.push_back({r.text(i, 0), true});
     else  // a concurrent or earlier submit with this key: a fresh snapshot sees it
-      out.push_back(lookup_by_key(conn, q.schema->schema.name, *q.idempotency_key));
+      out.push_back(lookup_by_key(conn, q));
   }
   return out;
 }
@@ -99,7 +106,8 @@ std::string claim_sql(const std::string& extra) {
          extra +
          " ORDER BY run_after LIMIT $2 FOR UPDATE SKIP LOCKED),"
          "claimed AS (UPDATE taskhost.runs r SET state = 'running', attempt = r.attempt + 1, "
-         "  started_at = now(), lease_owner = $1, "
+         "  started_at = now(), attempt_progress_base = coalesce(r.progress_done, 0), "
+         "  lease_owner = $1, "
          "  lease_expires_at = now() + $3 * interval '1 millisecond', updated_at = now() "
          "  FROM picked WHERE r.id = picked.id "
          "  RETURNING r.id, r.schema_id, r.schema_name, r.attempt, r.params::text, r.timeout_ms, "
@@ -134,6 +142,12 @@ void record(pg::Transaction& tx, const std::string& id, RunState from, RunState 
 
 [[noreturn]] void refuse(const std::string& what, const std::string& id, RunState s) {
   throw Error(ErrorKind::conflict, "cannot " + what + " run " + id + ": it is " + to_string(s));
+}
+
+// An attempt that ended paused was stopped as asked, not failed: it gives
+// its attempt back to the retry budget.
+std::string paused_gives_back(const std::string& to_state) {
+  return "CASE WHEN " + to_state + " = 'paused' THEN 1 ELSE 0 END";
 }
 
 }  // namespace
@@ -206,8 +220,12 @@ std::vector<std::string> complete(pg::Connection& conn, const std::string& owner
           "  AS to_state FROM old o),"
           "upd AS (UPDATE taskhost.runs r SET state = n.to_state, updated_at = now(), "
           "    lease_owner = NULL, lease_expires_at = NULL, "
-          "    error_code = CASE WHEN n.succeeded THEN NULL ELSE n.error_code END, "
-          "    error = CASE WHEN n.succeeded THEN NULL ELSE n.error END, "
+          "    max_attempts = r.max_attempts + " +
+          paused_gives_back("n.to_state") +
+          ", "
+          "    error_code = CASE WHEN n.succeeded OR n.to_state = 'paused' THEN NULL "
+          "      ELSE n.error_code END, "
+          "    error = CASE WHEN n.succeeded OR n.to_state = 'paused' THEN NULL ELSE n.error END, "
           "    finished_at = CASE WHEN n.to_state IN ('succeeded', 'failed', 'cancelled') "
           "      THEN now() END, "
           "    stop_requested_at = NULL, "
@@ -283,11 +301,15 @@ int rescue(pg::Connection& conn, const std::string& actor, std::chrono::millisec
           "  FROM stale s JOIN taskhost.runs r USING (id)),"
           "upd AS (UPDATE taskhost.runs r SET state = n.to_state, updated_at = now(), "
           "    lease_owner = NULL, lease_expires_at = NULL, stop_requested_at = NULL, "
-          "    error_code = CASE WHEN n.to_state IN ('queued', 'failed') THEN n.why END, "
-          "    error = CASE n.why WHEN 'lease_expired' THEN 'the worker ' || r.lease_owner || "
+          "    max_attempts = r.max_attempts + " +
+          paused_gives_back("n.to_state") +
+          ", "
+          "    error_code = CASE WHEN n.to_state <> 'paused' THEN n.why END, "
+          "    error = CASE WHEN n.to_state = 'paused' THEN NULL "
+          "      WHEN n.why = 'lease_expired' THEN 'the worker ' || r.lease_owner || "
           "      ' stopped renewing its lease (crashed, stopped or cut off)' "
-          "      WHEN 'timeout' THEN 'ran past its timeout and did not stop' "
-          "      ELSE 'ignored the stop request' END, "
+          "      WHEN n.why = 'timeout' THEN 'ran past its timeout and did not stop' "
+          "      ELSE 'ignored the stop request for longer than the grace period' END, "
           "    finished_at = CASE WHEN n.to_state IN ('failed', 'cancelled') THEN now() END, "
           "    run_after = CASE WHEN n.to_state = 'queued' THEN now() + " +
           backoff_sql("r") +
@@ -357,8 +379,8 @@ RunState resume_run(pg::Connection& conn, const std::string& id, const std::stri
   RunState from = state_of(tx, id);
   if (from != RunState::paused) refuse("resume", id, from);
   tx.exec(
-      "UPDATE taskhost.runs SET state = 'queued', run_after = now(), updated_at = now() "
-      "WHERE id = $1",
+      "UPDATE taskhost.runs SET state = 'queued', run_after = now(), updated_at = now(), "
+      "error = NULL, error_code = NULL WHERE id = $1",
       {id});
   record(tx, id, from, RunState::queued, actor, reason);
   tx.exec("SELECT pg_notify($1, '')", {runs_channel});

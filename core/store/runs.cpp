@@ -19,7 +19,8 @@ const char* run_columns =
     "r.created_at::text, r.started_at::text, r.finished_at::text, r.progress_done, "
     "r.progress_total, r.checkpoint::text, r.output::text, r.error_code, r.error, "
     "extract(epoch FROM coalesce(r.finished_at, now()) - coalesce(r.started_at, now()))::float8, "
-    "r.max_attempts, r.run_after::text, r.lease_owner, r.parent_run_id::text, r.idempotency_key "
+    "r.max_attempts, r.run_after::text, r.lease_owner, r.parent_run_id::text, r.idempotency_key, "
+    "coalesce(r.progress_done, 0) - r.attempt_progress_base "
     "FROM taskhost.runs r JOIN taskhost.task_schemas s ON s.id = r.schema_id ";
 
 Json json_or_null(const pg::Result& r, int row, int col) {
@@ -53,6 +54,7 @@ std::vector<Run> read_runs(const pg::Result& r) {
     run.lease_owner = r.optional(i, 20);
     run.parent_run_id = r.optional(i, 21);
     run.idempotency_key = r.optional(i, 22);
+    run.attempt_progress = r.integer(i, 23);
     out.push_back(std::move(run));
   }
   return out;

@@ -34,7 +34,8 @@ struct Run {
   int max_attempts = 1;
   std::string run_after;
   std::optional<std::string> lease_owner, parent_run_id, idempotency_key;
-  double elapsed_seconds = 0;  // since start (or until finish)
+  double elapsed_seconds = 0;    // of the current (or last) attempt, until now or its finish
+  int64_t attempt_progress = 0;  // items that attempt did
 };
 
 struct Transition {

@@ -202,6 +202,7 @@ TEST_F(EngineTest, CancelAndPauseStopARunAtItsNextSafePoint) {
   auto probe = install_fixture(conn, "probe", "probe.so", probe_params);
   for (auto op : {cancel_run, pause_run}) {
     std::string id = submit(probe, {{"mode", "slow"}, {"items", 400}, {"delay_ms", 10}});
+    const int budget = get_run(conn, id).max_attempts;
     std::thread operator_thread([&] {
       pg::Connection other = db.connect();
       // Once it is running and has checkpointed a few items.
@@ -223,6 +224,8 @@ TEST_F(EngineTest, CancelAndPauseStopARunAtItsNextSafePoint) {
     } else {
       EXPECT_EQ(r.state, RunState::paused);
       EXPECT_EQ(t[2].to, "pausing");
+      EXPECT_FALSE(r.error.has_value()) << "a pause is not an error: " << *r.error;
+      EXPECT_EQ(r.max_attempts - r.attempt, budget) << "a pause is not a failed attempt";
       // Resume continues from the checkpoint.
       int done = r.checkpoint["done"];
       EXPECT_GT(done, 0);
@@ -234,6 +237,7 @@ TEST_F(EngineTest, CancelAndPauseStopARunAtItsNextSafePoint) {
       EXPECT_EQ(r.state, RunState::succeeded);
       EXPECT_EQ(r.attempt, 2);
       EXPECT_EQ(run_events(conn, id, 1000).size(), 400u) << "each item exactly once";
+      EXPECT_EQ(r.attempt_progress, 400 - done) << "the rate counts this attempt's items only";
     }
     EXPECT_EQ(t[2].actor, "tester");
   }

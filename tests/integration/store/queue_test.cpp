@@ -111,6 +111,75 @@ TEST_F(Queue, IdempotencyKeyUnderFiftyConcurrentSubmits) {
   EXPECT_NE(submit_run(conn, other, Json::object(), "t", "claim-526-42").run_id, ids[0]);
 }
 
+// A key names one request: the same parameters get the earlier run back,
+// other parameters are a conflict naming the key (as Stripe's keys are).
+TEST_F(Queue, AnIdempotencyKeyWithOtherParametersIsAConflict) {
+  auto probe =
+      test::install_fixture(conn, "probe", "probe.so", "params: { mode: { type: string } }\n");
+  std::string first = submit_run(conn, probe, {{"mode", "a"}}, "t", "k-1").run_id;
+  EXPECT_EQ(submit_run(conn, probe, {{"mode", "a"}}, "t", "k-1").run_id, first);
+  try {
+    submit_run(conn, probe, {{"mode", "b"}}, "t", "k-1");
+    ADD_FAILURE() << "other parameters under the same key were accepted";
+  } catch (const Error& e) {
+    EXPECT_EQ(e.kind(), ErrorKind::conflict);
+    EXPECT_EQ(std::string(e.what()), "idempotency key 'k-1' was used for run " + first +
+                                         " of probe with different parameters; use a new key");
+  }
+  EXPECT_EQ(conn.exec("SELECT count(*) FROM taskhost.runs").integer(0, 0), 1);
+}
+
+// A pause stops an attempt as asked: it is not a failure, costs no retry and
+// leaves no error behind.
+TEST_F(Queue, APausedAttemptCostsNoRetry) {
+  std::string id = submit();  // max_attempts: 2
+  auto c = claim_one("w");
+  pause_run(conn, id, "op", "lunch");
+  Completion stopped = failure(c, true);
+  stopped.error_code = "cancelled";
+  stopped.error = "stopped as asked";
+  complete(conn, "w", {stopped});
+  auto r = get_run(conn, id);
+  EXPECT_EQ(r.state, RunState::paused);
+  EXPECT_FALSE(r.error.has_value()) << *r.error;
+  EXPECT_FALSE(r.error_code.has_value());
+  EXPECT_EQ(r.max_attempts - r.attempt, 2) << "the whole budget is left";
+  resume_run(conn, id, "op", "back");
+  // The same when the plugin ignored the pause and rescue ended the attempt.
+  claim_one("w");
+  pause_run(conn, id, "op", "again");
+  conn.exec(
+      "UPDATE taskhost.runs SET stop_requested_at = now() - interval '31 seconds' WHERE id = $1",
+      {id});
+  rescue(conn, "sweeper", 30s);
+  r = get_run(conn, id);
+  EXPECT_EQ(r.state, RunState::paused);
+  EXPECT_FALSE(r.error.has_value());
+  EXPECT_EQ(r.max_attempts - r.attempt, 2);
+  resume_run(conn, id, "op", "back");
+  // Two failures are still allowed: the first is retried, the second is final.
+  complete(conn, "w", {failure(claim_one("w"), true)});
+  EXPECT_EQ(state(id), "queued");
+  make_runnable(id);
+  complete(conn, "w", {failure(claim_one("w"), true)});
+  EXPECT_EQ(state(id), "failed");
+}
+
+// A cancel the plugin ignored past the grace period says so, with a code.
+TEST_F(Queue, AnIgnoredCancelLeavesACodedError) {
+  std::string id = submit();
+  claim_one("w");
+  cancel_run(conn, id, "op", "stop");
+  conn.exec(
+      "UPDATE taskhost.runs SET stop_requested_at = now() - interval '31 seconds' WHERE id = $1",
+      {id});
+  rescue(conn, "sweeper", 30s);
+  auto r = get_run(conn, id);
+  EXPECT_EQ(r.state, RunState::cancelled);
+  EXPECT_EQ(r.error_code, "stop_ignored");
+  EXPECT_EQ(r.error, "ignored the stop request for longer than the grace period");
+}
+
 TEST_F(Queue, ConcurrencyLimitHoldsAcrossWorkers) {
   auto one = test::install_fixture(conn, "one-at-a-time", "noop.so", "concurrency: 1\n");
   for (int i = 0; i < 3; ++i) submit(one);
