@@ -5,9 +5,11 @@
 #include "schema/params.hpp"
 
 namespace taskhost {
+namespace {
 
-Submitted submit_run(pg::Connection& conn, const InstalledSchema& schema, const Json& params,
-                     const std::string& actor, const std::optional<std::string>& idempotency_key) {
+SubmitRequest request_for(const InstalledSchema& schema, const Json& params,
+                          const std::string& actor,
+                          const std::optional<std::string>& idempotency_key) {
   std::vector<Diagnostic> errors;
   Json valid = validate_params(schema.schema, params, &errors);
   if (!errors.empty())
@@ -18,12 +20,41 @@ Submitted submit_run(pg::Connection& conn, const InstalledSchema& schema, const 
   request.params = std::move(valid);
   request.actor = actor;
   request.idempotency_key = idempotency_key;
-  auto s = enqueue(conn, request);
+  return request;
+}
+
+void log_submitted(const Submitted& s, const InstalledSchema& schema, const std::string& actor) {
   if (s.created)
     spdlog::info("run {} of {} queued by {}", s.run_id, schema.schema.ref(), actor);
   else
     spdlog::info("idempotency key matched run {} of {}", s.run_id, schema.schema.name);
+}
+
+}  // namespace
+
+Submitted submit_run(pg::Connection& conn, const InstalledSchema& schema, const Json& params,
+                     const std::string& actor, const std::optional<std::string>& idempotency_key) {
+  auto s = enqueue(conn, request_for(schema, params, actor, idempotency_key));
+  log_submitted(s, schema, actor);
   return s;
+}
+
+InlineSubmitted submit_inline(pg::Connection& conn, const InstalledSchema& schema,
+                              const Json& params, const std::string& actor,
+                              const std::optional<std::string>& idempotency_key,
+                              const std::string& owner, std::chrono::milliseconds lease) {
+  auto request = request_for(schema, params, actor, idempotency_key);
+  pg::Transaction tx(conn);
+  InlineSubmitted out{enqueue_in(tx, request), std::nullopt};
+  if (out.submitted.created) {
+    auto claimed = claim(conn, owner, 1, lease, out.submitted.run_id);
+    if (claimed.size() != 1)
+      throw Error(ErrorKind::environment, "run " + out.submitted.run_id + " could not be claimed");
+    out.claimed = std::move(claimed.front());
+  }
+  tx.commit();
+  log_submitted(out.submitted, schema, actor);
+  return out;
 }
 
 }  // namespace taskhost

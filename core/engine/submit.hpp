@@ -14,4 +14,16 @@ Submitted submit_run(pg::Connection& conn, const InstalledSchema& schema, const 
                      const std::string& actor,
                      const std::optional<std::string>& idempotency_key = std::nullopt);
 
+// The same for inline execution: the new run is claimed for owner in the
+// submit's own transaction, so no worker can take it first. No claim when the
+// idempotency key matched an earlier run.
+struct InlineSubmitted {
+  Submitted submitted;
+  std::optional<ClaimedRun> claimed;
+};
+InlineSubmitted submit_inline(pg::Connection& conn, const InstalledSchema& schema,
+                              const Json& params, const std::string& actor,
+                              const std::optional<std::string>& idempotency_key,
+                              const std::string& owner, std::chrono::milliseconds lease);
+
 }  // namespace taskhost

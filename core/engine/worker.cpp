@@ -2,6 +2,7 @@
 
 #include <poll.h>
 #include <sys/eventfd.h>
+#include <sys/stat.h>
 #include <unistd.h>
 
 #include <spdlog/spdlog.h>
@@ -24,6 +25,54 @@ struct Job {
   std::shared_ptr<std::atomic<bool>> stop;
 };
 
+// The attempt of a run this worker executes now, and its stop flag.
+struct Attempt {
+  int number = 0;
+  std::shared_ptr<std::atomic<bool>> stop;
+};
+
+// A value the database cannot store (SQLSTATE classes 22 and 54); anything
+// else (a lost connection, a deadlock) passes and is retried whole.
+bool unstorable(const pg::DbError& e) {
+  return e.sqlstate().rfind("22", 0) == 0 || e.sqlstate().rfind("54", 0) == 0;
+}
+
+// Records a batch of completions. A row the database refuses (a value it
+// cannot store) must not hold the others back forever: the batch is then
+// recorded one by one, and a completion refused on its own is recorded as a
+// failure saying so, so that its run ends and its thread's slot is free.
+
+std::vector<std::string> record(pg::Connection& conn, const std::string& owner,
+                                const std::vector<Completion>& batch) {
+  try {
+    return complete(conn, owner, batch);
+  } catch (const pg::DbError& e) {
+    if (!unstorable(e)) throw;
+    spdlog::error("{}: recording {} outcome(s) failed, recording them one by one: {}", owner,
+                  batch.size(), e.what());
+  }
+  std::vector<std::string> fenced;
+  for (const auto& c : batch) {
+    std::vector<std::string> f;
+    try {
+      f = complete(conn, owner, {c});
+    } catch (const pg::DbError& e) {
+      if (!unstorable(e)) throw;
+      Completion refused;
+      refused.run_id = c.run_id;
+      refused.attempt = c.attempt;
+      refused.has_chain = c.has_chain;
+      refused.error_code = "host";
+      refused.error = "the host could not record this attempt's outcome: " + std::string(e.what());
+      refused.reason = "outcome not recordable";
+      spdlog::error("{}: run {}: {}", owner, c.run_id, *refused.error);
+      f = complete(conn, owner, {refused});
+    }
+    fenced.insert(fenced.end(), f.begin(), f.end());
+  }
+  return fenced;
+}
+
 }  // namespace
 
 struct Worker::State {
@@ -34,6 +83,21 @@ struct Worker::State {
         pool(options.conninfo, std::min(options.concurrency, 8)),
         wake_fd(::eventfd(0, EFD_CLOEXEC | EFD_NONBLOCK)) {
     if (wake_fd < 0) throw Error(ErrorKind::environment, "eventfd failed");
+    struct stat st {};
+    ::fstat(wake_fd, &st);
+    wake_id = {st.st_dev, st.st_ino};
+  }
+
+  // Whether wake_fd is still the eventfd made for it. A plugin in this
+  // process can close the worker's descriptors, and their numbers then go to
+  // whatever opens next (a database socket): carrying on would read and
+  // write the wrong files, so the worker stops with an error instead.
+  void check_descriptors() const {
+    struct stat st {};
+    if (::fstat(wake_fd, &st) != 0 || std::pair{st.st_dev, st.st_ino} != wake_id)
+      throw std::runtime_error(
+          "the worker's own file descriptors were closed or replaced (by a plugin running "
+          "in-process?); stopping so that a supervisor restarts a clean worker");
   }
   ~State() { ::close(wake_fd); }
 
@@ -78,6 +142,7 @@ struct Worker::State {
   Executor executor;
   pg::Pool pool;
   int wake_fd;
+  std::pair<dev_t, ino_t> wake_id;
   std::atomic<bool> stopping{false};
 
   std::mutex mutex;  // guards jobs, done, threads_exit
@@ -86,10 +151,13 @@ struct Worker::State {
   std::vector<Completion> done;
   bool threads_exit = false;
 
-  // Main-loop state.
-  std::map<std::string, std::shared_ptr<std::atomic<bool>>> inflight;
+  // Main-loop state. busy counts jobs handed to executor threads and not yet
+  // finished: it can exceed inflight's size while an attempt that lost its
+  // run (it ignored a stop) still holds a thread and the run's next attempt
+  // runs here too, so free slots are concurrency - busy.
+  std::map<std::string, Attempt> inflight;  // by run id: its current attempt
+  int busy = 0;
   std::vector<Completion> unrecorded;  // completions the database has not taken yet
-  bool only_run_claimed = false;
 };
 
 Worker::Worker(WorkerOptions options) : state_(std::make_unique<State>(std::move(options))) {}
@@ -126,6 +194,18 @@ void Worker::run() {
   auto next_claim = now, next_heartbeat = now + o.lease / 3, next_rescue = now, next_chains = now,
        next_schedules = now;
   bool notified = true, claim_was_full = false;
+  if (o.only_run) {
+    spdlog::debug("run {} of {} claimed (attempt {})", o.only_run->id, o.only_run->schema_name,
+                  o.only_run->attempt);
+    auto stop = std::make_shared<std::atomic<bool>>(false);
+    s.inflight[o.only_run->id] = {o.only_run->attempt, stop};
+    s.busy = 1;
+    {
+      std::lock_guard lock(s.mutex);
+      s.jobs.push_back({*o.only_run, stop});
+    }
+    s.jobs_ready.notify_all();
+  }
   // Coalescing: a round trip per run would cap throughput, so completions
   // and claims wait up to o.coalesce to gather a batch of this size.
   const int batch = std::max(1, o.concurrency / 2);
@@ -133,6 +213,7 @@ void Worker::run() {
 
   try {
     for (;;) {
+      s.check_descriptors();
       if (!conn) {
         try {
           conn.emplace(o.conninfo);
@@ -147,7 +228,7 @@ void Worker::run() {
                        e.what());
           std::this_thread::sleep_for(backoff);
           backoff = std::min(backoff * 2, std::chrono::milliseconds(5000));
-          if (s.stopping && s.inflight.empty()) break;
+          if (s.stopping && s.busy == 0) break;
           continue;
         }
       }
@@ -163,9 +244,9 @@ void Worker::run() {
         // A batch is recorded when it is big enough, when nothing else is
         // running, or when its oldest completion has waited `coalesce`.
         if (!s.unrecorded.empty() && (static_cast<int>(s.unrecorded.size()) >= batch ||
-                                      s.unrecorded.size() == s.inflight.size() || s.stopping ||
-                                      now >= first_unrecorded + o.coalesce)) {
-          auto fenced = complete(*conn, o.id, s.unrecorded);
+                                      static_cast<int>(s.unrecorded.size()) == s.busy ||
+                                      s.stopping || now >= first_unrecorded + o.coalesce)) {
+          auto fenced = record(*conn, o.id, s.unrecorded);
           for (const auto& id : fenced)
             spdlog::warn("{}: run {} was no longer ours; its outcome was discarded", o.id, id);
           for (const auto& c : s.unrecorded)
@@ -174,29 +255,26 @@ void Worker::run() {
                           "run {} attempt {}: {}{}", c.run_id, c.attempt, c.reason,
                           c.error ? ": " + *c.error : std::string());
           for (const auto& c : s.unrecorded) {
-            s.inflight.erase(c.run_id);
+            --s.busy;
+            if (auto it = s.inflight.find(c.run_id);
+                it != s.inflight.end() && it->second.number == c.attempt)
+              s.inflight.erase(it);
             if (c.has_chain) next_chains = now;  // fire its chain without waiting
           }
           s.unrecorded.clear();
         }
-        if (o.only_run && s.only_run_claimed && s.inflight.empty()) break;
-        if (s.stopping && s.inflight.empty()) break;
+        if ((o.only_run || s.stopping) && s.busy == 0) break;
 
         // 2. Claim while there is room.
         now = Clock::now();
-        int room = o.concurrency - static_cast<int>(s.inflight.size());
-        bool want = (notified || claim_was_full || now >= next_claim) &&
-                    !(o.only_run && s.only_run_claimed) && !s.stopping && room > 0;
-        bool ready = room >= batch || s.inflight.empty() || now >= last_claim + o.coalesce;
+        int room = o.concurrency - s.busy;
+        bool want = (notified || claim_was_full || now >= next_claim) && !o.only_run &&
+                    !s.stopping && room > 0;
+        bool ready = room >= batch || s.busy == 0 || now >= last_claim + o.coalesce;
         if (want && ready) {
           notified = want = false;
           last_claim = now;
-          auto claimed = claim(*conn, o.id, room, o.lease, o.only_run);
-          if (o.only_run) {
-            if (claimed.empty())
-              throw Error(ErrorKind::conflict, "run " + *o.only_run + " is not queued");
-            s.only_run_claimed = true;
-          }
+          auto claimed = claim(*conn, o.id, room, o.lease);
           claim_was_full = static_cast<int>(claimed.size()) == room;
           next_claim = now + o.poll;
           if (!claimed.empty()) {
@@ -204,7 +282,12 @@ void Worker::run() {
             for (auto& r : claimed) {
               spdlog::debug("run {} of {} claimed (attempt {})", r.id, r.schema_name, r.attempt);
               auto stop = std::make_shared<std::atomic<bool>>(false);
-              s.inflight[r.id] = stop;
+              // An earlier attempt of the same run still executing here lost
+              // the run: it keeps its thread until it returns.
+              if (auto it = s.inflight.find(r.id); it != s.inflight.end())
+                it->second.stop->store(true);
+              s.inflight[r.id] = {r.attempt, stop};
+              ++s.busy;
               s.jobs.push_back({std::move(r), stop});
             }
           }
@@ -218,10 +301,10 @@ void Worker::run() {
           std::vector<std::string> ids;
           for (const auto& [id, _] : s.inflight) ids.push_back(id);
           auto hb = heartbeat(*conn, o.id, ids, o.lease);
-          for (const auto& id : hb.stop_requested) s.inflight[id]->store(true);
+          for (const auto& id : hb.stop_requested) s.inflight[id].stop->store(true);
           for (const auto& id : hb.lost) {
             spdlog::warn("{}: lost the lease of run {}; asking it to stop", o.id, id);
-            s.inflight[id]->store(true);
+            s.inflight[id].stop->store(true);
           }
         }
 
@@ -263,12 +346,11 @@ void Worker::run() {
           if (std::string(n->relname) == runs_channel) {
             notified = true;
           } else if (auto it = s.inflight.find(n->extra); it != s.inflight.end()) {
-            it->second->store(true);  // a cancel or pause request for one of ours
+            it->second.stop->store(true);  // a cancel or pause request for one of ours
           }
           PQfreemem(n);
         }
       } catch (const Error& e) {
-        if (e.kind() == ErrorKind::conflict && o.only_run && !s.only_run_claimed) throw;
         if (conn && conn->ok()) {
           spdlog::error("{}: {}", o.id, e.what());
           std::this_thread::sleep_for(std::chrono::milliseconds(100));

@@ -25,8 +25,8 @@ struct WorkerOptions {
   std::chrono::milliseconds coalesce{2};  // longest wait to gather a batch
   bool scheduler = true;                  // fire cron schedules and chains
   std::optional<DispatcherOptions> webhooks = DispatcherOptions();  // deliver webhooks
-  std::optional<std::string> only_run;  // execute this one run, then return
-  ProgressObserver observer;            // progress of only_run
+  std::optional<ClaimedRun> only_run;  // execute this run claimed by id, then return
+  ProgressObserver observer;           // progress of only_run
 };
 
 // A worker process's engine: claims runs from the queue in batches, runs them

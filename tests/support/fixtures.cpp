@@ -95,9 +95,11 @@ Run execute(const std::string& conninfo, const std::string& run_id, const std::s
   o.plugin_dir = plugin_dir;
   o.id = "test-worker";
   o.concurrency = 1;
-  o.only_run = run_id;
-  Worker(o).run();
   pg::Connection conn(conninfo);
+  auto claimed = claim(conn, o.id, 1, o.lease, run_id);
+  if (claimed.empty()) throw Error(ErrorKind::conflict, "run " + run_id + " is not queued");
+  o.only_run = claimed.front();
+  Worker(o).run();
   return get_run(conn, run_id);
 }
 

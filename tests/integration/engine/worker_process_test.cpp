@@ -4,9 +4,11 @@
 #include <signal.h>
 #include <spawn.h>
 #include <sys/wait.h>
+#include <unistd.h>
 
 #include <chrono>
 #include <filesystem>
+#include <fstream>
 #include <set>
 #include <thread>
 
@@ -28,19 +30,11 @@ using Clock = std::chrono::steady_clock;
 class WorkerProcess {
  public:
   WorkerProcess(const std::string& conninfo, const std::string& id,
-                std::vector<std::string> extra = {}) {
-    std::vector<std::string> args = {TASKHOST_BIN,
-                                     "--database-url",
-                                     conninfo,
-                                     "--plugin-dir",
-                                     FIXTURE_PLUGIN_DIR,
-                                     "--log-level",
-                                     "warn",
-                                     "worker",
-                                     "--id",
-                                     id,
-                                     "--lease",
-                                     "2s"};
+                std::vector<std::string> extra = {},
+                const std::string& plugin_dir = FIXTURE_PLUGIN_DIR) {
+    std::vector<std::string> args = {
+        TASKHOST_BIN, "--database-url", conninfo, "--plugin-dir", plugin_dir, "--log-level", "warn",
+        "worker",     "--id",           id,       "--lease",      "2s"};
     args.insert(args.end(), extra.begin(), extra.end());
     std::vector<char*> argv;
     for (auto& a : args) argv.push_back(a.data());
@@ -99,6 +93,133 @@ struct Workers : ::testing::Test {
     return get_run(conn, id).progress_done.value_or(0) >= done;
   }
 };
+
+// One worker executes many plugins in turn, each run with its own plugin's
+// code, and a new reviewed build written over a plugin file is what runs next.
+TEST_F(Workers, EveryRunExecutesItsOwnPluginsCode) {
+  namespace fs = std::filesystem;
+  const fs::path dir =
+      fs::temp_directory_path() / ("taskhost-plugins-" + std::to_string(::getpid()));
+  fs::create_directories(dir);
+  for (const char* so : {"noop.so", "probe.so"})
+    fs::copy_file(test::fixture_dir + "/" + so, dir / so, fs::copy_options::overwrite_existing);
+  fs::copy_file(test::fixture_dir + "/noop.so", dir / "swap.so",
+                fs::copy_options::overwrite_existing);
+  auto install = [&](const std::string& name, const std::string& version, const std::string& so,
+                     const std::string& extra = "") {
+    std::vector<Diagnostic> errors;
+    auto s = parse_schema("name: " + name + "\nversion: " + version + "\nplugin: { path: " + so +
+                              ", sha256: " + test::digest_of((dir / so).string()) + " }\n" + extra,
+                          name, &errors);
+    EXPECT_TRUE(s) << format_diagnostics(errors);
+    install_schema(conn, *s, "test");
+    return find_schema(conn, {name, version});
+  };
+  const std::string probe_params =
+      "params: { mode: { type: string }, items: { type: integer }, delay_ms: { type: integer } "
+      "}\n";
+  auto noop = install("noop", "1.0.0", "noop.so");
+  auto probe = install("probe", "1.0.0", "probe.so", probe_params);
+  auto swap_old = install("swap", "1.0.0", "swap.so");
+  const Json slow = {{"mode", "slow"}, {"items", 1}, {"delay_ms", 0}};
+
+  WorkerProcess worker(db.conninfo(), "w-plugins", {"--concurrency", "1"}, dir.string());
+  auto finished = [&](const std::string& id) {
+    EXPECT_TRUE(eventually([&] { return is_final(get_run(conn, id).state); }, 30s)) << id;
+    return get_run(conn, id);
+  };
+  for (int i = 0; i < 10; ++i) {
+    auto a = finished(submit_run(conn, noop, Json::object(), "t").run_id);
+    EXPECT_EQ(a.state, RunState::succeeded) << a.error.value_or("");
+    EXPECT_TRUE(a.output.is_null()) << a.output;
+    auto b = finished(submit_run(conn, probe, slow, "t").run_id);
+    EXPECT_EQ(b.state, RunState::succeeded) << b.error.value_or("");
+    EXPECT_EQ(b.output, (Json{{"items", 1}, {"attempt", 1}}));
+  }
+  EXPECT_EQ(finished(submit_run(conn, swap_old, Json::object(), "t").run_id).state,
+            RunState::succeeded);
+
+  {  // The new build goes over the old file, as `cp` does (same inode).
+    std::ifstream in(dir / "probe.so", std::ios::binary);
+    std::ofstream out(dir / "swap.so", std::ios::binary | std::ios::trunc);
+    out << in.rdbuf();
+  }
+  auto swap_new = install("swap", "2.0.0", "swap.so", probe_params);
+  auto renewed = finished(submit_run(conn, swap_new, slow, "t").run_id);
+  EXPECT_EQ(renewed.state, RunState::succeeded) << renewed.error.value_or("");
+  EXPECT_EQ(renewed.output, (Json{{"items", 1}, {"attempt", 1}}));
+  auto stale = finished(submit_run(conn, swap_old, Json::object(), "t").run_id);
+  EXPECT_EQ(stale.state, RunState::failed);
+  EXPECT_EQ(stale.error_code, "plugin_refused");
+  fs::remove_all(dir);
+}
+
+const std::string misbehave_schema =
+    "params: { mode: { type: string }, items: { type: integer, default: 1 }, "
+    "delay_ms: { type: integer, default: 0 } }\n";
+
+// A plugin error the database cannot store (invalid UTF-8) once made every
+// completion batch fail forever: the worker stopped serving anyone.
+TEST_F(Workers, AnUnstorableOutcomeDoesNotStopTheWorker) {
+  auto probe = test::install_fixture(conn, "probe", "probe.so", misbehave_schema);
+  WorkerProcess worker(db.conninfo(), "w-utf8", {"--concurrency", "2"});
+  std::string bad = submit_run(conn, probe, {{"mode", "bad_utf8"}}, "t").run_id;
+  std::string good = submit_run(conn, probe, {{"mode", "slow"}, {"items", 2}}, "t").run_id;
+  ASSERT_TRUE(eventually([&] { return is_final(get_run(conn, bad).state); }, 30s));
+  ASSERT_TRUE(eventually([&] { return is_final(get_run(conn, good).state); }, 30s));
+  EXPECT_EQ(get_run(conn, bad).state, RunState::failed);
+  EXPECT_EQ(get_run(conn, good).state, RunState::succeeded);
+  std::string after = submit_run(conn, probe, {{"mode", "slow"}, {"items", 1}}, "t").run_id;
+  EXPECT_TRUE(eventually([&] { return get_run(conn, after).state == RunState::succeeded; }, 30s));
+  EXPECT_EQ(worker.stop(), 0);
+}
+
+// A run whose plugin ignores its timeout is rescued and claimed again by the
+// same worker while the old attempt still holds a thread: the worker must
+// count that thread as busy, not claim a run it has no free slot for.
+TEST_F(Workers, AWorkerClaimsOnlyWhatAFreeSlotWillExecute) {
+  auto stubborn = test::install_fixture(
+      conn, "stubborn", "probe.so",
+      misbehave_schema + "timeout: 1s\nretry: { max_attempts: 2, backoff: fixed, initial: 1s }\n");
+  auto probe = test::install_fixture(conn, "probe", "probe.so", misbehave_schema);
+  WorkerProcess worker(db.conninfo(), "w-slots", {"--concurrency", "2", "--grace", "1s"});
+  std::string r =
+      submit_run(conn, stubborn, {{"mode", "ignore_stop"}, {"delay_ms", 12000}}, "t").run_id;
+  // Attempt 1 overruns timeout + grace, is rescued and claimed again here.
+  ASSERT_TRUE(eventually(
+      [&] {
+        auto run = get_run(conn, r);
+        return run.attempt == 2 && run.state == RunState::running;
+      },
+      30s));
+  // Both threads are busy: a new run must wait queued, not be held unexecuted.
+  std::string innocent = submit_run(conn, probe, {{"mode", "slow"}, {"items", 1}}, "t").run_id;
+  std::this_thread::sleep_for(3s);
+  EXPECT_EQ(get_run(conn, innocent).state, RunState::queued);
+  EXPECT_TRUE(
+      eventually([&] { return get_run(conn, innocent).state == RunState::succeeded; }, 60s));
+  EXPECT_EQ(worker.stop(), 0);
+}
+
+// exit() from a plugin is not a clean shutdown: a supervisor must restart
+// the worker, so its status is not 0.
+TEST_F(Workers, APluginCallingExitEndsTheWorkerWithAFailure) {
+  auto probe = test::install_fixture(conn, "probe", "probe.so", misbehave_schema);
+  WorkerProcess worker(db.conninfo(), "w-exit");
+  submit_run(conn, probe, {{"mode", "exit"}}, "t");
+  EXPECT_EQ(worker.wait(), 70);
+}
+
+// A plugin closing the worker's descriptors once wedged it in a loop of
+// "Bad file descriptor": it now stops with an error status.
+TEST_F(Workers, ClosedDescriptorsStopTheWorkerWithAnError) {
+  auto probe = test::install_fixture(conn, "probe", "probe.so", misbehave_schema);
+  WorkerProcess worker(db.conninfo(), "w-fds");
+  submit_run(conn, probe, {{"mode", "close_fds"}}, "t");
+  int status = worker.wait();
+  EXPECT_NE(status, 0);
+  EXPECT_LT(status, 128) << "an exit with an error, not a crash";
+}
 
 TEST_F(Workers, AKilledWorkersRunIsRescuedAndResumesFromItsCheckpoint) {
   auto slow = test::install_fixture(conn, "slow", "probe.so", slow_schema);
