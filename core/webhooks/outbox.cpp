@@ -174,26 +174,26 @@ std::vector<Delivery> list_deliveries(pg::Connection& conn, const DeliveryFilter
 
 void redeliver(pg::Connection& conn, int64_t id, const std::string& actor) {
   pg::Transaction tx(conn);
+  // A dead letter starts afresh; a delivery waiting out its backoff keeps
+  // its attempt count and goes now.
   auto r = tx.exec(
-      "UPDATE taskhost.webhook_deliveries SET state = 'pending', attempts = 0, "
-      "next_attempt_at = NULL, finished_at = NULL "
-      "WHERE id = $1 AND state <> 'pending' RETURNING url, message_id, run_id::text",
+      "WITH old AS (SELECT id, state FROM taskhost.webhook_deliveries WHERE id = $1 FOR UPDATE) "
+      "UPDATE taskhost.webhook_deliveries d SET state = 'pending', "
+      "  attempts = CASE WHEN old.state = 'pending' THEN d.attempts ELSE 0 END, "
+      "  next_attempt_at = NULL, finished_at = NULL "
+      "FROM old WHERE d.id = old.id RETURNING d.url, d.message_id, d.run_id::text, old.state",
       {id});
-  if (r.rows() == 0) {
-    bool exists =
-        tx.exec("SELECT 1 FROM taskhost.webhook_deliveries WHERE id = $1", {id}).rows() > 0;
-    if (exists)
-      throw Error(ErrorKind::conflict,
-                  "delivery " + std::to_string(id) + " is pending already; it will be sent");
-    throw Error(ErrorKind::not_found, "no webhook delivery " + std::to_string(id));
-  }
-  const std::string url = r.text(0, 0);
-  append_audit(conn, actor, "webhook.redelivered", r.text(0, 2), r.text(0, 1),
-               {{"delivery", id}, {"url", url}});
+  if (r.rows() == 0) throw Error(ErrorKind::not_found, "no webhook delivery " + std::to_string(id));
+  const std::string url = r.text(0, 0), run = r.text(0, 2);
+  append_audit(conn, actor, "webhook.redelivered", run, r.text(0, 1),
+               {{"delivery", id}, {"url", url}, {"was", r.text(0, 3)}});
   if (tx.exec("DELETE FROM taskhost.webhook_disabled_endpoints WHERE url = $1", {url}).affected() >
       0)
     append_audit(conn, actor, "webhook.endpoint_enabled", std::nullopt, url);
-  tx.exec("SELECT taskhost.webhook_stream_due($1::uuid, $2)", {r.text(0, 2), url});
+  // Due now, even if the stream was waiting for this delivery's retry.
+  tx.exec("SELECT taskhost.webhook_stream_due($1::uuid, $2)", {run, url});
+  tx.exec("UPDATE taskhost.webhook_streams SET due_at = now() WHERE run_id = $1::uuid AND url = $2",
+          {run, url});
   tx.commit();
 }
 

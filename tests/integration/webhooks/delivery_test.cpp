@@ -266,6 +266,27 @@ TEST_F(Webhooks, GoneDisablesTheEndpointUntilRedelivered) {
   EXPECT_EQ(test::kind_of([&] { redeliver(conn, 999999, "cli:ops"); }), ErrorKind::not_found);
 }
 
+// An operator need not wait out a backoff: a pending delivery goes now,
+// keeping its attempt count.
+TEST_F(Webhooks, APendingDeliveryIsSentNowWhenRedelivered) {
+  std::atomic<int> status = 503;
+  HttpReceiver receiver([&](const HttpRequest&) { return HttpResponse{status, {}, 0ms, {}}; });
+  auto s = install(receiver.url(), "run.queued");
+  submit(s);
+  Dispatcher d(conn, options());
+  EXPECT_EQ(drain(d), 1);
+  ASSERT_EQ(all().at(0).state, "pending");
+  EXPECT_TRUE(all().at(0).next_attempt_at.has_value()) << "waiting out its backoff";
+  EXPECT_EQ(drain(d), 0);
+
+  status = 200;
+  redeliver(conn, all().at(0).id, "cli:ops");
+  EXPECT_EQ(drain(d), 1);
+  EXPECT_EQ(all().at(0).state, "delivered");
+  EXPECT_EQ(all().at(0).attempts, 2);
+  EXPECT_EQ(receiver.requests().size(), 2u);
+}
+
 TEST_F(Webhooks, OneRunsEventsWaitForTheEarlierOne) {
   std::atomic<int> calls = 0;
   HttpReceiver receiver([&](const HttpRequest&) {
