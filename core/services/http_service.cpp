@@ -101,10 +101,10 @@ struct HttpService::Impl {
       granted += (granted.empty() ? "" : ", ") + g.base_url +
                  (g.credential.empty() ? "" : " (" + g.credential + ")");
     }
-    throw not_granted(schema, "http",
-                      url.scheme + "://" + url.host + url.path +
-                          (credential.empty() ? "" : " with credential " + credential),
-                      granted, "nothing granted");
+    throw not_granted(
+        schema, "http",
+        url.origin() + url.path + (credential.empty() ? "" : " with credential " + credential),
+        granted, "nothing granted");
   }
 
   struct Response {
@@ -271,7 +271,7 @@ struct HttpService::Impl {
     if (!req.contains("url") || !req["url"].is_string())
       throw Error(ErrorKind::invalid, "http: 'url' must be a string");
     Url url = parse_url(req["url"]);
-    record.resource = method + " " + url.scheme + "://" + url.host + ":" + url.port + url.path;
+    record.resource = method + " " + url.origin() + url.path;
     authorize(url, credential);
 
     std::vector<std::string> headers;
