@@ -12,6 +12,7 @@
 #include <cstdlib>
 #include <fstream>
 #include <functional>
+#include <iomanip>
 #include <iostream>
 #include <map>
 #include <optional>
@@ -76,7 +77,7 @@ struct Globals {
 
 po::options_description global_options(Globals& g) {
   po::options_description d("Global options");
-  d.add_options()("help,h", "show help")(
+  d.add_options()("help,h", "show help")("version", "print the version and exit")(
       "database-url", po::value(&g.database_url),
       "libpq connection string or URL of the platform database (env TASKHOST_DATABASE_URL); "
       "unset: the embedded PostgreSQL under --home")(
@@ -191,6 +192,25 @@ std::string pad(std::string s, size_t width) {
   return s;
 }
 
+// Columns as wide as their widest cell and two spaces apart, so that values
+// never run together.
+void print_table(const std::vector<std::string>& header,
+                 const std::vector<std::vector<std::string>>& rows) {
+  std::vector<size_t> width(header.size());
+  for (size_t i = 0; i < header.size(); ++i) width[i] = header[i].size();
+  for (const auto& row : rows)
+    for (size_t i = 0; i < row.size() && i < width.size(); ++i)
+      width[i] = std::max(width[i], row[i].size());
+  auto print = [&](const std::vector<std::string>& cells) {
+    std::string line;
+    for (size_t i = 0; i < cells.size(); ++i)
+      line += i + 1 < cells.size() ? pad(cells[i], width[i] + 2) : cells[i];
+    std::cout << line << "\n";
+  };
+  print(header);
+  for (const auto& row : rows) print(row);
+}
+
 // ---- schema ----------------------------------------------------------------
 
 Json installed_json(const InstalledSchema& s) {
@@ -201,9 +221,10 @@ Json installed_json(const InstalledSchema& s) {
   return j;
 }
 
-// Checks that the schema's plugin is present and is the pinned build.
+// Checks that the schema's plugin is present and is the pinned build, without
+// running any of its code (its ABI is checked when a run loads it).
 void check_plugin(Session& s, const TaskSchema& schema) {
-  load_plugin(s.plugin_dir() / schema.plugin_path, schema.plugin_sha256, s.globals().dev);
+  check_plugin_file(s.plugin_dir() / schema.plugin_path, &schema.plugin_sha256, s.globals().dev);
 }
 
 int schema_install(Session& s, const po::variables_map& vm) {
@@ -269,11 +290,11 @@ int schema_list(Session& s, const po::variables_map& vm) {
     print_json(out);
     return exit_ok;
   }
-  std::cout << pad("NAME", 24) << pad("VERSION", 14) << pad("PLUGIN", 24) << "INSTALLED\n";
+  std::vector<std::vector<std::string>> rows;
   for (const auto& i : all)
-    std::cout << pad(i.schema.name, 24) << pad(i.schema.version.str(), 14)
-              << pad(i.schema.plugin_path, 24) << i.installed_at
-              << (i.removed_at ? "  (removed " + *i.removed_at + ")" : "") << "\n";
+    rows.push_back({i.schema.name, i.schema.version.str(), i.schema.plugin_path,
+                    i.installed_at + (i.removed_at ? "  (removed " + *i.removed_at + ")" : "")});
+  print_table({"NAME", "VERSION", "PLUGIN", "INSTALLED"}, rows);
   return exit_ok;
 }
 
@@ -283,9 +304,11 @@ int schema_show(Session& s, const po::variables_map& vm) {
     print_json(installed_json(i));
     return exit_ok;
   }
-  std::cout << "# " << i.schema.ref() << "  sha256 " << i.schema.digest << "\n# installed "
-            << i.installed_at << " by " << i.installed_by
-            << (i.removed_at ? "; removed " + *i.removed_at : "") << "\n"
+  std::cout << "# " << i.schema.ref() << "\n# schema file sha256:  " << i.schema.digest
+            << "\n# plugin " << i.schema.plugin_path
+            << " pinned to sha256: " << i.schema.plugin_sha256 << "\n# installed " << i.installed_at
+            << " by " << i.installed_by << (i.removed_at ? "; removed " + *i.removed_at : "")
+            << "\n"
             << i.schema.yaml;
   if (!i.schema.yaml.empty() && i.schema.yaml.back() != '\n') std::cout << "\n";
   return exit_ok;
@@ -331,14 +354,47 @@ void print_run_summary(const Run& r) {
   if (r.error) std::cout << "error   " << r.error_code.value_or("") << ": " << *r.error << "\n";
 }
 
-void draw_progress(uint64_t done, uint64_t total) {
+// "12/40 (30%), 2.5/s, ETA 11s". rate is the current attempt's (the items it
+// did over its own time): a resumed or rescued run is not credited with the
+// items of earlier attempts.
+std::string progress_text(uint64_t done, uint64_t total, double rate, bool eta) {
+  std::ostringstream out;
+  out << done << "/" << total << " (" << (total ? 100 * std::min(done, total) / total : 0) << "%)";
+  if (rate > 0) {
+    out << ", " << std::fixed << std::setprecision(rate < 10 ? 1 : 0) << rate << "/s";
+    if (eta && done < total) out << ", ETA " << static_cast<int64_t>((total - done) / rate) << "s";
+  }
+  return out.str();
+}
+
+double attempt_rate(const Run& r) {
+  return r.elapsed_seconds > 0 ? static_cast<double>(r.attempt_progress) / r.elapsed_seconds : 0;
+}
+
+void draw_progress(uint64_t done, uint64_t total, double rate) {
   if (!::isatty(STDERR_FILENO) || total == 0) return;
-  constexpr int width = 30;
-  int filled = static_cast<int>(width * std::min(done, total) / total);
-  std::fprintf(stderr, "\r[%s%s] %llu/%llu %3d%%", std::string(filled, '#').c_str(),
-               std::string(width - filled, '.').c_str(), static_cast<unsigned long long>(done),
-               static_cast<unsigned long long>(total), static_cast<int>(100 * done / total));
+  constexpr uint64_t width = 30;
+  uint64_t filled = width * std::min(done, total) / total;
+  std::fprintf(stderr, "\r[%s%s] %-40s", std::string(filled, '#').c_str(),
+               std::string(width - filled, '.').c_str(),
+               progress_text(done, total, rate, true).c_str());
   if (done >= total) std::fprintf(stderr, "\n");
+}
+
+// The bar of a run this process executes, its rate measured from the first
+// report it sees.
+ProgressObserver progress_bar() {
+  struct Start {
+    std::chrono::steady_clock::time_point at;
+    uint64_t done = 0;
+  };
+  return [start = std::optional<Start>()](uint64_t done, uint64_t total) mutable {
+    auto now = std::chrono::steady_clock::now();
+    if (!start) start = Start{now, done};
+    double seconds = std::chrono::duration<double>(now - start->at).count();
+    double items = done > start->done ? static_cast<double>(done - start->done) : 0;
+    draw_progress(done, total, seconds > 0 ? items / seconds : 0);
+  };
 }
 
 int run_task(Session& s, const po::variables_map& vm) {
@@ -363,18 +419,29 @@ int run_task(Session& s, const po::variables_map& vm) {
              inline_run = vm.count("inline") > 0;
   std::optional<std::string> key;
   if (vm.count("idempotency-key")) key = vm["idempotency-key"].as<std::string>();
-  auto submitted = submit_run(s.db(), schema, params, s.actor(), key);
+  WorkerOptions o;
+  Submitted submitted;
+  if (inline_run) {
+    // This process is the worker for this one run: it claims the run in the
+    // submit's own transaction, so a running worker cannot take it first.
+    o = s.worker_options();
+    o.concurrency = 1;
+    auto i = submit_inline(s.db(), schema, params, s.actor(), key, o.id, o.lease);
+    submitted = i.submitted;
+    o.only_run = i.claimed;
+  } else {
+    submitted = submit_run(s.db(), schema, params, s.actor(), key);
+  }
   const std::string& id = submitted.run_id;
   if (!json)
-    std::cout << "run " << id << (submitted.created ? " queued" : " exists (idempotency key)")
+    std::cout << "run " << id
+              << (!submitted.created ? " exists (idempotency key)"
+                  : inline_run       ? " running in this process"
+                                     : " queued")
               << "\n"
               << std::flush;
-  if (inline_run && submitted.created) {
-    // This process is the worker for this one run.
-    WorkerOptions o = s.worker_options();
-    o.concurrency = 1;
-    o.only_run = id;
-    if (!json) o.observer = draw_progress;
+  if (o.only_run) {
+    if (!json) o.observer = progress_bar();
     Worker(o).run();
     // Its announcements go out now, once each (no worker may be running);
     // what fails is retried by the workers on its schedule.
@@ -383,7 +450,8 @@ int run_task(Session& s, const po::variables_map& vm) {
     // Workers execute it; follow it until it ends (or pauses).
     for (;;) {
       Run r = get_run(s.db(), id);
-      if (r.progress_total && !json) draw_progress(*r.progress_done, *r.progress_total);
+      if (r.progress_total && !json)
+        draw_progress(*r.progress_done, *r.progress_total, attempt_rate(r));
       if (is_final(r.state) || r.state == RunState::paused) break;
       std::this_thread::sleep_for(std::chrono::milliseconds(200));
     }
@@ -393,6 +461,11 @@ int run_task(Session& s, const po::variables_map& vm) {
     print_json(run_json(run));
   else if (inline_run || wait)
     print_run_summary(run);
+  if (inline_run && run.state == RunState::queued)
+    std::cerr << "taskhost: run " << id << " failed attempt " << run.attempt << " of "
+              << run.max_attempts << " and is queued for a retry after " << run.run_after
+              << ": a worker executes it (`taskhost worker`), or cancel it (`taskhost runs cancel "
+              << id << "`)\n";
   return wait && run.state != RunState::succeeded ? exit_run_failed : exit_ok;
 }
 
@@ -414,6 +487,23 @@ int worker_cmd(Session& s, const po::variables_map& vm) {
   if (vm.count("no-webhooks")) o.webhooks.reset();
   if (vm.count("id")) o.id = vm["id"].as<std::string>();
   s.db();  // migrated (embedded) or checked before any worker thread starts
+
+  // A plugin running in this process may call exit(). The worker must not
+  // then end with status 0, as if asked to stop, or a supervisor would not
+  // restart it; so exit() before the worker has returned ends it with 70
+  // (EX_SOFTWARE). Process-wide by nature: exit handlers are.
+  static std::atomic<bool> returned{false};
+  std::atexit([] {
+    if (returned) return;
+    std::fputs(
+        "taskhost worker: the process was ended by exit() while runs executed (a plugin?); "
+        "exit status 70\n",
+        stderr);
+    std::_Exit(70);
+  });
+  struct Returned {
+    ~Returned() { returned = true; }
+  } on_return;
 
   // SIGINT/SIGTERM stop claiming; in-flight runs finish, then the worker exits.
   sigset_t signals;
@@ -479,10 +569,15 @@ int runs_output(Session& s, const po::variables_map& vm) {
     print_json(j);
     return exit_ok;
   }
-  std::cout << "output  " << r.output.dump() << "\nfiles:\n";
+  std::cout << "output  " << r.output.dump() << "\n";
+  if (files.empty()) {
+    std::cout << "files: none\n";
+    return exit_ok;
+  }
+  std::vector<std::vector<std::string>> rows;
   for (const auto& f : files)
-    std::cout << "  " << pad(f.name, 32) << pad(std::to_string(f.size) + " B", 14)
-              << pad(f.content_type, 28) << f.sha256 << "\n";
+    rows.push_back({f.name, std::to_string(f.size) + " B", f.content_type, f.sha256});
+  print_table({"FILE", "SIZE", "TYPE", "SHA-256"}, rows);
   return exit_ok;
 }
 
@@ -498,16 +593,14 @@ int runs_list(Session& s, const po::variables_map& vm) {
     print_json(out);
     return exit_ok;
   }
-  std::cout << pad("ID", 38) << pad("SCHEMA", 24) << pad("STATE", 12) << pad("PROGRESS", 14)
-            << "CREATED\n";
+  std::vector<std::vector<std::string>> rows;
   for (const auto& r : runs)
-    std::cout << pad(r.id, 38) << pad(r.schema_name + "@" + r.schema_version, 24)
-              << pad(to_string(r.state), 12)
-              << pad(r.progress_total ? std::to_string(*r.progress_done) + "/" +
-                                            std::to_string(*r.progress_total)
-                                      : "-",
-                     14)
-              << r.created_at << "\n";
+    rows.push_back({r.id, r.schema_name + "@" + r.schema_version, to_string(r.state),
+                    r.progress_total
+                        ? std::to_string(*r.progress_done) + "/" + std::to_string(*r.progress_total)
+                        : "-",
+                    r.created_at});
+  print_table({"ID", "SCHEMA", "STATE", "PROGRESS", "CREATED"}, rows);
   return exit_ok;
 }
 
@@ -541,23 +634,23 @@ int runs_show(Session& s, const po::variables_map& vm) {
   if (r.lease_owner) std::cout << "held by " << *r.lease_owner << "\n";
   if (r.parent_run_id) std::cout << "chained from run " << *r.parent_run_id << "\n";
   if (r.progress_total && *r.progress_total > 0) {
-    double rate = r.elapsed_seconds > 0 ? *r.progress_done / r.elapsed_seconds : 0;
-    std::cout << "progress " << *r.progress_done << "/" << *r.progress_total << " ("
-              << 100 * *r.progress_done / *r.progress_total << "%)";
-    if (rate > 0) {
-      std::cout << ", " << rate << "/s";
-      if (!is_final(r.state) && *r.progress_done < *r.progress_total)
-        std::cout << ", ETA " << static_cast<int64_t>((*r.progress_total - *r.progress_done) / rate)
-                  << "s";
-    }
-    std::cout << "\n";
+    // A rate while an attempt runs, or of the attempt that finished it.
+    const bool attempt_ran = r.state == RunState::running || r.state == RunState::pausing ||
+                             r.state == RunState::cancelling || is_final(r.state);
+    std::cout << "progress "
+              << progress_text(*r.progress_done, *r.progress_total,
+                               attempt_ran ? attempt_rate(r) : 0, r.state == RunState::running)
+              << "\n";
   }
   if (!r.checkpoint.is_null()) std::cout << "checkpoint " << r.checkpoint.dump() << "\n";
   std::cout << "transitions:\n";
   for (const auto& t : transitions)
     std::cout << "  " << t.at << "  " << pad(t.from.value_or("-") + " -> " + t.to, 24)
               << " attempt " << t.attempt << "  " << t.actor << "  " << t.reason << "\n";
-  std::cout << "events (first " << events.size() << "):\n";
+  if (events.empty())
+    std::cout << "events: none\n";
+  else
+    std::cout << "events (first " << events.size() << "):\n";
   for (const auto& e : events)
     std::cout << "  " << e.at << "  " << e.name << "  " << e.payload.dump() << "\n";
   return exit_ok;
@@ -573,6 +666,12 @@ AuditFilter audit_filter(Session& s, const po::variables_map& vm) {
   if (vm.count("run")) f.run_id = get_run(s.db(), vm["run"].as<std::string>()).id;
   f.actor = opt("actor");
   f.action = opt("action");
+  if (f.action &&
+      (f.action->empty() || f.action->front() == '.' ||
+       f.action->find_first_not_of("abcdefghijklmnopqrstuvwxyz0123456789_.") != std::string::npos))
+    throw Error(ErrorKind::invalid, "--action: '" + *f.action +
+                                        "' is not an action like run.failed or a group of "
+                                        "them like service.http");
   f.since = opt("since");
   f.until = opt("until");
   for (const auto& [name, t] : {std::pair{"since", f.since}, std::pair{"until", f.until}}) {
@@ -596,12 +695,12 @@ int audit_list(Session& s, const po::variables_map& vm) {
     print_json(out);
     return exit_ok;
   }
-  std::cout << pad("SEQ", 8) << pad("AT", 29) << pad("ACTOR", 24) << pad("ACTION", 22)
-            << "SUBJECT\n";
+  std::vector<std::vector<std::string>> rows;
   for (const auto& e : entries)
-    std::cout << pad(std::to_string(e.seq), 8) << pad(e.at, 29) << pad(e.actor, 24)
-              << pad(e.action, 22) << (e.run_id ? "run " + *e.run_id : e.subject.value_or(""))
-              << "\n";
+    rows.push_back({std::to_string(e.seq), e.at, e.actor, e.action,
+                    e.run_id ? "run " + *e.run_id + (e.subject ? "  " + *e.subject : "")
+                             : e.subject.value_or("")});
+  print_table({"SEQ", "AT", "ACTOR", "ACTION", "SUBJECT"}, rows);
   return exit_ok;
 }
 
@@ -677,12 +776,11 @@ int webhooks_list(Session& s, const po::variables_map& vm) {
     print_json(out);
     return exit_ok;
   }
-  std::cout << pad("ID", 8) << pad("STATE", 11) << pad("TRIES", 7) << pad("EVENT", 16)
-            << pad("RUN", 38) << "URL / LAST ERROR\n";
+  std::vector<std::vector<std::string>> rows;
   for (const auto& d : list)
-    std::cout << pad(std::to_string(d.id), 8) << pad(d.state, 11)
-              << pad(std::to_string(d.attempts), 7) << pad(d.event, 16) << pad(d.run_id, 38)
-              << d.url << (d.last_error ? "  " + *d.last_error : "") << "\n";
+    rows.push_back({std::to_string(d.id), d.state, std::to_string(d.attempts), d.event, d.run_id,
+                    d.url + (d.last_error ? "  " + *d.last_error : "")});
+  print_table({"ID", "STATE", "TRIES", "EVENT", "RUN", "URL / LAST ERROR"}, rows);
   return exit_ok;
 }
 
@@ -692,28 +790,50 @@ int webhooks_redeliver(Session& s, const po::variables_map& vm) {
     throw Error(ErrorKind::invalid, "delivery id: expected a number, got '" + text + "'");
   const int64_t id = std::stoll(text);
   redeliver(s.db(), id, s.actor());
-  std::cout << "delivery " << id << " queued again\n";
+  std::cout << "delivery " << id << " is due now\n";
   return exit_ok;
 }
 
 int plugin_inspect(Session&, const po::variables_map& vm) {
-  auto p = inspect_plugin(vm["file"].as<std::string>());
-  const auto& i = p.info();
-  std::string abi = std::to_string(i.abi_major) + "." + std::to_string(i.abi_minor);
+  const std::string file = vm["file"].as<std::string>();
+  const bool load = vm.count("load") > 0;
+  std::optional<LoadedPlugin> loaded;
+  if (load) loaded.emplace(inspect_plugin(file));
+  const PluginInfo i = loaded ? loaded->info() : check_plugin_file(file, nullptr, false);
+  Json j = {
+      {"path", i.path}, {"sha256", i.sha256}, {"machine", i.elf.machine}, {"needed", i.elf.needed}};
+  if (load) {
+    j["name"] = i.name;
+    j["version"] = i.version;
+    j["description"] = i.description;
+    j["abi"] = std::to_string(i.abi_major) + "." + std::to_string(i.abi_minor);
+  }
   if (vm.count("json")) {
-    print_json({{"path", i.path},
-                {"name", i.name},
-                {"version", i.version},
-                {"description", i.description},
-                {"abi", abi},
-                {"sha256", i.sha256}});
+    print_json(j);
     return exit_ok;
   }
-  std::cout << "name         " << i.name << "\n"
-            << "version      " << i.version << "\n"
-            << "description  " << i.description << "\n"
-            << "abi          " << abi << "\n"
-            << "sha256       " << i.sha256 << "\n";
+  std::string needed;
+  for (const auto& n : i.elf.needed) needed += (needed.empty() ? "" : ", ") + n;
+  std::cout << "sha256       " << i.sha256 << "\n"
+            << "machine      " << i.elf.machine << "\n"
+            << "needs        " << needed << "\n";
+  if (load)
+    std::cout << "name         " << i.name << "\n"
+              << "version      " << i.version << "\n"
+              << "description  " << i.description << "\n"
+              << "abi          " << j["abi"].get<std::string>() << "\n";
+  else
+    std::cout << "(name, version and ABI are in the plugin's code: --load reads them)\n";
+  return exit_ok;
+}
+
+std::string version_text() {
+  return std::string("taskhost ") + TASKHOST_VERSION + " (plugin ABI " +
+         std::to_string(TH_ABI_MAJOR) + "." + std::to_string(TH_ABI_MINOR) + ")";
+}
+
+int version_cmd(Session&, const po::variables_map&) {
+  std::cout << version_text() << "\n";
   return exit_ok;
 }
 
@@ -766,7 +886,8 @@ void json_flag(po::options_description& d) { d.add_options()("json", "machine-re
 void audit_filters(po::options_description& d) {
   d.add_options()("run", po::value<std::string>(), "only entries about this run")(
       "actor", po::value<std::string>(), "only entries by this actor")(
-      "action", po::value<std::string>(), "only this action, or a prefix ending in '.' (run.)")(
+      "action", po::value<std::string>(),
+      "only this action and those under it (service.http: service.http.get, ...)")(
       "since", po::value<std::string>(), "only entries at or after this time")(
       "until", po::value<std::string>(), "only entries before this time");
 }
@@ -778,6 +899,7 @@ void reason_option(po::options_description& d) {
 
 const std::vector<Command>& commands() {
   static const std::vector<Command> table = {
+      {"version", "", "print taskhost's version and plugin ABI", {}, {}, version_cmd},
       {"migrate", "", "apply pending database migrations", {}, {}, migrate_cmd},
       {"db start", "", "start (creating if needed) the embedded PostgreSQL", {}, {}, db_start},
       {"db stop", "", "stop the embedded PostgreSQL", {}, {}, db_stop},
@@ -851,31 +973,31 @@ const std::vector<Command>& commands() {
        {},
        worker_cmd},
       {"runs cancel",
-       "ID",
+       "RUN_ID",
        "cancel a run (a running one stops at its next safe point)",
        reason_option,
        {{"id", 1}},
        [](Session& s, const po::variables_map& vm) { return runs_control(s, vm, cancel_run); }},
       {"runs pause",
-       "ID",
+       "RUN_ID",
        "pause a run; it keeps its checkpoint",
        reason_option,
        {{"id", 1}},
        [](Session& s, const po::variables_map& vm) { return runs_control(s, vm, pause_run); }},
       {"runs resume",
-       "ID",
+       "RUN_ID",
        "resume a paused run from its checkpoint",
        reason_option,
        {{"id", 1}},
        [](Session& s, const po::variables_map& vm) { return runs_control(s, vm, resume_run); }},
       {"runs retry",
-       "ID",
+       "RUN_ID",
        "re-queue a failed or cancelled run from its last checkpoint",
        reason_option,
        {{"id", 1}},
        [](Session& s, const po::variables_map& vm) { return runs_control(s, vm, retry_run); }},
       {"runs output",
-       "ID",
+       "RUN_ID",
        "print a run's output and files, or one file's content",
        [](po::options_description& d) {
          d.add_options()("file", po::value<std::string>(), "print this file's content")(
@@ -896,7 +1018,7 @@ const std::vector<Command>& commands() {
        {},
        runs_list},
       {"runs show",
-       "ID",
+       "RUN_ID",
        "show one run: state, progress, output, transitions, events",
        [](po::options_description& d) {
          d.add_options()("events", po::value<int>()->default_value(20),
@@ -961,15 +1083,23 @@ const std::vector<Command>& commands() {
        {},
        webhooks_list},
       {"webhooks redeliver",
-       "ID",
-       "send a delivery again (same webhook-id); re-enables an endpoint that answered 410",
+       "DELIVERY_ID",
+       "send a delivery now (same webhook-id), dead or waiting out its backoff; re-enables an "
+       "endpoint that answered 410",
        nullptr,
        {{"id", 1}},
        webhooks_redeliver},
       {"plugin inspect",
        "FILE.so",
-       "print a plugin's name, version, ABI and SHA-256",
-       json_flag,
+       "check a plugin file and print its SHA-256 and the libraries it needs, without running "
+       "it",
+       [](po::options_description& d) {
+         d.add_options()("load",
+                         "also load it to print its name, version and ABI: this RUNS the file's "
+                         "code (its static initialisers) in this process, with your privileges; "
+                         "only for files you trust");
+         json_flag(d);
+       },
        {{"file", 1}},
        plugin_inspect},
   };
@@ -1034,13 +1164,33 @@ int run_cli(int argc, char** argv) {
         vm.count("words") ? vm["words"].as<std::vector<std::string>>() : std::vector<std::string>{};
     const Command* cmd = find_command(words);
     if (!cmd) {
-      if (!words.empty() && !vm.count("help")) {
+      if (vm.count("version")) {
+        std::cout << version_text() << "\n";
+        return exit_ok;
+      }
+      if (words.empty()) {
+        print_usage(globals);
+        return vm.count("help") ? exit_ok : exit_usage;
+      }
+      // A group's name alone (`taskhost runs`) lists the group.
+      std::vector<const Command*> group;
+      for (const auto& c : commands())
+        if (c.words.rfind(words.front() + " ", 0) == 0) group.push_back(&c);
+      if (group.empty()) {
         std::cerr << "taskhost: unknown command '" << words.front() << "'\n";
         print_usage(globals);
         return exit_usage;
       }
-      print_usage(globals);
-      return words.empty() && !vm.count("help") ? exit_usage : exit_ok;
+      const bool asked = words.size() == 1 && vm.count("help");
+      if (!asked)
+        std::cerr << "taskhost " << words.front() << ": "
+                  << (words.size() == 1 ? "which one?" : "unknown subcommand '" + words[1] + "'")
+                  << "\n";
+      std::cout << "usage: taskhost " << words.front() << " SUBCOMMAND [options]\n\n";
+      for (const auto* c : group)
+        std::cout << "  " << pad(c->words + (c->args.empty() ? "" : " " + c->args), 32)
+                  << c->summary << "\n";
+      return asked ? exit_ok : exit_usage;
     }
 
     // Pass 2: the command's own options and positional arguments.
@@ -1071,7 +1221,15 @@ int run_cli(int argc, char** argv) {
                 << global_options(g2);
       return exit_ok;
     }
-    po::notify(cvm);
+    try {
+      po::notify(cvm);
+    } catch (const po::required_option& e) {
+      for (const auto& [name, max] : cmd->positional)
+        if (e.get_option_name() == "--" + name)
+          throw Error(ErrorKind::invalid, cmd->words + ": missing " + cmd->args +
+                                              " (see taskhost " + cmd->words + " --help)");
+      throw;
+    }
     apply_environment(g2);
     if (g2.log_format != "text" && g2.log_format != "json")
       throw Error(ErrorKind::invalid,

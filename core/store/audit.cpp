@@ -49,8 +49,8 @@ pg::Result query_page(pg::Connection& conn, const AuditFilter& f, int limit) {
   return conn.exec(std::string(columns) +
                        "WHERE seq > $1 AND ($2::uuid IS NULL OR run_id = $2) "
                        "AND ($3::text IS NULL OR actor = $3) "
-                       "AND ($4::text IS NULL OR action = $4 OR (right($4, 1) = '.' AND "
-                       "  starts_with(action, $4))) "
+                       "AND ($4::text IS NULL OR action = $4 OR starts_with(action, "
+                       "  CASE WHEN right($4, 1) = '.' THEN $4 ELSE $4 || '.' END)) "
                        "AND ($5::timestamptz IS NULL OR at >= $5) "
                        "AND ($6::timestamptz IS NULL OR at < $6) "
                        "ORDER BY seq LIMIT $7",

@@ -30,9 +30,10 @@ void append_audit(pg::Connection& conn, const std::string& actor, const std::str
                   const std::optional<std::string>& subject, const Json& detail = Json::object());
 
 struct AuditFilter {
-  std::optional<std::string> run_id, actor, action;  // action: exact, or a prefix ending in '.'
-  std::optional<std::string> since, until;           // timestamps PostgreSQL understands
-  int64_t after_seq = 0;                             // keyset paging
+  // action: exact, or every action under it at a dot (run matches run.failed)
+  std::optional<std::string> run_id, actor, action;
+  std::optional<std::string> since, until;  // timestamps PostgreSQL understands
+  int64_t after_seq = 0;                    // keyset paging
   std::optional<int> limit;
 };
 

@@ -1,5 +1,7 @@
 // The taskhost binary as an operator uses it: real process, real database.
 #include <gtest/gtest.h>
+#include <signal.h>
+#include <spawn.h>
 #include <sys/wait.h>
 
 #include <algorithm>
@@ -11,6 +13,8 @@
 
 #include "support/http_receiver.hpp"
 #include "support/test_database.hpp"
+
+extern char** environ;
 
 namespace taskhost {
 namespace {
@@ -82,7 +86,11 @@ TEST_F(Cli, UsageErrorsExitTwo) {
   EXPECT_NE(r.err.find("unknown command 'frobnicate'"), std::string::npos);
   r = run({"schema", "show"});
   EXPECT_EQ(r.exit_code, 2);
-  EXPECT_NE(r.err.find("ref"), std::string::npos) << r.err;
+  EXPECT_EQ(r.err,
+            "taskhost: schema show: missing NAME[@VERSION] (see taskhost schema show --help)\n");
+  r = run({"runs", "show"});
+  EXPECT_EQ(r.exit_code, 2);
+  EXPECT_EQ(r.err, "taskhost: runs show: missing RUN_ID (see taskhost runs show --help)\n");
   EXPECT_EQ(run({"runs", "list", "--limit", "many"}).exit_code, 2);
 }
 
@@ -122,7 +130,7 @@ TEST_F(Cli, InstallRunAndInspectHello) {
   r = run({"schema", "list"});
   EXPECT_NE(r.out.find("hello"), std::string::npos);
 
-  r = run({"plugin", "inspect", BUNDLED_PLUGIN_DIR "/hello.so", "--json"});
+  r = run({"plugin", "inspect", BUNDLED_PLUGIN_DIR "/hello.so", "--load", "--json"});
   ASSERT_EQ(r.exit_code, 0) << r.err;
   Json info = Json::parse(r.out);
   EXPECT_EQ(info["name"], "hello");
@@ -272,6 +280,14 @@ TEST_F(Cli, ControlsARunThroughItsStates) {
   const std::string id = r.out.substr(4, 36);
   EXPECT_EQ(r.out, "run " + id + " queued\n");
   EXPECT_EQ(cli(slow).out, "run " + id + " exists (idempotency key)\n");
+  auto other = slow;
+  other[5] = "items=4";
+  r = cli(other);
+  EXPECT_EQ(r.exit_code, 4);
+  EXPECT_EQ(r.err, "taskhost: idempotency key 'k1' was used for run " + id +
+                       " of probe with different parameters; use a new key\n");
+  r = cli({"runs", "show", id});
+  EXPECT_NE(r.out.find("\nevents: none\n"), std::string::npos) << r.out;
 
   EXPECT_EQ(cli({"runs", "pause", id}).out, "run " + id + " paused\n");
   r = cli({"runs", "pause", id});
@@ -320,6 +336,32 @@ TEST_F(Cli, AuditListExportAndVerify) {
   EXPECT_EQ(entries[0]["action"], "run.submitted");
   EXPECT_EQ(entries[0]["actor"].get<std::string>().rfind("cli:", 0), 0u);
   EXPECT_EQ(entries[2]["action"], "run.succeeded");
+
+  // Text columns line up under their headers, whatever the values' widths.
+  r = run({"audit", "list"});
+  ASSERT_EQ(r.exit_code, 0) << r.err;
+  {
+    std::istringstream lines(r.out);
+    std::string header, row;
+    std::getline(lines, header);
+    const size_t action_at = header.find("ACTION"), subject_at = header.find("SUBJECT");
+    int rows = 0;
+    while (std::getline(lines, row)) {
+      ++rows;
+      ASSERT_GT(row.size(), subject_at) << row;
+      EXPECT_EQ(row.substr(action_at - 2, 2), "  ") << row;
+      EXPECT_EQ(row.substr(subject_at - 2, 2), "  ") << row;
+      EXPECT_NE(row[subject_at], ' ') << row;
+    }
+    EXPECT_EQ(rows, 4);
+  }
+  // An action group without its trailing dot matches at a dot boundary.
+  r = run({"audit", "list", "--action", "run", "--json"});
+  EXPECT_EQ(Json::parse(r.out).size(), 3u) << r.out;
+  EXPECT_EQ(Json::parse(run({"audit", "list", "--action", "ru", "--json"}).out).size(), 0u);
+  r = run({"audit", "list", "--action", "run%"});
+  EXPECT_EQ(r.exit_code, 2);
+  EXPECT_NE(r.err.find("--action: 'run%' is not an action"), std::string::npos) << r.err;
 
   r = run({"audit", "list", "--since", "yesterday-ish"});
   EXPECT_EQ(r.exit_code, 2);
@@ -387,8 +429,8 @@ TEST_F(Cli, WebhookDeliveriesAndTheHostConfig) {
   EXPECT_EQ(Json::parse(run({"webhooks", "list", "--failed", "--json"}).out).size(), 0u);
   const std::string delivery = std::to_string(list[0]["id"].get<int64_t>());
   r = run({"webhooks", "redeliver", delivery});
-  EXPECT_EQ(r.exit_code, 4) << "pending already";
-  EXPECT_NE(r.err.find("is pending already"), std::string::npos) << r.err;
+  EXPECT_EQ(r.exit_code, 0) << "a pending delivery is sent now: " << r.err;
+  EXPECT_EQ(r.out, "delivery " + delivery + " is due now\n");
   EXPECT_EQ(run({"webhooks", "redeliver", "999999"}).exit_code, 3);
   EXPECT_EQ(run({"webhooks", "redeliver", "x1"}).exit_code, 2);
 
@@ -431,6 +473,119 @@ TEST_F(Cli, AnUnmigratedSharedDatabaseIsRefused) {
   EXPECT_NE(r.err.find("run `taskhost migrate`"), std::string::npos) << r.err;
   EXPECT_EQ(run({"migrate"}).exit_code, 0);
   EXPECT_EQ(run({"schema", "list"}).exit_code, 0);
+}
+
+TEST_F(Cli, VersionAndCommandGroups) {
+  auto r = run({"--version"});
+  EXPECT_EQ(r.exit_code, 0) << r.err;
+  EXPECT_EQ(r.out.rfind("taskhost ", 0), 0u) << r.out;
+  EXPECT_NE(r.out.find(" (plugin ABI 1.0)\n"), std::string::npos) << r.out;
+  EXPECT_EQ(run({"version"}).out, r.out);
+
+  r = run({"runs"});
+  EXPECT_EQ(r.exit_code, 2);
+  EXPECT_EQ(r.err, "taskhost runs: which one?\n");
+  for (const char* sub :
+       {"runs list", "runs show RUN_ID", "runs cancel RUN_ID", "runs retry RUN_ID"})
+    EXPECT_NE(r.out.find(sub), std::string::npos) << sub << "\n" << r.out;
+  EXPECT_EQ(r.out.find("schema list"), std::string::npos) << "only the group";
+  r = run({"runs", "frob"});
+  EXPECT_EQ(r.exit_code, 2);
+  EXPECT_EQ(r.err, "taskhost runs: unknown subcommand 'frob'\n");
+  r = run({"runs", "--help"});
+  EXPECT_EQ(r.exit_code, 0);
+  EXPECT_NE(r.out.find("runs output RUN_ID"), std::string::npos) << r.out;
+}
+
+TEST_F(Cli, SchemaShowLabelsItsDigests) {
+  run({"schema", "install", BUNDLED_SCHEMA_DIR "/hello.yaml"});
+  Json j = Json::parse(run({"schema", "show", "hello", "--json"}).out);
+  auto r = run({"schema", "show", "hello"});
+  EXPECT_NE(r.out.find("# schema file sha256:  " + j["digest"].get<std::string>() + "\n"),
+            std::string::npos)
+      << r.out;
+  EXPECT_NE(r.out.find("# plugin hello.so pinned to sha256: " +
+                       j["plugin"]["sha256"].get<std::string>() + "\n"),
+            std::string::npos)
+      << r.out;
+}
+
+// Inspecting or installing a plugin runs none of its code; --load does, and
+// says so in its help.
+TEST_F(Cli, PluginInspectRunsNoneOfThePluginsCode) {
+  const auto mark = tmp / "constructor-ran";
+  ::setenv("TASKHOST_TEST_CTOR_MARK", mark.c_str(), 1);
+  auto r = run({"plugin", "inspect", FIXTURE_PLUGIN_DIR "/ctor_writes.so"});
+  EXPECT_EQ(r.exit_code, 0) << r.err;
+  EXPECT_NE(r.out.find("sha256       "), std::string::npos) << r.out;
+  EXPECT_NE(r.out.find("libc.so.6"), std::string::npos) << r.out;
+  EXPECT_EQ(r.out.find("name "), std::string::npos) << r.out;
+  auto schema = write(
+      "ctor.yaml", "name: ctor\nversion: 1.0.0\nplugin: { path: ctor_writes.so, sha256: any }\n");
+  r = run({"--dev", "schema", "install", schema.string()}, FIXTURE_PLUGIN_DIR);
+  EXPECT_EQ(r.exit_code, 0) << r.err;
+  EXPECT_FALSE(fs::exists(mark)) << "the plugin's constructor ran in the CLI";
+
+  r = run({"plugin", "inspect", "--help"});
+  EXPECT_NE(r.out.find("RUNS the file's code"), std::string::npos) << r.out;
+  r = run({"plugin", "inspect", FIXTURE_PLUGIN_DIR "/ctor_writes.so", "--load"});
+  EXPECT_EQ(r.exit_code, 0) << r.err;
+  EXPECT_NE(r.out.find("name         ctor_writes\n"), std::string::npos) << r.out;
+  EXPECT_TRUE(fs::exists(mark));
+  ::unsetenv("TASKHOST_TEST_CTOR_MARK");
+
+  r = run({"plugin", "inspect", "/etc/passwd"});
+  EXPECT_EQ(r.exit_code, 5);
+  EXPECT_EQ(r.err,
+            "taskhost: plugin /etc/passwd refused: it is not an ELF file (a plugin is a shared "
+            "library, .so)\n");
+}
+
+// Issue: with a worker running, `run --inline` lost its run to the worker
+// and reported "not queued" although the run succeeded elsewhere.
+TEST_F(Cli, AnInlineRunIsExecutedByTheProcessThatAskedForIt) {
+  ASSERT_EQ(run({"schema", "install", BUNDLED_SCHEMA_DIR "/hello.yaml"}).exit_code, 0);
+  std::vector<std::string> args = {TASKHOST_BIN,   "--database-url",   db.conninfo(),
+                                   "--plugin-dir", BUNDLED_PLUGIN_DIR, "--log-level",
+                                   "warn",         "worker",           "--id",
+                                   "w-busy",       "--concurrency",    "8"};
+  std::vector<char*> argv;
+  for (auto& a : args) argv.push_back(a.data());
+  argv.push_back(nullptr);
+  pid_t worker = 0;
+  ASSERT_EQ(posix_spawn(&worker, TASKHOST_BIN, nullptr, nullptr, argv.data(), environ), 0);
+  for (int i = 0; i < 5; ++i) {
+    auto r = run({"run", "hello", "--inline", "--wait", "--json"});
+    ASSERT_EQ(r.exit_code, 0) << r.err;
+    Json j = Json::parse(r.out);
+    EXPECT_EQ(j["state"], "succeeded");
+    Json shown = Json::parse(run({"runs", "show", j["id"], "--json"}).out);
+    EXPECT_NE(shown["transitions"][1]["actor"], "w-busy") << shown["transitions"];
+  }
+  ::kill(worker, SIGTERM);
+  int status = 0;
+  ::waitpid(worker, &status, 0);
+}
+
+// A retryable failure of an inline run leaves it queued: say so, and how to
+// go on.
+TEST_F(Cli, AnInlineRunQueuedForARetrySaysWhatComesNext) {
+  auto schema = write("throws.yaml",
+                      "name: thrower\nversion: 1.0.0\nplugin: { path: throws.so, sha256: any }\n"
+                      "retry: { max_attempts: 2, backoff: fixed, initial: 1h }\n");
+  ASSERT_EQ(run({"--dev", "schema", "install", schema.string()}, FIXTURE_PLUGIN_DIR).exit_code, 0);
+  auto r = run({"--dev", "run", "thrower", "--inline", "--wait"}, FIXTURE_PLUGIN_DIR);
+  EXPECT_EQ(r.exit_code, 1);
+  const std::string id = r.out.substr(4, 36);
+  EXPECT_NE(r.out.find("state   queued (attempt 1)"), std::string::npos) << r.out;
+  EXPECT_NE(r.err.find("run " + id + " failed attempt 1 of 2 and is queued for a retry after "),
+            std::string::npos)
+      << r.err;
+  EXPECT_NE(r.err.find("a worker executes it (`taskhost worker`), or cancel it (`taskhost runs "
+                       "cancel " +
+                       id + "`)"),
+            std::string::npos)
+      << r.err;
 }
 
 }  // namespace
