@@ -19,7 +19,9 @@
 #include <thread>
 
 #include "common/error.hpp"
+#include "common/json_input.hpp"
 #include "common/log.hpp"
+#include "common/text.hpp"
 #include "config/host_config.hpp"
 #include "engine/submit.hpp"
 #include "engine/worker.hpp"
@@ -327,8 +329,10 @@ void print_run_summary(const Run& r) {
   std::cout << "run " << r.id << "\n"
             << "schema  " << r.schema_name << "@" << r.schema_version << "\n"
             << "state   " << to_string(r.state) << " (attempt " << r.attempt << ")\n";
-  if (!r.output.is_null()) std::cout << "output  " << r.output.dump() << "\n";
-  if (r.error) std::cout << "error   " << r.error_code.value_or("") << ": " << *r.error << "\n";
+  if (!r.output.is_null()) std::cout << "output  " << printable(r.output.dump()) << "\n";
+  if (r.error)
+    std::cout << "error   " << printable(r.error_code.value_or("")) << ": " << printable(*r.error)
+              << "\n";
 }
 
 void draw_progress(uint64_t done, uint64_t total) {
@@ -346,10 +350,17 @@ int run_task(Session& s, const po::variables_map& vm) {
   Json params = Json::object();
   if (vm.count("params-file")) {
     const auto file = vm["params-file"].as<std::string>();
-    std::ifstream in(file);
+    std::ifstream in(file, std::ios::binary);
     if (!in) throw Error(ErrorKind::invalid, "--params-file " + file + ": cannot read the file");
-    params = Json::parse(in, nullptr, false);
-    if (params.is_discarded() || !params.is_object())
+    constexpr size_t max_bytes = 1 << 20;
+    std::string text(max_bytes + 1, '\0');
+    in.read(text.data(), static_cast<std::streamsize>(text.size()));
+    text.resize(static_cast<size_t>(in.gcount()));
+    if (text.size() > max_bytes)
+      throw Error(ErrorKind::invalid, "--params-file " + file + ": over the limit of " +
+                                          std::to_string(max_bytes) + " bytes");
+    params = parse_json_input(text, "--params-file " + file);
+    if (!params.is_object())
       throw Error(ErrorKind::invalid, "--params-file " + file + ": expected a JSON object");
   }
   std::vector<Diagnostic> errors;
@@ -494,7 +505,11 @@ int runs_list(Session& s, const po::variables_map& vm) {
   auto runs = list_runs(s.db(), f);
   if (vm.count("json")) {
     Json out = Json::array();
-    for (const auto& r : runs) out.push_back(run_json(r));
+    for (const auto& r : runs) {
+      out.push_back(run_json(r));
+      out.back().erase("checkpoint");  // not read by a listing: `runs show` has them
+      out.back().erase("output");
+    }
     print_json(out);
     return exit_ok;
   }
@@ -533,12 +548,12 @@ int runs_show(Session& s, const po::variables_map& vm) {
     return exit_ok;
   }
   print_run_summary(r);
-  std::cout << "params  " << r.params.dump() << "\n"
-            << "actor   " << r.actor << "\n"
+  std::cout << "params  " << printable(r.params.dump()) << "\n"
+            << "actor   " << printable(r.actor) << "\n"
             << "created " << r.created_at << "\n"
             << "attempts " << r.attempt << " of " << r.max_attempts << "\n";
   if (r.state == RunState::queued) std::cout << "runnable after " << r.run_after << "\n";
-  if (r.lease_owner) std::cout << "held by " << *r.lease_owner << "\n";
+  if (r.lease_owner) std::cout << "held by " << printable(*r.lease_owner) << "\n";
   if (r.parent_run_id) std::cout << "chained from run " << *r.parent_run_id << "\n";
   if (r.progress_total && *r.progress_total > 0) {
     double rate = r.elapsed_seconds > 0 ? *r.progress_done / r.elapsed_seconds : 0;
@@ -552,14 +567,16 @@ int runs_show(Session& s, const po::variables_map& vm) {
     }
     std::cout << "\n";
   }
-  if (!r.checkpoint.is_null()) std::cout << "checkpoint " << r.checkpoint.dump() << "\n";
+  if (!r.checkpoint.is_null()) std::cout << "checkpoint " << printable(r.checkpoint.dump()) << "\n";
   std::cout << "transitions:\n";
   for (const auto& t : transitions)
     std::cout << "  " << t.at << "  " << pad(t.from.value_or("-") + " -> " + t.to, 24)
-              << " attempt " << t.attempt << "  " << t.actor << "  " << t.reason << "\n";
+              << " attempt " << t.attempt << "  " << printable(t.actor) << "  "
+              << printable(t.reason) << "\n";
   std::cout << "events (first " << events.size() << "):\n";
   for (const auto& e : events)
-    std::cout << "  " << e.at << "  " << e.name << "  " << e.payload.dump() << "\n";
+    std::cout << "  " << e.at << "  " << printable(e.name) << "  " << printable(e.payload.dump())
+              << "\n";
   return exit_ok;
 }
 
@@ -599,9 +616,9 @@ int audit_list(Session& s, const po::variables_map& vm) {
   std::cout << pad("SEQ", 8) << pad("AT", 29) << pad("ACTOR", 24) << pad("ACTION", 22)
             << "SUBJECT\n";
   for (const auto& e : entries)
-    std::cout << pad(std::to_string(e.seq), 8) << pad(e.at, 29) << pad(e.actor, 24)
-              << pad(e.action, 22) << (e.run_id ? "run " + *e.run_id : e.subject.value_or(""))
-              << "\n";
+    std::cout << pad(std::to_string(e.seq), 8) << pad(e.at, 29) << pad(printable(e.actor), 24)
+              << pad(printable(e.action), 22)
+              << printable(e.run_id ? "run " + *e.run_id : e.subject.value_or("")) << "\n";
   return exit_ok;
 }
 
@@ -668,7 +685,7 @@ Json delivery_json(const Delivery& d) {
 int webhooks_list(Session& s, const po::variables_map& vm) {
   DeliveryFilter f;
   f.dead_only = vm.count("failed") > 0;
-  if (vm.count("run")) f.run_id = vm["run"].as<std::string>();
+  if (vm.count("run")) f.run_id = get_run(s.db(), vm["run"].as<std::string>()).id;
   f.limit = vm["limit"].as<int>();
   auto list = list_deliveries(s.db(), f);
   if (vm.count("json")) {
@@ -681,8 +698,9 @@ int webhooks_list(Session& s, const po::variables_map& vm) {
             << pad("RUN", 38) << "URL / LAST ERROR\n";
   for (const auto& d : list)
     std::cout << pad(std::to_string(d.id), 8) << pad(d.state, 11)
-              << pad(std::to_string(d.attempts), 7) << pad(d.event, 16) << pad(d.run_id, 38)
-              << d.url << (d.last_error ? "  " + *d.last_error : "") << "\n";
+              << pad(std::to_string(d.attempts), 7) << pad(printable(d.event), 16)
+              << pad(d.run_id, 38) << printable(d.url)
+              << (d.last_error ? "  " + printable(*d.last_error) : "") << "\n";
   return exit_ok;
 }
 
