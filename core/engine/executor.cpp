@@ -109,9 +109,9 @@ class RunHost : public HostServices {
     if (event.size() > max_event_name_bytes || !event_re.matches(event) ||
         event.rfind("run.", 0) == 0)
       throw Error(ErrorKind::invalid, "event name '" + printable(storable(event, 100)) +
-                                          "' must look like item.failed, not start with run. "
-                                          "and be at most " +
-                                          std::to_string(max_event_name_bytes) + " bytes");
+                                          "' must look like item.failed, be at most " +
+                                          std::to_string(max_event_name_bytes) +
+                                          " bytes and not start with run.");
     writer()->emit(std::string(event), parse_json(json, "event payload", max_event_bytes).dump());
   }
 
