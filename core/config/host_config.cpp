@@ -208,9 +208,10 @@ DatabaseConfig read_database(const Reader& r, const YAML::Node& n, const std::st
 }
 
 void read_config(const Reader& r, const YAML::Node& root, HostConfig& config) {
-  r.mapping(root, "",
-            {"allow_destinations", "s3", "object_store_dir", "http_credentials", "sftp",
-             "databases", "webhooks"});
+  if (!r.mapping(root, "",
+                 {"allow_destinations", "s3", "object_store_dir", "http_credentials", "sftp",
+                  "databases", "webhooks"}))
+    return;
   read_named(r, root, "sftp", "host names", read_sftp, config.sftp);
   read_named(r, root, "databases", "connection names", read_database, config.databases);
   if (auto v = root["webhooks"]; v && r.mapping(v, "webhooks", {"default_url"}))

@@ -64,6 +64,13 @@ TEST(HostConfig, HostileTextIsALocatedError) {
             std::string::npos);
 }
 
+TEST(HostConfig, ANonMappingIsAnError) {
+  // Found by fuzz_host_config: reading on past the first error subscripted a
+  // scalar, and yaml-cpp's BadSubscript ended the process.
+  EXPECT_EQ(problems("allow_object_store_dd"), "taskhost.yml:1:1: expected a mapping");
+  EXPECT_EQ(problems("[1, 2]"), "taskhost.yml:1:1: expected a mapping");
+}
+
 TEST(HostConfig, EmptyIsTheDefault) {
   EXPECT_TRUE(parse_host_config("", "taskhost.yml").s3.empty());
   EXPECT_TRUE(parse_host_config("# nothing\n", "taskhost.yml").s3.empty());
