@@ -20,7 +20,9 @@
 #include <thread>
 
 #include "common/error.hpp"
+#include "common/json_input.hpp"
 #include "common/log.hpp"
+#include "common/text.hpp"
 #include "config/host_config.hpp"
 #include "engine/submit.hpp"
 #include "engine/worker.hpp"
@@ -193,14 +195,16 @@ std::string pad(std::string s, size_t width) {
 }
 
 // Columns as wide as their widest cell and two spaces apart, so that values
-// never run together.
+// never run together; every cell is printable() (values come from outside).
 void print_table(const std::vector<std::string>& header,
-                 const std::vector<std::vector<std::string>>& rows) {
+                 std::vector<std::vector<std::string>> rows) {
   std::vector<size_t> width(header.size());
   for (size_t i = 0; i < header.size(); ++i) width[i] = header[i].size();
-  for (const auto& row : rows)
-    for (size_t i = 0; i < row.size() && i < width.size(); ++i)
+  for (auto& row : rows)
+    for (size_t i = 0; i < row.size() && i < width.size(); ++i) {
+      row[i] = printable(row[i]);
       width[i] = std::max(width[i], row[i].size());
+    }
   auto print = [&](const std::vector<std::string>& cells) {
     std::string line;
     for (size_t i = 0; i < cells.size(); ++i)
@@ -350,8 +354,10 @@ void print_run_summary(const Run& r) {
   std::cout << "run " << r.id << "\n"
             << "schema  " << r.schema_name << "@" << r.schema_version << "\n"
             << "state   " << to_string(r.state) << " (attempt " << r.attempt << ")\n";
-  if (!r.output.is_null()) std::cout << "output  " << r.output.dump() << "\n";
-  if (r.error) std::cout << "error   " << r.error_code.value_or("") << ": " << *r.error << "\n";
+  if (!r.output.is_null()) std::cout << "output  " << printable(r.output.dump()) << "\n";
+  if (r.error)
+    std::cout << "error   " << printable(r.error_code.value_or("")) << ": " << printable(*r.error)
+              << "\n";
 }
 
 // "12/40 (30%), 2.5/s, ETA 11s". rate is the current attempt's (the items it
@@ -402,10 +408,17 @@ int run_task(Session& s, const po::variables_map& vm) {
   Json params = Json::object();
   if (vm.count("params-file")) {
     const auto file = vm["params-file"].as<std::string>();
-    std::ifstream in(file);
+    std::ifstream in(file, std::ios::binary);
     if (!in) throw Error(ErrorKind::invalid, "--params-file " + file + ": cannot read the file");
-    params = Json::parse(in, nullptr, false);
-    if (params.is_discarded() || !params.is_object())
+    constexpr size_t max_bytes = 1 << 20;
+    std::string text(max_bytes + 1, '\0');
+    in.read(text.data(), static_cast<std::streamsize>(text.size()));
+    text.resize(static_cast<size_t>(in.gcount()));
+    if (text.size() > max_bytes)
+      throw Error(ErrorKind::invalid, "--params-file " + file + ": over the limit of " +
+                                          std::to_string(max_bytes) + " bytes");
+    params = parse_json_input(text, "--params-file " + file);
+    if (!params.is_object())
       throw Error(ErrorKind::invalid, "--params-file " + file + ": expected a JSON object");
   }
   std::vector<Diagnostic> errors;
@@ -589,7 +602,11 @@ int runs_list(Session& s, const po::variables_map& vm) {
   auto runs = list_runs(s.db(), f);
   if (vm.count("json")) {
     Json out = Json::array();
-    for (const auto& r : runs) out.push_back(run_json(r));
+    for (const auto& r : runs) {
+      out.push_back(run_json(r));
+      out.back().erase("checkpoint");  // not read by a listing: `runs show` has them
+      out.back().erase("output");
+    }
     print_json(out);
     return exit_ok;
   }
@@ -626,12 +643,12 @@ int runs_show(Session& s, const po::variables_map& vm) {
     return exit_ok;
   }
   print_run_summary(r);
-  std::cout << "params  " << r.params.dump() << "\n"
-            << "actor   " << r.actor << "\n"
+  std::cout << "params  " << printable(r.params.dump()) << "\n"
+            << "actor   " << printable(r.actor) << "\n"
             << "created " << r.created_at << "\n"
             << "attempts " << r.attempt << " of " << r.max_attempts << "\n";
   if (r.state == RunState::queued) std::cout << "runnable after " << r.run_after << "\n";
-  if (r.lease_owner) std::cout << "held by " << *r.lease_owner << "\n";
+  if (r.lease_owner) std::cout << "held by " << printable(*r.lease_owner) << "\n";
   if (r.parent_run_id) std::cout << "chained from run " << *r.parent_run_id << "\n";
   if (r.progress_total && *r.progress_total > 0) {
     // A rate while an attempt runs, or of the attempt that finished it.
@@ -642,17 +659,19 @@ int runs_show(Session& s, const po::variables_map& vm) {
                                attempt_ran ? attempt_rate(r) : 0, r.state == RunState::running)
               << "\n";
   }
-  if (!r.checkpoint.is_null()) std::cout << "checkpoint " << r.checkpoint.dump() << "\n";
+  if (!r.checkpoint.is_null()) std::cout << "checkpoint " << printable(r.checkpoint.dump()) << "\n";
   std::cout << "transitions:\n";
   for (const auto& t : transitions)
     std::cout << "  " << t.at << "  " << pad(t.from.value_or("-") + " -> " + t.to, 24)
-              << " attempt " << t.attempt << "  " << t.actor << "  " << t.reason << "\n";
+              << " attempt " << t.attempt << "  " << printable(t.actor) << "  "
+              << printable(t.reason) << "\n";
   if (events.empty())
     std::cout << "events: none\n";
   else
     std::cout << "events (first " << events.size() << "):\n";
   for (const auto& e : events)
-    std::cout << "  " << e.at << "  " << e.name << "  " << e.payload.dump() << "\n";
+    std::cout << "  " << e.at << "  " << printable(e.name) << "  " << printable(e.payload.dump())
+              << "\n";
   return exit_ok;
 }
 
@@ -767,7 +786,7 @@ Json delivery_json(const Delivery& d) {
 int webhooks_list(Session& s, const po::variables_map& vm) {
   DeliveryFilter f;
   f.dead_only = vm.count("failed") > 0;
-  if (vm.count("run")) f.run_id = vm["run"].as<std::string>();
+  if (vm.count("run")) f.run_id = get_run(s.db(), vm["run"].as<std::string>()).id;
   f.limit = vm["limit"].as<int>();
   auto list = list_deliveries(s.db(), f);
   if (vm.count("json")) {

@@ -9,6 +9,7 @@
 #include <random>
 
 #include "common/error.hpp"
+#include "common/pattern.hpp"
 
 namespace taskhost {
 
@@ -49,6 +50,39 @@ std::optional<std::chrono::seconds> parse_retry_after(std::string_view value,
   auto wait = std::chrono::duration_cast<std::chrono::seconds>(
       std::chrono::system_clock::from_time_t(at) - now);
   return std::max(wait, std::chrono::seconds(0));
+}
+
+CurlUrl parse_http_url(std::string_view url) {
+  if (url.size() > max_url_length)
+    throw Error(ErrorKind::invalid, "longer than " + std::to_string(max_url_length) + " bytes");
+  if (url.find('\0') != std::string_view::npos)
+    throw Error(ErrorKind::invalid, "holds a NUL character");
+  CurlUrl u(curl_url());
+  if (!u) throw Error(ErrorKind::environment, "libcurl: out of memory");
+  // No flags: no scheme guessing, no spaces, no non-http scheme passes.
+  if (auto rc = curl_url_set(u.get(), CURLUPART_URL, std::string(url).c_str(), 0); rc != CURLUE_OK)
+    throw Error(ErrorKind::invalid, curl_url_strerror(rc));
+  auto part = [&](CURLUPart which) {
+    char* text = nullptr;
+    curl_url_get(u.get(), which, &text, 0);
+    std::string out = text ? text : "";
+    curl_free(text);
+    return out;
+  };
+  const std::string scheme = part(CURLUPART_SCHEME);
+  if (scheme != "http" && scheme != "https")
+    throw Error(ErrorKind::invalid, "the scheme must be http or https");
+  // curl decodes a percent-encoded host ("%31%32%37.0.0.1" is 127.0.0.1):
+  // a host must be written as it is, a name or an address.
+  const auto authority = url.substr(url.find("://") + 3);
+  if (authority.substr(0, authority.find_first_of("/?#")).find('%') != std::string_view::npos)
+    throw Error(ErrorKind::invalid, "the host is percent-encoded");
+  static const Pattern name_re("[A-Za-z0-9_-]+(\\.[A-Za-z0-9_-]+)*\\.?");
+  const std::string host = part(CURLUPART_HOST);
+  if (host.rfind('[', 0) != 0 && !name_re.matches(host))
+    throw Error(ErrorKind::invalid,
+                "the host must be a DNS name, an IPv4 or a bracketed IPv6 address");
+  return u;
 }
 
 void curl_init_once() {

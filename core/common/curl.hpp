@@ -3,6 +3,7 @@
 #include <curl/curl.h>
 
 #include <chrono>
+#include <memory>
 #include <optional>
 #include <string>
 #include <string_view>
@@ -11,6 +12,18 @@
 #include "common/address_policy.hpp"
 
 namespace taskhost {
+
+struct CurlUrlCleanup {
+  void operator()(CURLU* u) const { curl_url_cleanup(u); }
+};
+using CurlUrl = std::unique_ptr<CURLU, CurlUrlCleanup>;
+
+// url parsed by curl's URL API, the parser a transfer given it (CURLOPT_CURLU)
+// uses, so what is accepted here is what is sent: http or https, a valid host
+// and port, at most max_url_length bytes. Throws Error(invalid) saying what
+// is wrong (without the URL, which may carry a token).
+constexpr size_t max_url_length = 4096;
+CurlUrl parse_http_url(std::string_view url);
 
 // Initialises libcurl once per process (safe from any thread).
 void curl_init_once();

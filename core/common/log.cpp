@@ -1,5 +1,6 @@
 #include "common/log.hpp"
 
+#include <spdlog/pattern_formatter.h>
 #include <spdlog/sinks/base_sink.h>
 #include <spdlog/sinks/stdout_color_sinks.h>
 #include <spdlog/spdlog.h>
@@ -10,6 +11,7 @@
 #include <nlohmann/json.hpp>
 
 #include "common/error.hpp"
+#include "common/text.hpp"
 
 namespace taskhost {
 namespace {
@@ -31,6 +33,21 @@ class JsonLinesSink : public spdlog::sinks::base_sink<std::mutex> {
   void flush_() override { std::fflush(stderr); }
 };
 
+// %* in a text pattern: the message with control characters escaped, so
+// text a plugin (or anyone) put in a message cannot forge log lines or send
+// escape sequences to the operator's terminal.
+class PrintableMessage : public spdlog::custom_flag_formatter {
+ public:
+  void format(const spdlog::details::log_msg& msg, const std::tm&,
+              spdlog::memory_buf_t& dest) override {
+    std::string text = printable(std::string_view(msg.payload.data(), msg.payload.size()));
+    dest.append(text.data(), text.data() + text.size());
+  }
+  std::unique_ptr<custom_flag_formatter> clone() const override {
+    return std::make_unique<PrintableMessage>();
+  }
+};
+
 }  // namespace
 
 void setup_logging(LogFormat format, const std::string& level) {
@@ -44,7 +61,9 @@ void setup_logging(LogFormat format, const std::string& level) {
     logger = std::make_shared<spdlog::logger>("taskhost", std::make_shared<JsonLinesSink>());
   } else {
     logger = spdlog::stderr_color_mt("taskhost");
-    logger->set_pattern("%Y-%m-%d %H:%M:%S.%e %^%l%$ %v");
+    auto formatter = std::make_unique<spdlog::pattern_formatter>();
+    formatter->add_flag<PrintableMessage>('*').set_pattern("%Y-%m-%d %H:%M:%S.%e %^%l%$ %*");
+    logger->set_formatter(std::move(formatter));
   }
   logger->set_level(lvl);
   spdlog::set_default_logger(logger);

@@ -2,97 +2,137 @@
 
 #include <yaml-cpp/yaml.h>
 
+#include <algorithm>
 #include <cstdlib>
 #include <fstream>
-#include <regex>
 #include <sstream>
 
+#include "common/curl.hpp"
 #include "common/error.hpp"
+#include "common/pattern.hpp"
+#include "common/text.hpp"
+#include "common/yaml_input.hpp"
 #include "schema/duration.hpp"
 
 namespace taskhost {
 
 namespace {
 
+// The largest host config accepted.
+constexpr size_t max_config_bytes = 1 << 20;
+
+// Reads the config, reporting every problem (as schema validation does)
+// rather than stopping at the first; what is wrong reads as empty.
 class Reader {
  public:
-  explicit Reader(std::filesystem::path path) : path_(std::move(path)) {}
+  Reader(std::string file, Diagnostics& errors) : file_(std::move(file)), errors_(errors) {}
 
-  [[noreturn]] void fail(const YAML::Node& at, const std::string& field,
-                         const std::string& message) const {
+  void error(const YAML::Node& at, const std::string& field, const std::string& message) const {
     auto m = at.Mark();
-    throw Error(ErrorKind::invalid, path_.string() + ":" + std::to_string(m.line + 1) + ":" +
-                                        std::to_string(m.column + 1) + ": " + field + ": " +
-                                        message);
+    errors_.add({file_, m.line + 1, m.column + 1, field, message});
   }
 
-  // Each key of a mapping must be one of `known`.
-  void mapping(const YAML::Node& n, const std::string& field,
+  // Whether n is a mapping; each of its keys must be one of `known`.
+  bool mapping(const YAML::Node& n, const std::string& field,
                const std::vector<std::string>& known) const {
-    if (!n.IsMap()) fail(n, field, "expected a mapping");
+    if (!n.IsMap()) {
+      error(n, field, "expected a mapping");
+      return false;
+    }
     for (const auto& e : n) {
       const std::string k = e.first.Scalar();
       if (std::find(known.begin(), known.end(), k) == known.end()) {
         std::string list;
         for (const auto& s : known) list += (list.empty() ? "" : ", ") + s;
-        fail(e.first, field.empty() ? k : field + "." + k, "unknown setting (known: " + list + ")");
+        error(e.first, field.empty() ? printable(k) : field + "." + printable(k),
+              "unknown setting" + did_you_mean(k, known) + " (known: " + list + ")");
       }
     }
+    return true;
   }
 
   std::string scalar(const YAML::Node& n, const std::string& field) const {
-    if (!n.IsScalar()) fail(n, field, "expected a value");
+    if (!n.IsScalar()) {
+      error(n, field, "expected a value");
+      return "";
+    }
     return n.Scalar();
   }
 
+  // n[key], or an undefined node after an error naming it.
+  YAML::Node required(const YAML::Node& n, const char* key, const std::string& field,
+                      const std::string& message = "required") const {
+    if (!n[key]) error(n, field + "." + key, message);
+    return n[key];
+  }
+
   SecretRef secret(const YAML::Node& n, const std::string& field) const {
-    if (n.IsScalar())
-      fail(n, field, "secret values are never written here: use { env: NAME } or { file: PATH }");
-    mapping(n, field, {"env", "file"});
     SecretRef s;
     s.setting = field;
+    if (!n) return s;  // reported missing by the caller
+    if (n.IsScalar()) {
+      error(n, field, "secret values are never written here: use { env: NAME } or { file: PATH }");
+      return s;
+    }
+    if (!mapping(n, field, {"env", "file"})) return s;
     if (n["env"]) s.env = scalar(n["env"], field + ".env");
     if (n["file"]) s.file = scalar(n["file"], field + ".file");
-    if (s.env.has_value() == s.file.has_value()) fail(n, field, "give exactly one of env or file");
+    if (s.env.has_value() == s.file.has_value()) error(n, field, "give exactly one of env or file");
     return s;
   }
 
+  // An http(s) URL as the host's transfers parse it.
+  std::string url(const YAML::Node& n, const std::string& field, const char* expected) const {
+    std::string u = scalar(n, field);
+    try {
+      if (n.IsScalar()) parse_http_url(u);
+    } catch (const Error& e) {
+      error(n, field, std::string("expected ") + expected + " (" + e.what() + ")");
+    }
+    return u;
+  }
+
  private:
-  std::filesystem::path path_;
+  std::string file_;
+  Diagnostics& errors_;
 };
 
 S3BucketConfig read_bucket(const Reader& r, const YAML::Node& n, const std::string& field) {
-  r.mapping(
-      n, field,
-      {"endpoint", "region", "path_style", "access_key_id", "secret_access_key", "session_token"});
-  static const std::regex endpoint_re("^https?://[A-Za-z0-9.:\\[\\]-]+/?$");
   S3BucketConfig b;
-  for (const char* required : {"endpoint", "access_key_id", "secret_access_key"})
-    if (!n[required]) r.fail(n, field + "." + required, "required");
-  b.endpoint = r.scalar(n["endpoint"], field + ".endpoint");
-  if (!std::regex_match(b.endpoint, endpoint_re))
-    r.fail(n["endpoint"], field + ".endpoint", "expected http(s)://host[:port]");
+  if (!r.mapping(n, field,
+                 {"endpoint", "region", "path_style", "access_key_id", "secret_access_key",
+                  "session_token"}))
+    return b;
+  static const Pattern endpoint_re("https?://[A-Za-z0-9.:\\[\\]-]+/?");
+  if (auto e = r.required(n, "endpoint", field)) {
+    b.endpoint = r.url(e, field + ".endpoint", "http(s)://host[:port]");
+    if (e.IsScalar() && !endpoint_re.matches(b.endpoint))
+      r.error(e, field + ".endpoint", "expected http(s)://host[:port]");
+  }
   if (n["region"]) b.region = r.scalar(n["region"], field + ".region");
   if (n["path_style"]) {
     std::string v = r.scalar(n["path_style"], field + ".path_style");
     if (v != "true" && v != "false")
-      r.fail(n["path_style"], field + ".path_style", "true or false");
+      r.error(n["path_style"], field + ".path_style", "true or false");
     b.path_style = v == "true";
   }
-  b.access_key_id = r.secret(n["access_key_id"], field + ".access_key_id");
-  b.secret_access_key = r.secret(n["secret_access_key"], field + ".secret_access_key");
+  b.access_key_id = r.secret(r.required(n, "access_key_id", field), field + ".access_key_id");
+  b.secret_access_key =
+      r.secret(r.required(n, "secret_access_key", field), field + ".secret_access_key");
   if (n["session_token"]) b.session_token = r.secret(n["session_token"], field + ".session_token");
   return b;
 }
 
 HttpCredentialConfig read_credential(const Reader& r, const YAML::Node& n,
                                      const std::string& field) {
-  if (!n.IsMap() || !n["type"]) r.fail(n, field + ".type", "required: bearer, header or oauth2");
-  const std::string type = r.scalar(n["type"], field + ".type");
   HttpCredentialConfig c;
+  if (!n.IsMap() || !n["type"]) {
+    r.error(n, field + ".type", "required: bearer, header or oauth2");
+    return c;
+  }
+  const std::string type = r.scalar(n["type"], field + ".type");
   auto required = [&](const char* key) {
-    if (!n[key]) r.fail(n, field + "." + key, "required for type " + type);
-    return n[key];
+    return r.required(n, key, field, "required for type " + type);
   };
   if (type == "bearer") {
     r.mapping(n, field, {"type", "token"});
@@ -100,37 +140,39 @@ HttpCredentialConfig read_credential(const Reader& r, const YAML::Node& n,
   } else if (type == "header") {
     r.mapping(n, field, {"type", "name", "value"});
     c.kind = HttpCredentialConfig::Kind::header;
-    c.header_name = r.scalar(required("name"), field + ".name");
+    if (auto v = required("name")) c.header_name = r.scalar(v, field + ".name");
     c.secret = r.secret(required("value"), field + ".value");
   } else if (type == "oauth2") {
     r.mapping(n, field, {"type", "token_url", "client_id", "client_secret", "scope"});
     c.kind = HttpCredentialConfig::Kind::oauth2;
-    c.token_url = r.scalar(required("token_url"), field + ".token_url");
+    if (auto v = required("token_url")) c.token_url = r.scalar(v, field + ".token_url");
     c.client_id = r.secret(required("client_id"), field + ".client_id");
     c.client_secret = r.secret(required("client_secret"), field + ".client_secret");
     if (n["scope"]) c.scope = r.scalar(n["scope"], field + ".scope");
-  } else {
-    r.fail(n["type"], field + ".type", "expected bearer, header or oauth2, got '" + type + "'");
+  } else if (n["type"].IsScalar()) {
+    r.error(n["type"], field + ".type",
+            "expected bearer, header or oauth2, got '" + printable(storable(type, 100)) + "'");
   }
   return c;
 }
 
 SftpHostConfig read_sftp(const Reader& r, const YAML::Node& n, const std::string& field) {
-  r.mapping(n, field, {"address", "port", "user", "private_key", "known_hosts"});
   SftpHostConfig h;
-  for (const char* required : {"address", "user", "private_key", "known_hosts"})
-    if (!n[required]) r.fail(n, field + "." + required, "required");
-  h.address = r.scalar(n["address"], field + ".address");
-  h.user = r.scalar(n["user"], field + ".user");
-  h.private_key = r.scalar(n["private_key"], field + ".private_key");
-  h.known_hosts = r.scalar(n["known_hosts"], field + ".known_hosts");
+  if (!r.mapping(n, field, {"address", "port", "user", "private_key", "known_hosts"})) return h;
+  if (auto v = r.required(n, "address", field)) h.address = r.scalar(v, field + ".address");
+  if (auto v = r.required(n, "user", field)) h.user = r.scalar(v, field + ".user");
+  if (auto v = r.required(n, "private_key", field))
+    h.private_key = r.scalar(v, field + ".private_key");
+  if (auto v = r.required(n, "known_hosts", field))
+    h.known_hosts = r.scalar(v, field + ".known_hosts");
   if (n["port"]) {
     const std::string port = r.scalar(n["port"], field + ".port");
     if (port.empty() || port.size() > 5 ||
         port.find_first_not_of("0123456789") != std::string::npos || std::stoi(port) < 1 ||
         std::stoi(port) > 65535)
-      r.fail(n["port"], field + ".port", "expected a port number");
-    h.port = std::stoi(port);
+      r.error(n["port"], field + ".port", "expected a port number");
+    else
+      h.port = std::stoi(port);
   }
   return h;
 }
@@ -142,24 +184,60 @@ void read_named(const Reader& r, const YAML::Node& root, const std::string& sect
                 const char* names, Read read, std::map<std::string, T>& out) {
   const YAML::Node v = root[section];
   if (!v) return;
-  if (!v.IsMap()) r.fail(v, section, std::string("expected a mapping of ") + names);
+  if (!v.IsMap()) {
+    r.error(v, section, std::string("expected a mapping of ") + names);
+    return;
+  }
   for (const auto& e : v)
-    out[e.first.Scalar()] = read(r, e.second, section + "." + e.first.Scalar());
+    out[e.first.Scalar()] = read(r, e.second, section + "." + printable(e.first.Scalar()));
 }
 
 DatabaseConfig read_database(const Reader& r, const YAML::Node& n, const std::string& field) {
-  r.mapping(n, field, {"url", "role_secret", "statement_timeout"});
-  if (!n["url"]) r.fail(n, field + ".url", "required");
   DatabaseConfig d;
-  d.url = r.secret(n["url"], field + ".url");
+  if (!r.mapping(n, field, {"url", "role_secret", "statement_timeout"})) return d;
+  d.url = r.secret(r.required(n, "url", field), field + ".url");
   if (n["role_secret"]) d.role_secret = r.secret(n["role_secret"], field + ".role_secret");
   if (auto t = n["statement_timeout"]) {
     auto parsed = parse_duration(r.scalar(t, field + ".statement_timeout"));
     if (!parsed || parsed->count() <= 0)
-      r.fail(t, field + ".statement_timeout", "expected a duration such as 30s or 5m");
-    d.statement_timeout = *parsed;
+      r.error(t, field + ".statement_timeout", "expected a duration such as 30s or 5m");
+    else
+      d.statement_timeout = *parsed;
   }
   return d;
+}
+
+void read_config(const Reader& r, const YAML::Node& root, HostConfig& config) {
+  if (!r.mapping(root, "",
+                 {"allow_destinations", "s3", "object_store_dir", "http_credentials", "sftp",
+                  "databases", "webhooks"}))
+    return;
+  read_named(r, root, "sftp", "host names", read_sftp, config.sftp);
+  read_named(r, root, "databases", "connection names", read_database, config.databases);
+  if (auto v = root["webhooks"]; v && r.mapping(v, "webhooks", {"default_url"}))
+    if (auto u = v["default_url"])
+      config.webhook_default_url = r.url(u, "webhooks.default_url", "an http(s) URL");
+  if (auto v = root["allow_destinations"]) {
+    if (!v.IsSequence()) {
+      r.error(v, "allow_destinations", "expected a list of CIDR ranges");
+    } else {
+      size_t i = 0;
+      for (const auto& item : v) {
+        std::string field = "allow_destinations[" + std::to_string(i++) + "]";
+        std::string cidr = r.scalar(item, field);
+        if (!item.IsScalar()) continue;
+        try {
+          config.allow_destinations.push_back(AddressRange::parse(cidr));
+        } catch (const Error& e) {
+          r.error(item, field, e.what());
+        }
+      }
+    }
+  }
+  read_named(r, root, "s3", "bucket names", read_bucket, config.s3);
+  read_named(r, root, "http_credentials", "credential names", read_credential,
+             config.http_credentials);
+  if (auto v = root["object_store_dir"]) config.object_store_dir = r.scalar(v, "object_store_dir");
 }
 
 }  // namespace
@@ -182,50 +260,22 @@ std::string SecretRef::resolve() const {
 }
 
 HostConfig load_host_config(const std::filesystem::path& path) {
-  std::ifstream in(path);
+  std::ifstream in(path, std::ios::binary);
   if (!in) throw Error(ErrorKind::environment, "cannot read host config " + path.string());
-  std::stringstream text;
-  text << in.rdbuf();
-  YAML::Node root;
-  try {
-    root = YAML::Load(text.str());
-  } catch (const YAML::Exception& e) {
-    throw Error(ErrorKind::invalid, path.string() + ":" + std::to_string(e.mark.line + 1) + ":" +
-                                        std::to_string(e.mark.column + 1) + ": " + e.msg);
-  }
+  // One byte over the limit is enough for parse_host_config to refuse it.
+  std::string text(max_config_bytes + 1, '\0');
+  in.read(text.data(), static_cast<std::streamsize>(text.size()));
+  text.resize(static_cast<size_t>(in.gcount()));
+  return parse_host_config(text, path.string());
+}
+
+HostConfig parse_host_config(std::string_view text, const std::string& file) {
+  std::vector<Diagnostic> list;
+  Diagnostics errors(&list);
   HostConfig config;
-  if (root.IsNull()) return config;
-  Reader r(path);
-  r.mapping(root, "",
-            {"allow_destinations", "s3", "object_store_dir", "http_credentials", "sftp",
-             "databases", "webhooks"});
-  read_named(r, root, "sftp", "host names", read_sftp, config.sftp);
-  read_named(r, root, "databases", "connection names", read_database, config.databases);
-  if (auto v = root["webhooks"]) {
-    r.mapping(v, "webhooks", {"default_url"});
-    if (auto u = v["default_url"]) {
-      static const std::regex url_re("^https?://[^\\s]+$");
-      config.webhook_default_url = r.scalar(u, "webhooks.default_url");
-      if (!std::regex_match(config.webhook_default_url, url_re))
-        r.fail(u, "webhooks.default_url", "expected an http(s) URL");
-    }
-  }
-  if (auto v = root["allow_destinations"]) {
-    if (!v.IsSequence()) r.fail(v, "allow_destinations", "expected a list of CIDR ranges");
-    for (size_t i = 0; i < v.size(); ++i) {
-      std::string field = "allow_destinations[" + std::to_string(i) + "]";
-      try {
-        config.allow_destinations.push_back(AddressRange::parse(r.scalar(v[i], field)));
-      } catch (const Error& e) {
-        if (e.kind() != ErrorKind::invalid || std::string(e.what()).find(path.string()) == 0) throw;
-        r.fail(v[i], field, e.what());
-      }
-    }
-  }
-  read_named(r, root, "s3", "bucket names", read_bucket, config.s3);
-  read_named(r, root, "http_credentials", "credential names", read_credential,
-             config.http_credentials);
-  if (auto v = root["object_store_dir"]) config.object_store_dir = r.scalar(v, "object_store_dir");
+  auto root = load_yaml_input(text, file, max_config_bytes, errors);
+  if (root && !root->IsNull()) read_config(Reader(file, errors), *root, config);
+  if (errors.count() > 0) throw Error(ErrorKind::invalid, format_diagnostics(list));
   return config;
 }
 

@@ -5,6 +5,7 @@
 #include <map>
 #include <optional>
 #include <string>
+#include <string_view>
 #include <vector>
 
 #include "common/address_policy.hpp"
@@ -83,8 +84,11 @@ struct HostConfig {
   std::string webhook_default_url;
 };
 
-// Reads a config file. Throws Error(invalid) naming file:line:column and the
-// field, or Error(environment) when the file cannot be read.
+// Reads a config file. Throws Error(invalid) listing every problem, each at
+// file:line:column with its field, or Error(environment) when the file
+// cannot be read.
 HostConfig load_host_config(const std::filesystem::path& path);
+// The same for config text; file names it in the diagnostics.
+HostConfig parse_host_config(std::string_view text, const std::string& file);
 
 }  // namespace taskhost

@@ -3,8 +3,10 @@
 #include <spdlog/spdlog.h>
 
 #include <chrono>
-#include <regex>
 
+#include "common/json_input.hpp"
+#include "common/pattern.hpp"
+#include "common/text.hpp"
 #include "plugin/host_api.hpp"
 #include "services/database.hpp"
 #include "services/http_service.hpp"
@@ -46,10 +48,22 @@ bool permanent(int rc) {
          rc == TH_ERR_NOT_SUPPORTED;
 }
 
-Json parse_json(std::string_view text, const char* what) {
-  Json j = Json::parse(text, nullptr, false);
-  if (j.is_discarded()) throw Error(ErrorKind::invalid, std::string(what) + " is not valid JSON");
-  return j;
+// Caps on what a plugin hands the host, so that no run can make the store,
+// the logs or every `runs list` / `runs show` slow for everyone.
+constexpr size_t max_event_bytes = 64 * 1024;     // one event's payload
+constexpr size_t max_event_name_bytes = 128;      // one event's name
+constexpr size_t max_checkpoint_bytes = 1 << 20;  // the checkpoint
+constexpr size_t max_output_bytes = 1 << 20;      // the output
+constexpr size_t max_file_bytes = 64 << 20;       // one attached file
+constexpr size_t max_message_bytes = 8 * 1024;    // an error or log message
+constexpr size_t max_content_type_bytes = 255;
+
+Json parse_json(std::string_view text, const char* what, size_t max_bytes) {
+  if (text.size() > max_bytes)
+    throw Error(ErrorKind::invalid, std::string(what) + " is " + std::to_string(text.size()) +
+                                        " bytes, over the limit of " + std::to_string(max_bytes) +
+                                        " bytes");
+  return parse_json_input(text, what);
 }
 
 // The host side of one attempt: every plugin call lands here.
@@ -70,7 +84,8 @@ class RunHost : public HostServices {
     static constexpr spdlog::level::level_enum levels[] = {
         spdlog::level::debug, spdlog::level::info, spdlog::level::warn, spdlog::level::err};
     auto lvl = level >= TH_LOG_DEBUG && level <= TH_LOG_ERROR ? levels[level] : spdlog::level::info;
-    spdlog::log(lvl, "[{} {}] {}", run_.schema_name, short_id_, message);
+    spdlog::log(lvl, "[{} {}] {}", run_.schema_name, short_id_,
+                storable(message, max_message_bytes));
   }
 
   void progress(uint64_t done, uint64_t total) override {
@@ -97,16 +112,18 @@ class RunHost : public HostServices {
   std::string checkpoint_get() override { return writer()->checkpoint().dump(); }
 
   void checkpoint_set(std::string_view json) override {
-    writer()->checkpoint(parse_json(json, "checkpoint").dump());
+    writer()->checkpoint(parse_json(json, "checkpoint", max_checkpoint_bytes).dump());
   }
 
   void emit(std::string_view event, std::string_view json) override {
-    static const std::regex event_re("^[a-z][a-z0-9_]*(\\.[a-z][a-z0-9_]*)+$");
-    std::string name(event);
-    if (!std::regex_match(name, event_re) || name.rfind("run.", 0) == 0)
-      throw Error(ErrorKind::invalid,
-                  "event name '" + name + "' must look like item.failed and not start with run.");
-    writer()->emit(name, parse_json(json, "event payload").dump());
+    static const Pattern event_re("[a-z][a-z0-9_]*(\\.[a-z][a-z0-9_]*)+");
+    if (event.size() > max_event_name_bytes || !event_re.matches(event) ||
+        event.rfind("run.", 0) == 0)
+      throw Error(ErrorKind::invalid, "event name '" + printable(storable(event, 100)) +
+                                          "' must look like item.failed, be at most " +
+                                          std::to_string(max_event_name_bytes) +
+                                          " bytes and not start with run.");
+    writer()->emit(std::string(event), parse_json(json, "event payload", max_event_bytes).dump());
   }
 
   bool should_stop() override {
@@ -133,14 +150,19 @@ class RunHost : public HostServices {
   }
 
   void set_output(std::string_view json) override {
-    Json j = parse_json(json, "output");
+    Json j = parse_json(json, "output", max_output_bytes);
     if (!j.is_object()) throw Error(ErrorKind::invalid, "output must be a JSON object");
     writer()->output(j.dump());
   }
 
   void attach_file(std::string_view name, std::string_view content_type,
                    std::string content) override {
-    writer()->attach_file(std::string(name), std::string(content_type), content);
+    if (content.size() > max_file_bytes)
+      throw Error(ErrorKind::invalid, "file is " + std::to_string(content.size()) +
+                                          " bytes, over the limit of " +
+                                          std::to_string(max_file_bytes) + " bytes");
+    writer()->attach_file(std::string(name), storable(content_type, max_content_type_bytes),
+                          content);
   }
 
   Json object_storage(const std::string& op, const Json& request, const ByteSource& in,
@@ -289,12 +311,13 @@ Completion Executor::execute(pg::Pool& pool, const ClaimedRun& run, const std::a
     c.retryable = true;
     c.error_code = "timeout";
     c.error = "stopped after the schema's timeout of " +
-              std::to_string(run.timeout.count() / 1000) + "s: " + message;
+              std::to_string(run.timeout.count() / 1000) +
+              "s: " + storable(message, max_message_bytes);
     c.reason = "timeout";
   } else {
     c.retryable = !permanent(rc);
     c.error_code = code_name(rc);
-    c.error = message;
+    c.error = storable(message, max_message_bytes);
     c.reason = rc == TH_ERR_CANCELLED ? "plugin stopped" : "plugin failed";
   }
   return c;

@@ -3,8 +3,9 @@
 #include <spdlog/spdlog.h>
 
 #include <map>
-#include <regex>
+#include <optional>
 
+#include "common/pattern.hpp"
 #include "schema/params.hpp"
 #include "store/queue.hpp"
 
@@ -37,23 +38,41 @@ Json lookup(const Json& ctx, const std::string& path) {
 // "{{ output.key }}" alone keeps the value's JSON type; templates inside
 // other text are replaced by their text. A missing value is an error.
 Json render(const std::string& text, const Json& ctx) {
-  static const std::regex placeholder(R"(\{\{\s*([a-z_]+(?:\.[A-Za-z0-9_-]+)+)\s*\}\})");
-  std::smatch m;
-  if (std::regex_match(text, m, placeholder)) {
-    Json v = lookup(ctx, m[1]);
-    if (v.is_null()) throw Error(ErrorKind::invalid, "'" + m[1].str() + "' has no value");
+  static const Pattern name_re("[a-z_]+(\\.[A-Za-z0-9_-]+)+");
+  auto value = [&](const std::string& name) {
+    Json v = lookup(ctx, name);
+    if (v.is_null()) throw Error(ErrorKind::invalid, "'" + name + "' has no value");
     return v;
-  }
+  };
+  // The name inside the placeholder at text[open] ("{{", spaces, name,
+  // spaces, "}}"), and where it ends; nullopt when there is none there.
+  auto placeholder = [&](size_t open) -> std::optional<std::pair<std::string, size_t>> {
+    size_t close = text.find("}}", open + 2);
+    if (close == std::string::npos) return std::nullopt;
+    std::string inner = text.substr(open + 2, close - open - 2);
+    const char* space = " \t\n\r\f\v";
+    inner.erase(0, inner.find_first_not_of(space));
+    inner.erase(inner.find_last_not_of(space) + 1);
+    if (!name_re.matches(inner)) return std::nullopt;
+    return std::pair{inner, close + 2};
+  };
+  if (auto whole = text.rfind("{{", 0) == 0 ? placeholder(0) : std::nullopt;
+      whole && whole->second == text.size())
+    return value(whole->first);
   std::string out;
-  auto begin = text.cbegin();
-  for (std::sregex_iterator it(text.begin(), text.end(), placeholder), end; it != end; ++it) {
-    Json v = lookup(ctx, (*it)[1]);
-    if (v.is_null()) throw Error(ErrorKind::invalid, "'" + (*it)[1].str() + "' has no value");
-    out.append(begin, text.cbegin() + it->position());
-    out += v.is_string() ? v.get<std::string>() : v.dump();
-    begin = text.cbegin() + it->position() + it->length();
+  size_t at = 0;
+  for (size_t open; (open = text.find("{{", at)) != std::string::npos;) {
+    out.append(text, at, open - at);
+    if (auto p = placeholder(open)) {
+      Json v = value(p->first);
+      out += v.is_string() ? v.get<std::string>() : v.dump();
+      at = p->second;
+    } else {
+      out += "{{";
+      at = open + 2;
+    }
   }
-  out.append(begin, text.cend());
+  out.append(text, at);
   return out;
 }
 

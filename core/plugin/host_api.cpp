@@ -5,6 +5,7 @@
 #include <exception>
 
 #include "common/error.hpp"
+#include "common/json_input.hpp"
 
 namespace taskhost {
 namespace {
@@ -95,8 +96,7 @@ using ServiceMethod = nlohmann::json (HostServices::*)(const std::string&, const
 int service_call(th_host* h, th_str op, th_str request, th_source* in, th_sink* out, th_sink* reply,
                  th_error* err, ServiceMethod method) {
   return guarded(err, [&] {
-    auto req = nlohmann::json::parse(view(request), nullptr, false);
-    if (req.is_discarded()) throw Error(ErrorKind::invalid, "the request is not JSON");
+    auto req = parse_json_input(view(request), "the request");
     ByteSource source = in ? source_of(in) : ByteSource([](char*, size_t) { return size_t{0}; });
     stream(reply, (services(h).*method)(std::string(view(op)), req, source, sink_of(out)).dump());
   });

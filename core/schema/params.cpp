@@ -2,12 +2,19 @@
 
 #include <cmath>
 #include <cstdlib>
-#include <regex>
+
+#include "common/error.hpp"
+#include "common/json_input.hpp"
+#include "common/pattern.hpp"
+#include "common/text.hpp"
 
 namespace taskhost {
 namespace {
 
-std::string show(const Json& v) { return v.dump(); }
+// A value as an error message shows it: escaped, and cut when long.
+std::string show(const Json& v) {
+  return printable(storable(v.dump(-1, ' ', false, Json::error_handler_t::replace), 100));
+}
 
 std::string trim_number(double d) {
   if (std::floor(d) == d && std::fabs(d) < 9e15) return std::to_string(static_cast<int64_t>(d));
@@ -31,18 +38,36 @@ size_t utf8_length(const std::string& s) {
   return n;
 }
 
+// Why a string cannot be a parameter value (the store keeps valid UTF-8
+// without NUL, of bounded size), or std::nullopt.
+std::optional<std::string> text_problem(const std::string& s) {
+  if (s.size() > max_param_string_bytes)
+    return "is " + std::to_string(s.size()) + " bytes, over the limit of " +
+           std::to_string(max_param_string_bytes) + " bytes for a string parameter";
+  if (auto at = invalid_utf8_at(s))
+    return "is not valid UTF-8 (at byte " + std::to_string(*at + 1) + ")";
+  if (s.find('\0') != std::string::npos) return "holds a NUL character, which cannot be stored";
+  return std::nullopt;
+}
+
 std::optional<std::string> check_scalar(ParamType type, const ParamSpec& p, const Json& v) {
   switch (type) {
     case ParamType::string: {
       if (!v.is_string()) return "expected a string, got " + show(v);
       const auto& s = v.get_ref<const std::string&>();
+      if (auto problem = text_problem(s)) return *problem;
       size_t len = utf8_length(s);
       if ((p.min_length && len < *p.min_length) || (p.max_length && len > *p.max_length))
         return "expected a string with a length" +
                range_text(as_double(p.min_length), as_double(p.max_length)) + ", got " +
                std::to_string(len) + " characters";
-      if (!p.pattern.empty() && !std::regex_match(s, std::regex(p.pattern)))
-        return "expected a string matching /" + p.pattern + "/, got " + show(v);
+      if (p.pattern.empty()) return std::nullopt;
+      try {
+        if (!Pattern(p.pattern).matches(s))
+          return "expected a string matching /" + p.pattern + "/, got " + show(v);
+      } catch (const Error& e) {  // installed before patterns were RE2's
+        return "the schema's pattern /" + p.pattern + "/ " + e.what();
+      }
       return std::nullopt;
     }
     case ParamType::integer:
@@ -59,6 +84,8 @@ std::optional<std::string> check_scalar(ParamType type, const ParamSpec& p, cons
       if (!v.is_boolean()) return "expected true or false, got " + show(v);
       return std::nullopt;
     case ParamType::enumeration: {
+      if (v.is_string())
+        if (auto problem = text_problem(v.get_ref<const std::string&>())) return *problem;
       for (const auto& allowed : p.values)
         if (v.is_string() && v.get_ref<const std::string&>() == allowed) return std::nullopt;
       std::string list;
@@ -73,11 +100,14 @@ std::optional<std::string> check_scalar(ParamType type, const ParamSpec& p, cons
 
 }  // namespace
 
-std::optional<double> parse_number(std::string_view text) {
-  static const std::regex number_re("^-?(0|[1-9][0-9]*)(\\.[0-9]+)?([eE][-+]?[0-9]+)?$");
-  std::string s(text);
-  if (!std::regex_match(s, number_re)) return std::nullopt;
-  return std::strtod(s.c_str(), nullptr);
+std::optional<double> parse_number(std::string_view text, bool* out_of_range) {
+  static const Pattern number_re("-?(0|[1-9][0-9]{0,400})(\\.[0-9]{1,400})?([eE][-+]?[0-9]{1,9})?");
+  if (out_of_range) *out_of_range = false;
+  if (!number_re.matches(text)) return std::nullopt;
+  double d = std::strtod(std::string(text).c_str(), nullptr);
+  if (std::isfinite(d)) return d;
+  if (out_of_range) *out_of_range = true;
+  return std::nullopt;
 }
 
 std::optional<std::string> check_param_value(const ParamSpec& p, const Json& value) {
@@ -96,18 +126,21 @@ std::optional<std::string> check_param_value(const ParamSpec& p, const Json& val
 }
 
 Json validate_params(const TaskSchema& schema, const Json& given, std::vector<Diagnostic>* errors) {
+  Diagnostics collected(errors);
   Json out = Json::object();
   if (!given.is_object()) {
-    errors->push_back({"", 0, 0, "params", "expected a JSON object, got " + show(given)});
+    collected.add({"", 0, 0, "params", "expected a JSON object, got " + show(given)});
     return out;
   }
+  std::vector<std::string> names;
+  for (const auto& p : schema.params) names.push_back(p.name);
   for (const auto& [key, value] : given.items()) {
     if (schema.param(key) == nullptr) {
       std::string declared;
-      for (const auto& p : schema.params) declared += (declared.empty() ? "" : ", ") + p.name;
-      errors->push_back({"", 0, 0, "params." + key,
-                         "unknown parameter for " + schema.ref() +
-                             " (declared: " + (declared.empty() ? "none" : declared) + ")"});
+      for (const auto& n : names) declared += (declared.empty() ? "" : ", ") + n;
+      collected.add({"", 0, 0, "params." + printable(storable(key, 100)),
+                     "unknown parameter for " + schema.ref() + did_you_mean(key, names) +
+                         " (declared: " + (declared.empty() ? "none" : declared) + ")"});
     }
   }
   for (const auto& p : schema.params) {
@@ -116,11 +149,11 @@ Json validate_params(const TaskSchema& schema, const Json& given, std::vector<Di
       if (p.default_value)
         out[p.name] = *p.default_value;
       else if (p.required)
-        errors->push_back({"", 0, 0, "params." + p.name, "is required"});
+        collected.add({"", 0, 0, "params." + p.name, "is required"});
       continue;
     }
     if (auto problem = check_param_value(p, *it))
-      errors->push_back({"", 0, 0, "params." + p.name, *problem});
+      collected.add({"", 0, 0, "params." + p.name, *problem});
     else
       out[p.name] = *it;
   }
@@ -129,14 +162,21 @@ Json validate_params(const TaskSchema& schema, const Json& given, std::vector<Di
 
 Json params_from_assignments(const TaskSchema& schema, const std::vector<std::string>& assignments,
                              std::vector<Diagnostic>* errors) {
+  Diagnostics collected(errors);
   Json out = Json::object();
   for (const auto& a : assignments) {
     auto eq = a.find('=');
     if (eq == std::string::npos || eq == 0) {
-      errors->push_back({"", 0, 0, "-p " + a, "expected key=value"});
+      collected.add({"", 0, 0, "-p " + printable(storable(a, 100)), "expected key=value"});
       continue;
     }
     const std::string key = a.substr(0, eq), text = a.substr(eq + 1);
+    // Json holds only valid UTF-8: name the parameter here, before it is one.
+    if (auto at = invalid_utf8_at(a)) {
+      collected.add({"", 0, 0, "-p " + printable(storable(key, 100)),
+                     "is not valid UTF-8 (at byte " + std::to_string(*at + 1) + ")"});
+      continue;
+    }
     const ParamSpec* p = schema.param(key);
     if (p == nullptr) {
       out[key] = text;  // reported as unknown by validate_params
@@ -146,7 +186,12 @@ Json params_from_assignments(const TaskSchema& schema, const std::vector<std::st
       switch (type) {
         case ParamType::integer:
         case ParamType::number: {
-          auto d = parse_number(s);
+          bool out_of_range = false;
+          auto d = parse_number(s, &out_of_range);
+          if (out_of_range)
+            collected.add({"", 0, 0, "params." + key,
+                           "'" + printable(storable(s, 100)) +
+                               "' is out of range (a number is at most about 1.8e308)"});
           if (!d) return std::nullopt;
           if (type == ParamType::integer) {
             if (std::floor(*d) != *d || std::fabs(*d) > 9.2e18) return std::nullopt;
@@ -163,11 +208,11 @@ Json params_from_assignments(const TaskSchema& schema, const std::vector<std::st
     };
     if (p->type == ParamType::list) {
       if (!text.empty() && text[0] == '[') {
-        Json parsed = Json::parse(text, nullptr, false);
-        if (parsed.is_discarded())
-          errors->push_back({"", 0, 0, "params." + key, "is not a valid JSON array: " + text});
-        else
-          out[key] = parsed;
+        try {
+          out[key] = parse_json_input(text, "the JSON array");
+        } catch (const Error& e) {
+          collected.add({"", 0, 0, "params." + key, e.what()});
+        }
         continue;
       }
       Json list = Json::array();

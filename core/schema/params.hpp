@@ -9,8 +9,12 @@
 
 namespace taskhost {
 
-// A decimal number ("3", "-2.5", "1e3"); std::nullopt if text is anything else.
-std::optional<double> parse_number(std::string_view text);
+// The longest string parameter accepted, in bytes.
+constexpr size_t max_param_string_bytes = 64 * 1024;
+
+// A decimal number ("3", "-2.5", "1e3"); std::nullopt if text is anything
+// else, or beyond a double's range (then *out_of_range, when given, is set).
+std::optional<double> parse_number(std::string_view text, bool* out_of_range = nullptr);
 
 // Why value is not acceptable for p ("expected an integer from 1 to 100, got
 // 0"), or std::nullopt when it is.

@@ -6,44 +6,32 @@
 #include <charconv>
 #include <filesystem>
 #include <fstream>
-#include <regex>
 #include <set>
 #include <sstream>
 
+#include "common/curl.hpp"
+#include "common/error.hpp"
+#include "common/pattern.hpp"
 #include "common/sha256.hpp"
+#include "common/text.hpp"
+#include "common/yaml_input.hpp"
 #include "schema/duration.hpp"
 #include "schema/params.hpp"
 
 namespace taskhost {
 namespace {
 
-const std::regex name_re("^[a-z][a-z0-9-]{0,62}$");
-const std::regex param_name_re("^[a-z_][a-z0-9_]{0,62}$");
-const std::regex role_re("^[a-z_][a-z0-9_]{0,62}$");
-const std::regex sha256_re("^[0-9a-f]{64}$");
-const std::regex url_re("^https?://[^\\s/?#]+(/[^\\s]*)?$");
-const std::regex plugin_event_re("^[a-z][a-z0-9_]*(\\.[a-z][a-z0-9_]*)+$");
-const std::regex timezone_re("^[A-Za-z][A-Za-z0-9_+-]*(/[A-Za-z0-9_+-]+)*$");
+const Pattern name_re("[a-z][a-z0-9-]{0,62}");
+const Pattern param_name_re("[a-z_][a-z0-9_]{0,62}");
+const Pattern role_re("[a-z_][a-z0-9_]{0,62}");
+const Pattern sha256_re("[0-9a-f]{64}");
+const Pattern plugin_event_re("[a-z][a-z0-9_]*(\\.[a-z][a-z0-9_]*)+");
+const Pattern timezone_re("[A-Za-z][A-Za-z0-9_+-]*(/[A-Za-z0-9_+-]+)*");
 
 const std::set<std::string> run_events = {
     "run.queued",  "run.started",   "run.progress", "run.paused",
     "run.resumed", "run.succeeded", "run.failed",   "run.cancelled",
 };
-
-size_t edit_distance(std::string_view a, std::string_view b) {
-  std::vector<size_t> row(b.size() + 1);
-  for (size_t j = 0; j <= b.size(); ++j) row[j] = j;
-  for (size_t i = 1; i <= a.size(); ++i) {
-    size_t diag = row[0];
-    row[0] = i;
-    for (size_t j = 1; j <= b.size(); ++j) {
-      size_t up = row[j];
-      row[j] = std::min({row[j] + 1, row[j - 1] + 1, diag + (a[i - 1] == b[j - 1] ? 0 : 1)});
-      diag = up;
-    }
-  }
-  return row[b.size()];
-}
 
 std::string join(const std::vector<std::string>& items, const char* sep = ", ") {
   std::string out;
@@ -55,6 +43,9 @@ std::string child(const std::string& parent, const std::string& key) {
   return parent.empty() ? key : parent + "." + key;
 }
 
+// A value as an error message shows it: escaped, and cut when long.
+std::string quote(const std::string& s) { return "'" + printable(storable(s, 100)) + "'"; }
+
 std::string describe(const YAML::Node& n) {
   switch (n.Type()) {
     case YAML::NodeType::Map:
@@ -64,7 +55,7 @@ std::string describe(const YAML::Node& n) {
     case YAML::NodeType::Null:
       return "nothing";
     case YAML::NodeType::Scalar:
-      return "'" + n.Scalar() + "'";
+      return quote(n.Scalar());
     default:
       return "an undefined value";
   }
@@ -73,33 +64,29 @@ std::string describe(const YAML::Node& n) {
 // Walks a YAML document, collecting every problem with its location.
 class Reader {
  public:
-  Reader(std::string file, std::vector<Diagnostic>* errors)
-      : file_(std::move(file)), errors_(errors) {}
+  Reader(std::string file, Diagnostics& errors) : file_(std::move(file)), errors_(errors) {}
 
   void error(const YAML::Node& at, const std::string& field, const std::string& message) {
     YAML::Mark m = at.Mark();
-    errors_->push_back({file_, m.line + 1, m.column + 1, field, message});
+    errors_.add({file_, m.line + 1, m.column + 1, field, message});
   }
 
-  // Checks n is a mapping with only allowed keys, none twice. Unknown keys are
-  // errors so that a typo never passes silently.
+  // Checks n is a mapping with only allowed keys (load_yaml_input refused
+  // keys given twice). Unknown keys are errors so that a typo never passes
+  // silently.
   bool mapping(const YAML::Node& n, const std::string& field,
                const std::vector<std::string>& allowed) {
     if (!n.IsMap()) {
       error(n, field, "expected a mapping, got " + describe(n));
       return false;
     }
-    std::set<std::string> seen;
     for (auto it = n.begin(); it != n.end(); ++it) {
       const std::string key = it->first.Scalar();
-      if (!seen.insert(key).second) error(it->first, child(field, key), "duplicate key");
       if (allowed.empty() || std::find(allowed.begin(), allowed.end(), key) != allowed.end())
         continue;
-      std::string hint;
-      for (const auto& a : allowed)
-        if (edit_distance(key, a) <= 2) hint = "; did you mean '" + a + "'?";
-      error(it->first, child(field, key),
-            "unknown key" + hint + " (expected one of: " + join(allowed) + ")");
+      error(
+          it->first, child(field, printable(key)),
+          "unknown key" + did_you_mean(key, allowed) + " (expected one of: " + join(allowed) + ")");
     }
     return true;
   }
@@ -121,13 +108,26 @@ class Reader {
   }
 
   std::optional<std::string> matching(const YAML::Node& n, const std::string& field,
-                                      const std::regex& re, const std::string& expected) {
+                                      const Pattern& re, const std::string& expected) {
     auto s = str(n, field);
-    if (s && !std::regex_match(*s, re)) {
-      error(n, field, "expected " + expected + ", got '" + *s + "'");
+    if (s && !re.matches(*s)) {
+      error(n, field, "expected " + expected + ", got " + quote(*s));
       return std::nullopt;
     }
     return s;
+  }
+
+  // An http(s) URL as webhook deliveries and outbound HTTP parse it.
+  std::optional<std::string> url(const YAML::Node& n, const std::string& field) {
+    auto s = str(n, field);
+    if (!s) return std::nullopt;
+    try {
+      parse_http_url(*s);
+      return s;
+    } catch (const Error& e) {
+      error(n, field, "expected an http(s) URL, got " + quote(*s) + " (" + e.what() + ")");
+      return std::nullopt;
+    }
   }
 
   std::optional<int64_t> integer(const YAML::Node& n, const std::string& field, int64_t min,
@@ -139,7 +139,7 @@ class Reader {
     if (ec != std::errc() || ptr != s->data() + s->size() || v < min || v > max) {
       error(n, field,
             "expected an integer from " + std::to_string(min) + " to " + std::to_string(max) +
-                ", got '" + *s + "'");
+                ", got " + quote(*s));
       return std::nullopt;
     }
     return v;
@@ -148,8 +148,10 @@ class Reader {
   std::optional<double> number(const YAML::Node& n, const std::string& field) {
     auto s = str(n, field);
     if (!s) return std::nullopt;
-    if (auto v = parse_number(*s)) return v;
-    error(n, field, "expected a number, got '" + *s + "'");
+    bool out_of_range = false;
+    if (auto v = parse_number(*s, &out_of_range)) return v;
+    error(n, field,
+          out_of_range ? quote(*s) + " is out of range" : "expected a number, got " + quote(*s));
     return std::nullopt;
   }
 
@@ -158,7 +160,7 @@ class Reader {
     auto s = str(n, field);
     if (s == "true") return true;
     if (s == "false") return false;
-    if (s) error(n, field, "expected true or false, got '" + *s + "'");
+    if (s) error(n, field, "expected true or false, got " + quote(*s));
     return std::nullopt;
   }
 
@@ -167,7 +169,7 @@ class Reader {
     if (!s) return std::nullopt;
     auto d = parse_duration(*s);
     if (!d || d->count() <= 0) {
-      error(n, field, "expected a positive duration like 30s, 5m, 1h30m, got '" + *s + "'");
+      error(n, field, "expected a positive duration like 30s, 5m, 1h30m, got " + quote(*s));
       return std::nullopt;
     }
     return d;
@@ -181,12 +183,12 @@ class Reader {
     if (s)
       error(n, field,
             std::string("expected ") + (allow_rw ? "read, write or readwrite" : "read or write") +
-                ", got '" + *s + "'");
+                ", got " + quote(*s));
     return std::nullopt;
   }
 
-  std::vector<std::string> strings(const YAML::Node& n, const std::string& field,
-                                   const std::regex& re, const std::string& expected) {
+  std::vector<std::string> strings(const YAML::Node& n, const std::string& field, const Pattern& re,
+                                   const std::string& expected) {
     std::vector<std::string> out;
     if (!n.IsSequence()) {
       error(n, field, "expected a list, got " + describe(n));
@@ -212,7 +214,7 @@ class Reader {
 
  private:
   std::string file_;
-  std::vector<Diagnostic>* errors_;
+  Diagnostics& errors_;
 };
 
 const char* type_name(ParamType t) {
@@ -287,7 +289,7 @@ void read_param(Reader& r, const std::string& name, const YAML::Node& n, const s
   auto type = parse_type(*type_text);
   if (!type) {
     r.error(type_node, child(field, "type"),
-            "expected string, integer, number, boolean, enum or list, got '" + *type_text + "'");
+            "expected string, integer, number, boolean, enum or list, got " + quote(*type_text));
     return;
   }
   p.type = *type;
@@ -311,10 +313,10 @@ void read_param(Reader& r, const std::string& name, const YAML::Node& n, const s
       p.items = *it;
     else if (t)
       r.error(v, child(field, "items"),
-              "expected string, integer, number or boolean, got '" + *t + "'");
+              "expected string, integer, number or boolean, got " + quote(*t));
   }
   if (auto v = allowed_for("values", {enumeration}); v.IsDefined()) {
-    static const std::regex any(".+");
+    static const Pattern any(".+");
     p.values = r.strings(v, child(field, "values"), any, "a non-empty string");
     std::set<std::string> unique(p.values.begin(), p.values.end());
     if (unique.size() != p.values.size()) r.error(v, child(field, "values"), "has duplicates");
@@ -342,10 +344,10 @@ void read_param(Reader& r, const std::string& name, const YAML::Node& n, const s
   if (auto v = allowed_for("pattern", {string}); v.IsDefined()) {
     if (auto s = r.str(v, child(field, "pattern"))) {
       try {
-        std::regex check(*s);
+        Pattern check(*s);
         p.pattern = *s;
-      } catch (const std::regex_error& e) {
-        r.error(v, child(field, "pattern"), std::string("is not a valid regex: ") + e.what());
+      } catch (const Error& e) {
+        r.error(v, child(field, "pattern"), e.what());
       }
     }
   }
@@ -372,8 +374,8 @@ void read_capabilities(Reader& r, const YAML::Node& n, Capabilities& caps) {
   if (auto s3 = n["s3"]; s3.IsDefined())
     r.each(s3, "capabilities.s3", [&](const YAML::Node& g, const std::string& f) {
       if (!r.mapping(g, f, {"bucket", "prefix", "access"})) return;
-      static const std::regex bucket_re("^[a-z0-9][a-z0-9.-]{1,62}$");
-      static const std::regex prefix_re("^([^/\\x00-\\x1f][^\\x00-\\x1f]*)?$");
+      static const Pattern bucket_re("[a-z0-9][a-z0-9.-]{1,62}");
+      static const Pattern prefix_re("([^/\\x00-\\x1f][^\\x00-\\x1f]*)?");
       S3Grant grant;
       if (auto b = r.get(g, "bucket", f, true); b.IsDefined())
         grant.bucket = r.matching(b, child(f, "bucket"), bucket_re, "a bucket name").value_or("");
@@ -388,8 +390,8 @@ void read_capabilities(Reader& r, const YAML::Node& n, Capabilities& caps) {
   if (auto sftp = n["sftp"]; sftp.IsDefined())
     r.each(sftp, "capabilities.sftp", [&](const YAML::Node& g, const std::string& f) {
       if (!r.mapping(g, f, {"host", "path", "access"})) return;
-      static const std::regex host_re("^[a-z0-9][a-z0-9_-]*$");
-      static const std::regex path_re("^/[^\\x00-\\x1f]*$");
+      static const Pattern host_re("[a-z0-9][a-z0-9_-]*");
+      static const Pattern path_re("/[^\\x00-\\x1f]*");
       SftpGrant grant;
       if (auto h = r.get(g, "host", f, true); h.IsDefined())
         grant.host = r.matching(h, child(f, "host"), host_re, "a host name from the host config")
@@ -409,7 +411,7 @@ void read_capabilities(Reader& r, const YAML::Node& n, Capabilities& caps) {
           r.matching(c, child(f, "connection"), role_re, "a connection name").value_or("");
     if (auto t = r.get(db, "tables", f, true);
         t.IsDefined() && r.mapping(t, child(f, "tables"), {})) {
-      static const std::regex table_re("^([a-z_][a-z0-9_]*\\.)?[a-z_][a-z0-9_]*$");
+      static const Pattern table_re("([a-z_][a-z0-9_]*\\.)?[a-z_][a-z0-9_]*");
       for (auto it = t.begin(); it != t.end(); ++it) {
         const std::string tf = child(f, "tables." + it->first.Scalar());
         auto name = r.matching(it->first, tf, table_re, "a table name (schema.table or table)");
@@ -424,7 +426,7 @@ void read_capabilities(Reader& r, const YAML::Node& n, Capabilities& caps) {
       if (!r.mapping(g, f, {"base_url", "credential"})) return;
       HttpGrant grant;
       if (auto u = r.get(g, "base_url", f, true); u.IsDefined())
-        grant.base_url = r.matching(u, child(f, "base_url"), url_re, "an http(s) URL").value_or("");
+        grant.base_url = r.url(u, child(f, "base_url")).value_or("");
       if (auto c = g["credential"]; c.IsDefined())
         grant.credential =
             r.matching(c, child(f, "credential"), role_re, "a credential name").value_or("");
@@ -442,7 +444,7 @@ void read_retry(Reader& r, const YAML::Node& n, RetryPolicy& retry) {
     if (s == "fixed")
       retry.exponential = false;
     else if (s && s != "exponential")
-      r.error(v, "retry.backoff", "expected exponential or fixed, got '" + *s + "'");
+      r.error(v, "retry.backoff", "expected exponential or fixed, got " + quote(*s));
   }
   if (auto v = n["initial"]; v.IsDefined())
     retry.initial = r.duration(v, "retry.initial").value_or(retry.initial);
@@ -452,7 +454,7 @@ void read_retry(Reader& r, const YAML::Node& n, RetryPolicy& retry) {
 
 void read_chain(Reader& r, const YAML::Node& n, const std::string& field,
                 std::vector<ChainStep>& steps) {
-  static const std::regex ref_re("^[a-z][a-z0-9-]{0,62}(@[0-9A-Za-z.+-]+)?$");
+  static const Pattern ref_re("[a-z][a-z0-9-]{0,62}(@[0-9A-Za-z.+-]+)?");
   r.each(n, field, [&](const YAML::Node& s, const std::string& f) {
     if (!r.mapping(s, f, {"run", "params"})) return;
     ChainStep step;
@@ -470,39 +472,24 @@ void read_hooks(Reader& r, const YAML::Node& n, std::optional<Hooks>& hooks) {
   if (!r.mapping(n, "hooks", {"url", "events"})) return;
   Hooks h;
   if (auto v = r.get(n, "url", "hooks", true); v.IsDefined())
-    h.url = r.matching(v, "hooks.url", url_re, "an http(s) URL").value_or("");
+    h.url = r.url(v, "hooks.url").value_or("");
   if (auto v = r.get(n, "events", "hooks", true); v.IsDefined())
     r.each(v, "hooks.events", [&](const YAML::Node& e, const std::string& f) {
       auto s = r.str(e, f);
       if (!s) return;
       bool known = run_events.count(*s) > 0;
-      bool plugin = s->rfind("run.", 0) != 0 && std::regex_match(*s, plugin_event_re);
+      bool plugin = s->rfind("run.", 0) != 0 && plugin_event_re.matches(*s);
       if (known || plugin)
         h.events.push_back(*s);
       else
         r.error(e, f,
                 "expected a run event (" + join({run_events.begin(), run_events.end()}) +
-                    ") or a plugin event like item.failed, got '" + *s + "'");
+                    ") or a plugin event like item.failed, got " + quote(*s));
     });
   hooks = h;
 }
 
 }  // namespace
-
-std::string Diagnostic::str() const {
-  std::string out;
-  if (!file.empty()) out += file + ":";
-  if (line > 0) out += std::to_string(line) + ":" + std::to_string(column) + ":";
-  if (!out.empty()) out += " ";
-  if (!field.empty()) out += field + ": ";
-  return out + message;
-}
-
-std::string format_diagnostics(const std::vector<Diagnostic>& errors) {
-  std::string out;
-  for (const auto& d : errors) out += (out.empty() ? "" : "\n") + d.str();
-  return out;
-}
 
 const ParamSpec* TaskSchema::param(const std::string& n) const {
   for (const auto& p : params)
@@ -512,15 +499,11 @@ const ParamSpec* TaskSchema::param(const std::string& n) const {
 
 std::optional<TaskSchema> parse_schema(const std::string& yaml, const std::string& file,
                                        std::vector<Diagnostic>* errors) {
-  const size_t errors_before = errors->size();
-  YAML::Node root;
-  try {
-    root = YAML::Load(yaml);
-  } catch (const YAML::ParserException& e) {
-    errors->push_back({file, e.mark.line + 1, e.mark.column + 1, "", "invalid YAML: " + e.msg});
-    return std::nullopt;
-  }
-  Reader r(file, errors);
+  Diagnostics collected(errors);
+  auto loaded = load_yaml_input(yaml, file, max_schema_bytes, collected);
+  if (!loaded) return std::nullopt;
+  const YAML::Node& root = *loaded;
+  Reader r(file, collected);
   static const std::vector<std::string> top = {
       "name",         "version",    "description", "plugin",      "params",
       "capabilities", "retry",      "timeout",     "concurrency", "schedule",
@@ -540,15 +523,15 @@ std::optional<TaskSchema> parse_schema(const std::string& yaml, const std::strin
         s.version = *ver;
       else
         r.error(v, "version",
-                "expected a semantic version MAJOR.MINOR.PATCH[-PRERELEASE] (no +build), got '" +
-                    *text + "'");
+                "expected a semantic version MAJOR.MINOR.PATCH[-PRERELEASE] (no +build), got " +
+                    quote(*text));
     }
   }
   if (auto v = root["description"]; v.IsDefined())
     s.description = r.str(v, "description").value_or("");
   if (auto p = r.get(root, "plugin", "", true);
       p.IsDefined() && r.mapping(p, "plugin", {"path", "sha256"})) {
-    static const std::regex path_re("^[A-Za-z0-9_.+-]+(/[A-Za-z0-9_.+-]+)*\\.so$");
+    static const Pattern path_re("[A-Za-z0-9_.+-]+(/[A-Za-z0-9_.+-]+)*\\.so");
     if (auto v = r.get(p, "path", "plugin", true); v.IsDefined()) {
       s.plugin_path = r.matching(v, "plugin.path", path_re,
                                  "a relative path to a .so inside the plugin directory")
@@ -558,20 +541,20 @@ std::optional<TaskSchema> parse_schema(const std::string& yaml, const std::strin
     }
     if (auto v = r.get(p, "sha256", "plugin", true); v.IsDefined()) {
       auto d = r.str(v, "plugin.sha256");
-      if (d && (*d == "any" || std::regex_match(*d, sha256_re)))
+      if (d && (*d == "any" || sha256_re.matches(*d)))
         s.plugin_sha256 = *d;
       else if (d)
         r.error(v, "plugin.sha256",
                 "expected the 64 lower-case hex digits of the reviewed build's SHA-256 (or 'any' "
-                "for development hosts), got '" +
-                    *d + "'");
+                "for development hosts), got " +
+                    quote(*d));
     }
   }
   if (auto params = root["params"]; params.IsDefined() && r.mapping(params, "params", {})) {
     for (auto it = params.begin(); it != params.end(); ++it) {
       const std::string name = it->first.Scalar();
-      if (!std::regex_match(name, param_name_re))
-        r.error(it->first, "params." + name,
+      if (!param_name_re.matches(name))
+        r.error(it->first, "params." + printable(name),
                 "parameter names are lower-case letters, digits and '_'");
       read_param(r, name, it->second, "params." + name, s);
     }
@@ -608,7 +591,7 @@ std::optional<TaskSchema> parse_schema(const std::string& yaml, const std::strin
     if (auto view = v["view"]; view.IsDefined())
       s.permissions.view = r.strings(view, "permissions.view", role_re, "a role name");
   }
-  if (errors->size() != errors_before) return std::nullopt;
+  if (collected.count() > 0) return std::nullopt;
   return s;
 }
 
@@ -619,9 +602,11 @@ std::optional<TaskSchema> load_schema_file(const std::string& path,
     errors->push_back({path, 0, 0, "", "cannot read the file"});
     return std::nullopt;
   }
-  std::ostringstream text;
-  text << in.rdbuf();
-  return parse_schema(text.str(), path, errors);
+  // One byte more than the limit is enough for parse_schema to refuse it.
+  std::string text(max_schema_bytes + 1, '\0');
+  in.read(text.data(), static_cast<std::streamsize>(text.size()));
+  text.resize(static_cast<size_t>(in.gcount()));
+  return parse_schema(text, path, errors);
 }
 
 Json TaskSchema::to_json() const {

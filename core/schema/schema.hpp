@@ -8,6 +8,7 @@
 #include <string>
 #include <vector>
 
+#include "common/diagnostic.hpp"
 #include "schema/cron.hpp"
 #include "schema/semver.hpp"
 
@@ -28,7 +29,7 @@ struct ParamSpec {
   std::vector<std::string> values;                 // enum
   std::optional<double> min, max;                  // integer, number
   std::optional<uint64_t> min_length, max_length;  // string, list
-  std::string pattern;                             // string, ECMAScript regex
+  std::string pattern;                             // string, RE2 regex (common/pattern.hpp)
 };
 
 struct S3Grant {
@@ -107,15 +108,8 @@ struct TaskSchema {
   Json to_json() const;
 };
 
-// A problem found in a schema file or in run parameters, located precisely.
-struct Diagnostic {
-  std::string file;   // empty for parameters
-  int line = 0;       // 1-based; 0 when unknown
-  int column = 0;     // 1-based
-  std::string field;  // dotted path, e.g. "params.count.min"
-  std::string message;
-  std::string str() const;  // "file:line:col: field: message"
-};
+// The largest schema file accepted: schemas are read whole on every listing.
+constexpr size_t max_schema_bytes = 1 << 20;
 
 // Parses and validates one schema. file names the source in diagnostics.
 // Returns the schema, or std::nullopt with every problem found in *errors.
@@ -125,8 +119,5 @@ std::optional<TaskSchema> parse_schema(const std::string& yaml, const std::strin
 // Reads and parses a schema file; a file that cannot be read is a diagnostic.
 std::optional<TaskSchema> load_schema_file(const std::string& path,
                                            std::vector<Diagnostic>* errors);
-
-// Joins diagnostics into one message, one per line.
-std::string format_diagnostics(const std::vector<Diagnostic>& errors);
 
 }  // namespace taskhost

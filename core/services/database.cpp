@@ -1,11 +1,12 @@
 #include "services/database.hpp"
 
 #include <algorithm>
-#include <regex>
 #include <utility>
 
 #include "common/base64.hpp"
+#include "common/pattern.hpp"
 #include "common/sha256.hpp"
+#include "common/text.hpp"
 
 namespace taskhost {
 namespace {
@@ -74,10 +75,11 @@ std::vector<pg::Param> statement_params(const Json& request) {
 }
 
 const std::string& savepoint_name(const Json& request) {
-  static const std::regex name_re("^[a-z_][a-z0-9_]{0,62}$");
+  static const Pattern name_re("[a-z_][a-z0-9_]{0,62}");
   const std::string& name = string_field(request, "db", "name");
-  if (!std::regex_match(name, name_re))
-    throw Error(ErrorKind::invalid, "db: a savepoint name is [a-z_][a-z0-9_]*, got '" + name + "'");
+  if (!name_re.matches(name))
+    throw Error(ErrorKind::invalid, "db: a savepoint name is [a-z_][a-z0-9_]*, got '" +
+                                        printable(storable(name, 70)) + "'");
   return name;
 }
 

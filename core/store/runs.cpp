@@ -1,9 +1,10 @@
 #include "store/runs.hpp"
 
 #include <array>
-#include <regex>
 
+#include "common/pattern.hpp"
 #include "common/sha256.hpp"
+#include "common/text.hpp"
 
 namespace taskhost {
 namespace {
@@ -14,14 +15,20 @@ constexpr std::array<const char*, 8> state_names = {
 // States in which an attempt owns the run.
 const std::string active_states = "('running', 'pausing', 'cancelling')";
 
-const char* run_columns =
-    "SELECT r.id, r.schema_id, s.name, s.version, r.params::text, r.state, r.attempt, r.actor, "
-    "r.created_at::text, r.started_at::text, r.finished_at::text, r.progress_done, "
-    "r.progress_total, r.checkpoint::text, r.output::text, r.error_code, r.error, "
-    "extract(epoch FROM coalesce(r.finished_at, now()) - coalesce(r.started_at, now()))::float8, "
-    "r.max_attempts, r.run_after::text, r.lease_owner, r.parent_run_id::text, r.idempotency_key, "
-    "coalesce(r.progress_done, 0) - r.attempt_progress_base "
-    "FROM taskhost.runs r JOIN taskhost.task_schemas s ON s.id = r.schema_id ";
+// The SELECT of runs; a listing leaves out the checkpoint and the output
+// (up to a megabyte each), which only `runs show` prints.
+std::string run_columns(bool large) {
+  return std::string(
+             "SELECT r.id, r.schema_id, s.name, s.version, r.params::text, r.state, r.attempt, "
+             "r.actor, r.created_at::text, r.started_at::text, r.finished_at::text, "
+             "r.progress_done, r.progress_total, ") +
+         (large ? "r.checkpoint::text, r.output::text, " : "NULL, NULL, ") +
+         "r.error_code, r.error, "
+         "extract(epoch FROM coalesce(r.finished_at, now()) - coalesce(r.started_at, now()))"
+         "::float8, r.max_attempts, r.run_after::text, r.lease_owner, r.parent_run_id::text, "
+         "r.idempotency_key, coalesce(r.progress_done, 0) - r.attempt_progress_base "
+         "FROM taskhost.runs r JOIN taskhost.task_schemas s ON s.id = r.schema_id ";
+}
 
 Json json_or_null(const pg::Result& r, int row, int col) {
   return r.null(row, col) ? Json() : Json::parse(r.text(row, col));
@@ -77,12 +84,20 @@ bool is_final(RunState s) {
   return s == RunState::succeeded || s == RunState::failed || s == RunState::cancelled;
 }
 
-Run get_run(pg::Connection& conn, const std::string& id_or_prefix) {
-  if (id_or_prefix.size() < 8)
+void check_run_id(const std::string& id_or_prefix) {
+  // Hex and dashes only: the prefix goes into LIKE, where % and _ are wildcards.
+  static const Pattern id_re("[0-9a-f-]{8,36}");
+  if (!id_re.matches(id_or_prefix))
     throw Error(ErrorKind::invalid,
-                "run id '" + id_or_prefix + "' is too short: give at least 8 characters");
-  auto runs = read_runs(conn.exec(
-      run_columns + std::string("WHERE r.id::text LIKE $1 || '%' LIMIT 2"), {id_or_prefix}));
+                "run id '" + printable(storable(id_or_prefix, 40)) +
+                    "' is not a run id or a prefix of one: give 8 to 36 lower-case hex digits "
+                    "and dashes");
+}
+
+Run get_run(pg::Connection& conn, const std::string& id_or_prefix) {
+  check_run_id(id_or_prefix);
+  auto runs = read_runs(
+      conn.exec(run_columns(true) + "WHERE r.id::text LIKE $1 || '%' LIMIT 2", {id_or_prefix}));
   if (runs.empty()) throw Error(ErrorKind::not_found, "no run " + id_or_prefix);
   if (runs.size() > 1)
     throw Error(ErrorKind::invalid,
@@ -92,9 +107,9 @@ Run get_run(pg::Connection& conn, const std::string& id_or_prefix) {
 
 std::vector<Run> list_runs(pg::Connection& conn, const RunFilter& f) {
   return read_runs(
-      conn.exec(run_columns + std::string("WHERE ($1::text IS NULL OR s.name = $1) AND "
-                                          "($2::text IS NULL OR r.state = $2) "
-                                          "ORDER BY r.created_at DESC, r.id LIMIT $3"),
+      conn.exec(run_columns(false) + "WHERE ($1::text IS NULL OR s.name = $1) AND "
+                                     "($2::text IS NULL OR r.state = $2) "
+                                     "ORDER BY r.created_at DESC, r.id LIMIT $3",
                 {f.schema, f.state ? std::optional<std::string>(to_string(*f.state)) : std::nullopt,
                  f.limit}));
 }
@@ -175,10 +190,10 @@ RunState RunWriter::state() const {
 
 void RunWriter::attach_file(const std::string& name, const std::string& content_type,
                             const std::string& content) {
-  static const std::regex name_re("^[A-Za-z0-9][A-Za-z0-9._-]{0,127}$");
-  if (!std::regex_match(name, name_re))
-    throw Error(ErrorKind::invalid,
-                "file name '" + name + "' must be 1-128 letters, digits, '.', '_' or '-'");
+  static const Pattern name_re("[A-Za-z0-9][A-Za-z0-9._-]{0,127}");
+  if (!name_re.matches(name))
+    throw Error(ErrorKind::invalid, "file name '" + printable(storable(name, 140)) +
+                                        "' must be 1-128 letters, digits, '.', '_' or '-'");
   require_owned(
       conn_.exec(
           "INSERT INTO taskhost.run_files (run_id, name, content_type, content, sha256, "

@@ -57,9 +57,14 @@ struct RunFilter {
   int limit = 50;
 };
 
+// Throws Error(invalid) unless id_or_prefix is a run id or a prefix of one
+// (8 to 36 lower-case hex digits and dashes), naming what was given.
+void check_run_id(const std::string& id_or_prefix);
 // Accepts a full id or a unique prefix of at least 8 characters.
-// Throws Error(not_found) or Error(invalid) for an ambiguous prefix.
+// Throws Error(not_found), or Error(invalid) for an ambiguous prefix or one
+// check_run_id refuses.
 Run get_run(pg::Connection& conn, const std::string& id_or_prefix);
+// Newest first; without checkpoint and output (null), which get_run gives.
 std::vector<Run> list_runs(pg::Connection& conn, const RunFilter& filter);
 std::vector<Transition> run_transitions(pg::Connection& conn, const std::string& id);
 // Live events in order; events superseded by a resumed attempt are left out.

@@ -45,6 +45,7 @@ struct Transfer {
   CURL* easy = nullptr;
   curl_slist* headers = nullptr;
   DestinationGuard guard;
+  CurlUrl url;
   std::optional<std::string> retry_after;
   char error[CURL_ERROR_SIZE] = {};
 };
@@ -88,6 +89,8 @@ struct Dispatcher::Impl {
     return e;
   }
 
+  // t.url holds d.url as parse_http_url read it (the parser schema install
+  // checked the URL with).
   void start(Transfer& t, const Delivery& d, const std::vector<std::string>& secrets,
              int64_t timestamp) {
     std::string signatures;
@@ -102,7 +105,7 @@ struct Dispatcher::Impl {
     t.easy = take_easy();
     t.guard.allow = &options.allow_destinations;
     secure_defaults(t.easy, &t.guard);
-    curl_easy_setopt(t.easy, CURLOPT_URL, d.url.c_str());
+    curl_easy_setopt(t.easy, CURLOPT_CURLU, t.url.get());
     curl_easy_setopt(t.easy, CURLOPT_POST, 1L);
     curl_easy_setopt(t.easy, CURLOPT_POSTFIELDS, d.body.data());
     curl_easy_setopt(t.easy, CURLOPT_POSTFIELDSIZE_LARGE, static_cast<curl_off_t>(d.body.size()));
@@ -200,8 +203,19 @@ int Dispatcher::dispatch_once() {
       fail(send, out, d, std::nullopt);
       return;
     }
+    CurlUrl url;
+    try {
+      url = parse_http_url(d.url);
+    } catch (const Error& e) {  // installed before URLs were checked this way
+      DeliveryOutcome out;
+      out.id = d.id;
+      out.error = std::string("the URL is not valid: ") + e.what();
+      fail(send, out, d, std::nullopt);
+      return;
+    }
     Transfer& t = transfers.emplace_back();
     t.send = &send;
+    t.url = std::move(url);
     m.start(t, d, it->second, timestamp);
   };
 

@@ -16,7 +16,7 @@ cmake --build "$work/hello" >/dev/null
 so=$work/hello/hello.so
 th=$work/prefix/bin/taskhost
 
-"$th" plugin inspect "$so" | tee "$work/inspect"
+"$th" plugin inspect "$so" --load | tee "$work/inspect"
 digest=$(sha256sum "$so" | cut -d' ' -f1)
 grep -qx 'name *hello' "$work/inspect"
 grep -qx "sha256 *$digest" "$work/inspect"

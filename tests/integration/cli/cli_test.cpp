@@ -588,5 +588,142 @@ TEST_F(Cli, AnInlineRunQueuedForARetrySaysWhatComesNext) {
       << r.err;
 }
 
+// ---- hostile input (issue 12, section 4) -------------------------------------
+
+TEST_F(Cli, HostileParametersAreValidationErrors) {
+  auto schema = write("num.yaml",
+                      "name: num\nversion: 1.0.0\nplugin: { path: hello.so, sha256: any }\n"
+                      "params:\n  ratio: { type: number }\n  name: { type: string }\n");
+  ASSERT_EQ(run({"--dev", "schema", "install", schema.string()}).exit_code, 0);
+  // 100,000 nested arrays segfaulted the recursive JSON parse.
+  auto deep =
+      write("deep.json", "{\"name\": " + std::string(100000, '[') + std::string(100000, ']') + "}");
+  auto r = run({"--dev", "run", "num", "--params-file", deep.string()});
+  EXPECT_EQ(r.exit_code, 2) << r.err;
+  EXPECT_NE(r.err.find("--params-file " + deep.string() + ": nested deeper than 64 levels"),
+            std::string::npos)
+      << r.err;
+  r = run({"--dev", "run", "num", "-p", "ratio=1e400"});  // was stored as null
+  EXPECT_EQ(r.exit_code, 2);
+  EXPECT_NE(r.err.find("params.ratio: '1e400' is out of range"), std::string::npos) << r.err;
+  r = run({"--dev", "run", "num", "-p", "name=caf\xE9"});  // was type_error.316, exit 7
+  EXPECT_EQ(r.exit_code, 2);
+  EXPECT_NE(r.err.find("-p name: is not valid UTF-8 (at byte 9)"), std::string::npos) << r.err;
+  auto nul = write("nul.json", R"({"name": "a\u0000b"})");  // was a database error, exit 6
+  r = run({"--dev", "run", "num", "--params-file", nul.string()});
+  EXPECT_EQ(r.exit_code, 2);
+  EXPECT_NE(r.err.find("a string holds a NUL character"), std::string::npos) << r.err;
+  r = run({"--dev", "run", "num", "-p", "nmae=x"});
+  EXPECT_EQ(r.exit_code, 2);
+  EXPECT_NE(r.err.find("params.nmae: unknown parameter for num@1.0.0; did you mean 'name'?"),
+            std::string::npos)
+      << r.err;
+  EXPECT_EQ(Json::parse(run({"runs", "list", "--json"}).out).size(), 0u);
+}
+
+TEST_F(Cli, HostileSchemaFilesAreLocatedErrors) {
+  const std::string head = "name: h\nversion: 1.0.0\nplugin: { path: hello.so, sha256: any }\n";
+  auto r = run({"--dev", "schema", "install",
+                write("utf8.yaml", head + "description: \"caf\xE9\"\n").string()});
+  EXPECT_EQ(r.exit_code, 2);
+  EXPECT_NE(r.err.find("utf8.yaml:4:18: the text holds not valid UTF-8"), std::string::npos)
+      << r.err;
+  r = run({"--dev", "schema", "install",
+           write("nul.yaml", head + "description: \"a\\0b\"\n").string()});
+  EXPECT_EQ(r.exit_code, 2);
+  EXPECT_NE(r.err.find("nul.yaml:4:14: description: holds a NUL character"), std::string::npos)
+      << r.err;
+  r = run({"--dev", "schema", "install", write("two.yaml", head + "---\n" + head).string()});
+  EXPECT_EQ(r.exit_code, 2);
+  EXPECT_NE(r.err.find("two.yaml:4:1: a second YAML document"), std::string::npos) << r.err;
+  r = run(
+      {"--dev", "schema", "install",
+       write("big.yaml", head + "description: '" + std::string(2 << 20, 'x') + "'\n").string()});
+  EXPECT_EQ(r.exit_code, 2);
+  EXPECT_NE(r.err.find("over the limit of 1048576 bytes"), std::string::npos) << r.err;
+  std::string many = head;
+  for (int i = 0; i < 5000; ++i) many += "k" + std::to_string(i) + ": 1\n";
+  r = run({"--dev", "schema", "install", write("many.yaml", many).string()});
+  EXPECT_EQ(r.exit_code, 2);
+  EXPECT_NE(r.err.find("many.yaml: ... and 4900 more problems"), std::string::npos)
+      << r.err.substr(r.err.size() > 500 ? r.err.size() - 500 : 0);
+  EXPECT_LT(r.err.size(), 30000u);
+  r = run({"--dev", "schema", "install",
+           write("hook.yaml", head + "hooks: { url: 'http://h:99999/', events: [run.failed] }\n")
+               .string()});
+  EXPECT_EQ(r.exit_code, 2);
+  EXPECT_NE(r.err.find("hook.yaml:4:15: hooks.url: expected an http(s) URL"), std::string::npos)
+      << r.err;
+  EXPECT_EQ(run({"schema", "list", "--json"}).out, "[]\n");
+}
+
+TEST_F(Cli, RunIdPrefixesAreHexAndDashesOnly) {
+  run({"schema", "install", BUNDLED_SCHEMA_DIR "/hello.yaml"});
+  const std::string id = Json::parse(run({"run", "hello", "--json"}).out)["id"];
+  // LIKE made % and _ wildcards: this resolved the run.
+  auto r = run({"runs", "show", id.substr(0, 7) + "%"});
+  EXPECT_EQ(r.exit_code, 2);
+  EXPECT_NE(r.err.find("run id '" + id.substr(0, 7) + "%' is not a run id or a prefix of one"),
+            std::string::npos)
+      << r.err;
+  EXPECT_EQ(run({"runs", "cancel", "________"}).exit_code, 2);
+  EXPECT_EQ(run({"webhooks", "list", "--run", "%"}).exit_code, 2);
+  EXPECT_EQ(run({"runs", "show", id.substr(0, 8)}).exit_code, 0);
+}
+
+TEST_F(Cli, PluginTextIsBoundedAndPrintedEscaped) {
+  auto schema = write("hostile.yaml",
+                      "name: hostile\nversion: 1.0.0\nplugin: { path: hostile.so, sha256: any }\n");
+  ASSERT_EQ(run({"--dev", "schema", "install", schema.string()}, FIXTURE_PLUGIN_DIR).exit_code, 0);
+  auto r = run({"--dev", "run", "hostile", "--inline", "--wait", "--json"}, FIXTURE_PLUGIN_DIR);
+  ASSERT_EQ(r.exit_code, 1) << r.err;
+  // The text log: the plugin's newline and escapes do not reach the terminal.
+  EXPECT_NE(r.err.find("forged\\n2026-01-01 00:00:00.000 error fake line \\x1B]0;owned\\x07"),
+            std::string::npos)
+      << r.err;
+  EXPECT_EQ(r.err.find('\x1B'), std::string::npos);
+  Json run_json = Json::parse(r.out);
+  EXPECT_EQ(run_json["state"], "failed");
+  const Json& answers = run_json["output"];
+  EXPECT_EQ(answers["big_event"], "event payload is 102408 bytes, over the limit of 65536 bytes");
+  EXPECT_NE(answers["long_event_name"].get<std::string>().find("at most 128 bytes"),
+            std::string::npos);
+  EXPECT_EQ(answers["nul_event"],
+            "event payload: a string holds a NUL character (\\u0000), which cannot be stored");
+  EXPECT_EQ(answers["deep_checkpoint"], "checkpoint: nested deeper than 64 levels");
+  EXPECT_EQ(answers["big_output"], "output is 2097160 bytes, over the limit of 1048576 bytes");
+  // The error is stored as valid UTF-8, bounded; `runs show` escapes it.
+  const std::string error = run_json["error"];
+  EXPECT_EQ(error.substr(0, 19), "bad \xEF\xBF\xBD utf-8 \x1B[31m");
+  EXPECT_LE(error.size(), 8192u);
+  r = run({"runs", "show", run_json["id"]});
+  ASSERT_EQ(r.exit_code, 0) << r.err;
+  EXPECT_NE(r.out.find("error   permanent: bad \xEF\xBF\xBD utf-8 \\x1B[31mred\\nforged line"),
+            std::string::npos)
+      << r.out;
+  EXPECT_EQ(r.out.find('\x1B'), std::string::npos);
+}
+
+TEST_F(Cli, TheHostConfigCheckReportsEveryProblem) {
+  auto config = write("taskhost.yml",
+                      "allow_destinations: [127.0.0.0/8]\nallow_destinations: [0.0.0.0/0]\n"
+                      "webhooks: { default_url: 'http://[::1' }\nobject_store: /tmp\n");
+  auto r = run({"--config", config.string(), "worker"});
+  EXPECT_EQ(r.exit_code, 2);
+  EXPECT_NE(r.err.find(config.string() + ":2:1: allow_destinations: duplicate key"),
+            std::string::npos)
+      << r.err;
+  config = write("taskhost2.yml",
+                 "webhooks: { default_url: 'http://[::1' }\nobject_stor_dir: /tmp\n"
+                 "sftp: { esi: { address: x } }\n");
+  r = run({"--config", config.string(), "worker"});
+  EXPECT_EQ(r.exit_code, 2);
+  for (const char* problem :
+       {":1:26: webhooks.default_url: expected an http(s) URL",
+        ":2:1: object_stor_dir: unknown setting; did you mean 'object_store_dir'?",
+        "sftp.esi.user: required", "sftp.esi.private_key: required"})
+    EXPECT_NE(r.err.find(problem), std::string::npos) << problem << "\n" << r.err;
+}
+
 }  // namespace
 }  // namespace taskhost

@@ -84,7 +84,8 @@ TEST_F(EngineTest, SubmitValidatesParamsAndRecordsNothingOnError) {
     EXPECT_EQ(e.kind(), ErrorKind::invalid);
     EXPECT_STREQ(e.what(),
                  "invalid parameters for hello@1.0.0:\n"
-                 "params.nme: unknown parameter for hello@1.0.0 (declared: name, count)\n"
+                 "params.nme: unknown parameter for hello@1.0.0; did you mean 'name'? (declared: "
+                 "name, count)\n"
                  "params.count: expected an integer from 1 to 10000, got 0");
   }
   EXPECT_EQ(conn.exec("SELECT count(*) FROM taskhost.runs").integer(0, 0), 0);
@@ -184,7 +185,8 @@ TEST_F(EngineTest, ReservedEventNamesAreRefused) {
   EXPECT_EQ(r.state, RunState::failed);
   EXPECT_EQ(r.error_code, "invalid");
   EXPECT_EQ(r.error,
-            "event name 'run.succeeded' must look like item.failed and not start with run.");
+            "event name 'run.succeeded' must look like item.failed, be at most 128 bytes and not "
+            "start with run.");
   EXPECT_TRUE(run_events(conn, r.id, 10).empty());
 }
 

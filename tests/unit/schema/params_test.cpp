@@ -46,8 +46,8 @@ TEST(Params, ReportsEveryProblem) {
   std::vector<std::string> got;
   for (const auto& e : errors) got.push_back(e.str());
   EXPECT_EQ(got, (std::vector<std::string>{
-                     "params.lmit: unknown parameter for t@1.0.0 (declared: file, mode, limit, "
-                     "ratio, dry, files, ids)",
+                     "params.lmit: unknown parameter for t@1.0.0; did you mean 'limit'? "
+                     "(declared: file, mode, limit, ratio, dry, files, ids)",
                      "params.file: is required",
                      "params.mode: expected one of incremental, fixup, got \"full\"",
                      "params.limit: expected an integer from 1 to 500, got 0",

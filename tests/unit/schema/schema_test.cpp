@@ -138,8 +138,8 @@ TEST(Schema, ParamErrors) {
             "bad.yaml:5:48: params.n.default: a required parameter cannot have a default");
   EXPECT_EQ(first_error(minimal("params:\n  b: { type: boolean, default: yes }\n")),
             "bad.yaml:5:32: params.b.default: expected true or false, got 'yes'");
-  EXPECT_EQ(first_error(minimal("params:\n  s: { type: string, pattern: '[' }\n")).substr(0, 55),
-            "bad.yaml:5:31: params.s.pattern: is not a valid regex: ");
+  EXPECT_EQ(first_error(minimal("params:\n  s: { type: string, pattern: '[' }\n")).substr(0, 57),
+            "bad.yaml:5:31: params.s.pattern: is not a valid pattern: ");
   EXPECT_EQ(first_error(minimal("params:\n  Bad: { type: string }\n")),
             "bad.yaml:5:3: params.Bad: parameter names are lower-case letters, digits and '_'");
 }

@@ -1,0 +1,80 @@
+#include "config/host_config.hpp"
+
+#include <gtest/gtest.h>
+
+#include "common/error.hpp"
+
+namespace taskhost {
+namespace {
+
+std::string problems(const std::string& yaml) {
+  try {
+    parse_host_config(yaml, "taskhost.yml");
+  } catch (const Error& e) {
+    EXPECT_EQ(e.kind(), ErrorKind::invalid);
+    return e.what();
+  }
+  return "accepted";
+}
+
+TEST(HostConfig, ReadsAValidConfig) {
+  auto c = parse_host_config(R"(allow_destinations: [127.0.0.0/8]
+webhooks: { default_url: 'http://127.0.0.1:18080/hook' }
+s3:
+  raw: { endpoint: 'http://127.0.0.1:4568', access_key_id: { env: A }, secret_access_key: { env: B } }
+)",
+                             "taskhost.yml");
+  EXPECT_EQ(c.allow_destinations.size(), 1u);
+  EXPECT_EQ(c.webhook_default_url, "http://127.0.0.1:18080/hook");
+  EXPECT_EQ(c.s3.at("raw").endpoint, "http://127.0.0.1:4568");
+}
+
+TEST(HostConfig, DuplicateKeysAreRefused) {
+  // yaml-cpp keeps the first: a second allow_destinations opened the SSRF guard silently.
+  EXPECT_EQ(problems("allow_destinations: [127.0.0.0/8]\nallow_destinations: [0.0.0.0/0]\n"),
+            "taskhost.yml:2:1: allow_destinations: duplicate key");
+  EXPECT_EQ(problems("s3:\n  a: {}\n  a: {}\n"), "taskhost.yml:3:3: s3.a: duplicate key");
+}
+
+TEST(HostConfig, ReportsEveryProblem) {
+  auto p = problems(R"(alow_destinations: [10.0.0.0/8]
+webhooks: { default_url: 'http://[::1' }
+sftp:
+  esi: { address: 127.0.0.1, port: 99999 }
+)");
+  EXPECT_NE(p.find("taskhost.yml:1:1: alow_destinations: unknown setting; did you mean "
+                   "'allow_destinations'?"),
+            std::string::npos)
+      << p;
+  EXPECT_NE(p.find("taskhost.yml:2:26: webhooks.default_url: expected an http(s) URL"),
+            std::string::npos)
+      << p;
+  EXPECT_NE(p.find("sftp.esi.user: required"), std::string::npos) << p;
+  EXPECT_NE(p.find("sftp.esi.port: expected a port number"), std::string::npos) << p;
+  EXPECT_GE(std::count(p.begin(), p.end(), '\n'), 5) << p;
+}
+
+TEST(HostConfig, HostileTextIsALocatedError) {
+  EXPECT_EQ(problems("webhooks: { default_url: \"http://x/\xFF\" }\n"),
+            "taskhost.yml:1:36: the text holds not valid UTF-8");
+  EXPECT_EQ(problems("a: 1\n---\nb: 2\n"),
+            "taskhost.yml:2:1: a second YAML document: the file must hold exactly one");
+  EXPECT_NE(problems(std::string(1000, '[')).find("taskhost.yml:"), std::string::npos);
+  EXPECT_NE(problems(std::string((1 << 20) + 1, ' ')).find("over the limit of 1048576 bytes"),
+            std::string::npos);
+}
+
+TEST(HostConfig, ANonMappingIsAnError) {
+  // Found by fuzz_host_config: reading on past the first error subscripted a
+  // scalar, and yaml-cpp's BadSubscript ended the process.
+  EXPECT_EQ(problems("allow_object_store_dd"), "taskhost.yml:1:1: expected a mapping");
+  EXPECT_EQ(problems("[1, 2]"), "taskhost.yml:1:1: expected a mapping");
+}
+
+TEST(HostConfig, EmptyIsTheDefault) {
+  EXPECT_TRUE(parse_host_config("", "taskhost.yml").s3.empty());
+  EXPECT_TRUE(parse_host_config("# nothing\n", "taskhost.yml").s3.empty());
+}
+
+}  // namespace
+}  // namespace taskhost
