@@ -198,7 +198,7 @@ HostConfig load_host_config(const std::filesystem::path& path) {
   Reader r(path);
   r.mapping(root, "",
             {"allow_destinations", "s3", "object_store_dir", "http_credentials", "sftp",
-             "databases", "webhooks"});
+             "databases", "webhooks", "sandbox"});
   read_named(r, root, "sftp", "host names", read_sftp, config.sftp);
   read_named(r, root, "databases", "connection names", read_database, config.databases);
   if (auto v = root["webhooks"]) {
@@ -208,6 +208,15 @@ HostConfig load_host_config(const std::filesystem::path& path) {
       config.webhook_default_url = r.scalar(u, "webhooks.default_url");
       if (!std::regex_match(config.webhook_default_url, url_re))
         r.fail(u, "webhooks.default_url", "expected an http(s) URL");
+    }
+  }
+  if (auto v = root["sandbox"]) {
+    r.mapping(v, "sandbox", {"allow_in_process"});
+    if (auto a = v["allow_in_process"]) {
+      const std::string text = r.scalar(a, "sandbox.allow_in_process");
+      if (text != "true" && text != "false")
+        r.fail(a, "sandbox.allow_in_process", "expected true or false");
+      config.allow_in_process = text == "true";
     }
   }
   if (auto v = root["allow_destinations"]) {

@@ -23,6 +23,7 @@
 #include <vector>
 
 #include "common/error.hpp"
+#include "common/sha256.hpp"
 #include "sandbox/frame.hpp"
 
 namespace taskhost::sandbox {
@@ -493,7 +494,29 @@ void read_report(int fd, std::string* setup_failed, std::optional<SyscallDenied>
 
 }  // namespace
 
+PluginFile::PluginFile(const std::filesystem::path& file, const std::string& pinned, bool allow_any)
+    : path_(file.string()) {
+  auto refuse = [&](const std::string& why) {
+    throw Error(ErrorKind::refused, "plugin " + path_ + " refused: " + why);
+  };
+  if (pinned == "any" && !allow_any)
+    refuse("its schema pins sha256: any, which only a host started with --dev accepts");
+  fd_ = ::open(file.c_str(), O_RDONLY | O_CLOEXEC);
+  if (fd_ < 0) refuse(std::string("cannot open it: ") + std::strerror(errno));
+  const std::string digest = sha256_hex_fd(fd_);
+  if (pinned != "any" && !constant_time_equal(digest, pinned)) {
+    ::close(fd_);
+    refuse("its SHA-256 is " + digest + " but the schema pins " + pinned +
+           ": this is not the reviewed build; review it and pin the new digest");
+  }
+}
+
+PluginFile::~PluginFile() {
+  if (fd_ >= 0) ::close(fd_);
+}
+
 std::filesystem::path default_helper() {
+  if (const char* path = std::getenv("TASKHOST_SANDBOX_HELPER"); path && *path) return path;
   std::error_code ec;
   auto self = std::filesystem::read_symlink("/proc/self/exe", ec);
   if (ec) return "taskhost-sandbox";

@@ -6,6 +6,7 @@
 #include <string>
 
 #include "plugin/host_api.hpp"
+#include "plugin/runner.hpp"
 
 namespace taskhost::sandbox {
 
@@ -52,7 +53,39 @@ int run_in_process(const SandboxOptions& options, int plugin_fd, const std::stri
                    HostServices& host, const GrantedServices& granted, std::string* message,
                    Descriptor* descriptor = nullptr);
 
-// The helper installed beside the running executable.
+// $TASKHOST_SANDBOX_HELPER, else the helper installed beside the running
+// executable.
 std::filesystem::path default_helper();
+
+// A plugin file whose SHA-256 matched its pin, kept open: the descriptor that
+// was hashed is the one each attempt's process loads from. Throws
+// Error(refused) with the loader's words.
+class PluginFile {
+ public:
+  PluginFile(const std::filesystem::path& file, const std::string& pinned, bool allow_any);
+  ~PluginFile();
+  PluginFile(const PluginFile&) = delete;
+  PluginFile& operator=(const PluginFile&) = delete;
+  int fd() const { return fd_; }
+  const std::string& path() const { return path_; }
+
+ private:
+  int fd_ = -1;
+  std::string path_;
+};
+
+// isolation: process, the default.
+class ProcessRunner : public Runner {
+ public:
+  ProcessRunner(const SandboxOptions& options, std::shared_ptr<const PluginFile> file)
+      : options_(options), file_(std::move(file)) {}
+  int run(HostServices& host, const GrantedServices& granted, std::string* message) override {
+    return run_in_process(options_, file_->fd(), file_->path(), host, granted, message);
+  }
+
+ private:
+  const SandboxOptions& options_;
+  std::shared_ptr<const PluginFile> file_;
+};
 
 }  // namespace taskhost::sandbox
