@@ -437,6 +437,16 @@ int Session::serve(int pidfd, pid_t pid, const std::string& file, Descriptor* de
       int status = 0;
       while (::wait4(pid, &status, 0, usage) < 0 && errno == EINTR) {
       }
+      // What it wrote before it ended (its done frame) is still to be read;
+      // with every process of the attempt gone, the socket ends after it.
+      Frame f;
+      try {
+        // Only its done frame: a call it can no longer wait for is not served.
+        while (socket_open && broken_.empty() && read_frame(sock_, f))
+          if (f.kind == Kind::done) handle(f, file, descriptor);
+      } catch (const FrameError& e) {
+        fail(std::string("broker: ") + e.what());
+      }
       return status;
     }
     if (socket_open && (p[1].revents & (POLLIN | POLLHUP | POLLERR))) {

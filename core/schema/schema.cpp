@@ -522,9 +522,9 @@ std::optional<TaskSchema> parse_schema(const std::string& yaml, const std::strin
   }
   Reader r(file, errors);
   static const std::vector<std::string> top = {
-      "name",       "version", "description", "plugin",   "params",   "capabilities",
-      "retry",      "timeout", "concurrency", "schedule", "timezone", "on_success",
-      "on_failure", "hooks",   "permissions", "isolation"};
+      "name",       "version",    "description", "plugin",      "params",   "capabilities",
+      "retry",      "timeout",    "isolation",   "concurrency", "schedule", "timezone",
+      "on_success", "on_failure", "hooks",       "permissions"};
   if (!r.mapping(root, "", top)) return std::nullopt;
 
   TaskSchema s;
