@@ -210,13 +210,20 @@ DatabaseConfig read_database(const Reader& r, const YAML::Node& n, const std::st
 void read_config(const Reader& r, const YAML::Node& root, HostConfig& config) {
   if (!r.mapping(root, "",
                  {"allow_destinations", "s3", "object_store_dir", "http_credentials", "sftp",
-                  "databases", "webhooks"}))
+                  "databases", "webhooks", "sandbox"}))
     return;
   read_named(r, root, "sftp", "host names", read_sftp, config.sftp);
   read_named(r, root, "databases", "connection names", read_database, config.databases);
   if (auto v = root["webhooks"]; v && r.mapping(v, "webhooks", {"default_url"}))
     if (auto u = v["default_url"])
       config.webhook_default_url = r.url(u, "webhooks.default_url", "an http(s) URL");
+  if (auto v = root["sandbox"]; v && r.mapping(v, "sandbox", {"allow_in_process"}))
+    if (auto a = v["allow_in_process"]) {
+      const std::string text = r.scalar(a, "sandbox.allow_in_process");
+      if (text != "true" && text != "false")
+        r.error(a, "sandbox.allow_in_process", "expected true or false");
+      config.allow_in_process = text == "true";
+    }
   if (auto v = root["allow_destinations"]) {
     if (!v.IsSequence()) {
       r.error(v, "allow_destinations", "expected a list of CIDR ranges");

@@ -82,6 +82,9 @@ struct HostConfig {
   std::map<std::string, DatabaseConfig> databases;
   // Where schemas without hooks of their own announce run state changes.
   std::string webhook_default_url;
+  // sandbox.allow_in_process: whether a schema may say `isolation: none`
+  // (its plugin then runs inside the host; every such run is audited).
+  bool allow_in_process = false;
 };
 
 // Reads a config file. Throws Error(invalid) listing every problem, each at

@@ -243,6 +243,19 @@ class RunHost : public HostServices {
 
 }  // namespace
 
+Executor::Executor(std::filesystem::path plugin_dir, bool dev_mode, const HostConfig& config,
+                   std::chrono::milliseconds grace)
+    : plugin_dir_(std::move(plugin_dir)), dev_mode_(dev_mode), config_(config) {
+  sandbox_.helper = sandbox::default_helper();
+  sandbox_.grace = grace;
+  // The defaults of README "The sandbox" (limits per schema are to come).
+  sandbox_.limits = {.memory = 2ull << 30,
+                     .cpu_time = 3600,
+                     .open_files = 256,
+                     .tmp = 1ull << 30,
+                     .processes = 64};
+}
+
 std::shared_ptr<const InstalledSchema> Executor::schema(pg::Pool& pool, int64_t id) {
   {
     std::lock_guard lock(mutex_);
@@ -270,24 +283,56 @@ std::shared_ptr<const LoadedPlugin> Executor::plugin(const TaskSchema& schema) {
   return loaded;
 }
 
+std::shared_ptr<const sandbox::PluginFile> Executor::plugin_file(const TaskSchema& schema) {
+  const auto path = plugin_dir_ / schema.plugin_path;
+  std::error_code ec;
+  auto mtime = std::filesystem::last_write_time(path, ec);
+  auto size = std::filesystem::file_size(path, ec);
+  std::lock_guard lock(mutex_);
+  auto it = files_.find(path.string());
+  if (!ec && it != files_.end() && it->second.pin == schema.plugin_sha256 &&
+      it->second.mtime == mtime && it->second.size == size)
+    return it->second.file;
+  auto file = std::make_shared<const sandbox::PluginFile>(path, schema.plugin_sha256, dev_mode_);
+  if (!ec) files_[path.string()] = {schema.plugin_sha256, mtime, size, file};
+  return file;
+}
+
+std::unique_ptr<Runner> Executor::runner(const TaskSchema& schema) {
+  if (!schema.in_process)
+    return std::make_unique<sandbox::ProcessRunner>(sandbox_, plugin_file(schema));
+  if (!config_.allow_in_process)
+    throw Error(ErrorKind::refused,
+                "plugin " + schema.plugin_path +
+                    " refused: the schema says isolation: none, which only a host whose config "
+                    "says sandbox: { allow_in_process: true } accepts");
+  return std::make_unique<InProcessRunner>(plugin(schema));
+}
+
 Completion Executor::execute(pg::Pool& pool, const ClaimedRun& run, const std::atomic<bool>& stop,
                              const ProgressObserver& observer) {
   Completion c;
   c.run_id = run.id;
   c.attempt = run.attempt;
   std::shared_ptr<const InstalledSchema> schema;
-  std::shared_ptr<const LoadedPlugin> plugin;
-  try {
-    schema = this->schema(pool, run.schema_id);
-    c.has_chain = !schema->schema.on_success.empty() || !schema->schema.on_failure.empty();
-    plugin = this->plugin(schema->schema);
-  } catch (const Error& e) {
+  std::unique_ptr<Runner> runner;
+  auto refused = [&](const Error& e) {
     // A refused plugin stays refused; anything else (database) may pass.
     c.retryable = e.kind() != ErrorKind::refused;
     c.error_code = e.kind() == ErrorKind::refused ? "plugin_refused" : "host";
     c.error = (schema ? schema->schema.ref() + ": " : std::string()) + e.what();
     c.reason = e.kind() == ErrorKind::refused ? "plugin refused" : "host error";
     return c;
+  };
+  try {
+    schema = this->schema(pool, run.schema_id);
+    c.has_chain = !schema->schema.on_success.empty() || !schema->schema.on_failure.empty();
+    runner = this->runner(schema->schema);
+    if (schema->schema.in_process)
+      append_audit(*pool.acquire(), "plugin:" + schema->schema.ref(), "run.isolation_none", run.id,
+                   schema->schema.plugin_path, {{"attempt", run.attempt}});
+  } catch (const Error& e) {
+    return refused(e);
   }
 
   RunHost host(pool, run, *schema, config_, stop, observer);
@@ -296,9 +341,13 @@ Completion Executor::execute(pg::Pool& pool, const ClaimedRun& run, const std::a
   granted.http = !schema->schema.capabilities.http.empty();
   granted.sftp = !schema->schema.capabilities.sftp.empty();
   granted.db = schema->schema.capabilities.db.has_value();
-  th_host_api api = make_host_api(granted);
   std::string message;
-  int rc = plugin->run(&api, as_host(host), &message);
+  int rc;
+  try {
+    rc = runner->run(host, granted, &message);
+  } catch (const Error& e) {
+    return refused(e);
+  }
   try {
     host.flush_progress();
   } catch (const std::exception& e) {

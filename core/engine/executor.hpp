@@ -9,6 +9,8 @@
 
 #include "config/host_config.hpp"
 #include "plugin/loader.hpp"
+#include "plugin/runner.hpp"
+#include "sandbox/process_runner.hpp"
 #include "store/pg.hpp"
 #include "store/queue.hpp"
 #include "store/schemas.hpp"
@@ -25,8 +27,10 @@ using ProgressObserver = std::function<void(uint64_t done, uint64_t total)>;
 class Executor {
  public:
   // config names what the services may reach (and must outlive the executor).
-  Executor(std::filesystem::path plugin_dir, bool dev_mode, const HostConfig& config)
-      : plugin_dir_(std::move(plugin_dir)), dev_mode_(dev_mode), config_(config) {}
+  // A sandboxed plugin that ignores a stop request or its timeout is killed
+  // after grace.
+  Executor(std::filesystem::path plugin_dir, bool dev_mode, const HostConfig& config,
+           std::chrono::milliseconds grace = std::chrono::seconds(30));
 
   // Executes one attempt. stop turns true when the worker learns of a
   // cancel/pause request or lost the lease; the plugin sees it through
@@ -39,6 +43,9 @@ class Executor {
 
  private:
   std::shared_ptr<const LoadedPlugin> plugin(const TaskSchema& schema);
+  std::shared_ptr<const sandbox::PluginFile> plugin_file(const TaskSchema& schema);
+  // How the schema's plugin runs: isolation none or process.
+  std::unique_ptr<Runner> runner(const TaskSchema& schema);
 
   struct CachedPlugin {
     std::string pin;
@@ -53,6 +60,14 @@ class Executor {
   std::mutex mutex_;
   std::map<int64_t, std::shared_ptr<const InstalledSchema>> schemas_;
   std::map<std::string, CachedPlugin> plugins_;
+  struct CachedFile {
+    std::string pin;
+    std::filesystem::file_time_type mtime;
+    uintmax_t size = 0;
+    std::shared_ptr<const sandbox::PluginFile> file;
+  };
+  std::map<std::string, CachedFile> files_;
+  sandbox::SandboxOptions sandbox_;
 };
 
 }  // namespace taskhost

@@ -78,7 +78,7 @@ std::vector<std::string> record(pg::Connection& conn, const std::string& owner,
 struct Worker::State {
   explicit State(WorkerOptions o)
       : options(std::move(o)),
-        executor(options.plugin_dir, options.dev_mode, options.config),
+        executor(options.plugin_dir, options.dev_mode, options.config, options.grace),
         // Plugins hold a connection only for the length of one host call.
         pool(options.conninfo, std::min(options.concurrency, 8)),
         wake_fd(::eventfd(0, EFD_CLOEXEC | EFD_NONBLOCK)) {

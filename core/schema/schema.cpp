@@ -505,9 +505,9 @@ std::optional<TaskSchema> parse_schema(const std::string& yaml, const std::strin
   const YAML::Node& root = *loaded;
   Reader r(file, collected);
   static const std::vector<std::string> top = {
-      "name",         "version",    "description", "plugin",      "params",
-      "capabilities", "retry",      "timeout",     "concurrency", "schedule",
-      "timezone",     "on_success", "on_failure",  "hooks",       "permissions"};
+      "name",       "version",    "description", "plugin",      "params",   "capabilities",
+      "retry",      "timeout",    "isolation",   "concurrency", "schedule", "timezone",
+      "on_success", "on_failure", "hooks",       "permissions"};
   if (!r.mapping(root, "", top)) return std::nullopt;
 
   TaskSchema s;
@@ -563,6 +563,17 @@ std::optional<TaskSchema> parse_schema(const std::string& yaml, const std::strin
   if (auto v = root["retry"]; v.IsDefined()) read_retry(r, v, s.retry);
   if (auto v = root["timeout"]; v.IsDefined())
     s.timeout = r.duration(v, "timeout").value_or(s.timeout);
+  if (auto v = root["isolation"]; v.IsDefined()) {
+    if (auto text = r.str(v, "isolation")) {
+      if (*text == "none" || *text == "process")
+        s.in_process = *text == "none";
+      else
+        r.error(v, "isolation",
+                "expected process (a sandboxed child process, the default) or none (inside the "
+                "host), got '" +
+                    *text + "'");
+    }
+  }
   if (auto v = root["concurrency"]; v.IsDefined())
     if (auto c = r.integer(v, "concurrency", 1, 10000)) s.concurrency = static_cast<uint32_t>(*c);
   if (auto v = root["schedule"]; v.IsDefined()) {
@@ -658,6 +669,7 @@ Json TaskSchema::to_json() const {
         {"initial", format_duration(retry.initial)},
         {"max", format_duration(retry.max)}}},
       {"timeout", format_duration(timeout)},
+      {"isolation", in_process ? "none" : "process"},
       {"concurrency", concurrency ? Json(*concurrency) : Json()},
       {"schedule", schedule ? Json(*schedule) : Json()},
       {"timezone", timezone},

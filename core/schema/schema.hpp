@@ -92,6 +92,9 @@ struct TaskSchema {
   Capabilities capabilities;
   RetryPolicy retry;
   std::chrono::milliseconds timeout{std::chrono::hours(1)};
+  // isolation: process (the default: a sandboxed child per attempt) or none
+  // (inside the host, only where the host config allows it).
+  bool in_process = false;
   std::optional<uint32_t> concurrency;  // unlimited when absent
   std::optional<std::string> schedule;  // validated cron text
   std::string timezone = "UTC";

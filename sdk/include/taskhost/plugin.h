@@ -23,6 +23,20 @@
  * Every host call takes plain bytes in and streams plain bytes out, so each is
  * implementable over a socket: a sandboxed child process receives a table of
  * broker stubs with the same signatures and the plugin cannot tell.
+ *
+ * What the sandbox (the default, `isolation: process`) makes true:
+ *   - Each attempt runs in a fresh process: nothing survives an attempt in
+ *     memory, and run may execute concurrently in several processes.
+ *   - No host call may be made from inside a th_sink or th_source callback:
+ *     a callback runs while the broker is in the middle of the call that
+ *     invoked it.
+ *   - The only writable place is the attempt's /tmp (size-limited, removed
+ *     after the attempt). There is no network, no /proc, no /etc beyond the
+ *     loader's cache, and no device but /dev/null, /dev/zero, /dev/urandom.
+ *   - After the library is loaded, a seccomp filter allows only the
+ *     syscalls a multithreaded program needs: no socket, exec, fork,
+ *     ptrace, new executable mapping or signal to another process. A
+ *     refused syscall ends the attempt with an error naming it.
  */
 #ifndef TASKHOST_PLUGIN_H
 #define TASKHOST_PLUGIN_H

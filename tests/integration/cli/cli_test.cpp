@@ -672,10 +672,16 @@ TEST_F(Cli, RunIdPrefixesAreHexAndDashesOnly) {
 }
 
 TEST_F(Cli, PluginTextIsBoundedAndPrintedEscaped) {
+  // In-process: the host's own caps, without the sandbox's frame limit in
+  // front of them.
   auto schema = write("hostile.yaml",
-                      "name: hostile\nversion: 1.0.0\nplugin: { path: hostile.so, sha256: any }\n");
+                      "name: hostile\nversion: 1.0.0\nplugin: { path: hostile.so, sha256: any }\n"
+                      "isolation: none\n");
+  auto config = write("taskhost.yml", "sandbox: { allow_in_process: true }\n");
   ASSERT_EQ(run({"--dev", "schema", "install", schema.string()}, FIXTURE_PLUGIN_DIR).exit_code, 0);
-  auto r = run({"--dev", "run", "hostile", "--inline", "--wait", "--json"}, FIXTURE_PLUGIN_DIR);
+  auto r =
+      run({"--dev", "--config", config.string(), "run", "hostile", "--inline", "--wait", "--json"},
+          FIXTURE_PLUGIN_DIR);
   ASSERT_EQ(r.exit_code, 1) << r.err;
   // The text log: the plugin's newline and escapes do not reach the terminal.
   EXPECT_NE(r.err.find("forged\\n2026-01-01 00:00:00.000 error fake line \\x1B]0;owned\\x07"),

@@ -80,6 +80,18 @@ const std::string slow_schema =
 struct Workers : ::testing::Test {
   test::TestDatabase db;
   pg::Connection conn = db.connect();
+  // Workers given these arguments may run schemas with isolation: none,
+  // for tests of the in-process runner and of the queue itself.
+  const std::string in_process_config = [] {
+    auto path = std::filesystem::temp_directory_path() /
+                ("taskhost-in-process-" + std::to_string(::getpid()) + ".yml");
+    std::ofstream(path) << "sandbox: { allow_in_process: true }\n";
+    return path.string();
+  }();
+  std::vector<std::string> in_process(std::vector<std::string> args = {}) const {
+    args.insert(args.begin(), {"--config", in_process_config});
+    return args;
+  }
 
   // Asserts that each item of a run is recorded exactly once.
   void expect_items_once(const std::string& id, int items) {
@@ -109,7 +121,8 @@ TEST_F(Workers, EveryRunExecutesItsOwnPluginsCode) {
                      const std::string& extra = "") {
     std::vector<Diagnostic> errors;
     auto s = parse_schema("name: " + name + "\nversion: " + version + "\nplugin: { path: " + so +
-                              ", sha256: " + test::digest_of((dir / so).string()) + " }\n" + extra,
+                              ", sha256: " + test::digest_of((dir / so).string()) +
+                              " }\nisolation: none\n" + extra,
                           name, &errors);
     EXPECT_TRUE(s) << format_diagnostics(errors);
     install_schema(conn, *s, "test");
@@ -123,7 +136,8 @@ TEST_F(Workers, EveryRunExecutesItsOwnPluginsCode) {
   auto swap_old = install("swap", "1.0.0", "swap.so");
   const Json slow = {{"mode", "slow"}, {"items", 1}, {"delay_ms", 0}};
 
-  WorkerProcess worker(db.conninfo(), "w-plugins", {"--concurrency", "1"}, dir.string());
+  WorkerProcess worker(db.conninfo(), "w-plugins", in_process({"--concurrency", "1"}),
+                       dir.string());
   auto finished = [&](const std::string& id) {
     EXPECT_TRUE(eventually([&] { return is_final(get_run(conn, id).state); }, 30s)) << id;
     return get_run(conn, id);
@@ -154,15 +168,17 @@ TEST_F(Workers, EveryRunExecutesItsOwnPluginsCode) {
   fs::remove_all(dir);
 }
 
+// In-process: these are the worker's own defences, for when no sandbox
+// stands between it and the plugin.
 const std::string misbehave_schema =
     "params: { mode: { type: string }, items: { type: integer, default: 1 }, "
-    "delay_ms: { type: integer, default: 0 } }\n";
+    "delay_ms: { type: integer, default: 0 } }\nisolation: none\n";
 
 // A plugin error the database cannot store (invalid UTF-8) once made every
 // completion batch fail forever: the worker stopped serving anyone.
 TEST_F(Workers, AnUnstorableOutcomeDoesNotStopTheWorker) {
   auto probe = test::install_fixture(conn, "probe", "probe.so", misbehave_schema);
-  WorkerProcess worker(db.conninfo(), "w-utf8", {"--concurrency", "2"});
+  WorkerProcess worker(db.conninfo(), "w-utf8", in_process({"--concurrency", "2"}));
   std::string bad = submit_run(conn, probe, {{"mode", "bad_utf8"}}, "t").run_id;
   std::string good = submit_run(conn, probe, {{"mode", "slow"}, {"items", 2}}, "t").run_id;
   ASSERT_TRUE(eventually([&] { return is_final(get_run(conn, bad).state); }, 30s));
@@ -182,7 +198,8 @@ TEST_F(Workers, AWorkerClaimsOnlyWhatAFreeSlotWillExecute) {
       conn, "stubborn", "probe.so",
       misbehave_schema + "timeout: 1s\nretry: { max_attempts: 2, backoff: fixed, initial: 1s }\n");
   auto probe = test::install_fixture(conn, "probe", "probe.so", misbehave_schema);
-  WorkerProcess worker(db.conninfo(), "w-slots", {"--concurrency", "2", "--grace", "1s"});
+  WorkerProcess worker(db.conninfo(), "w-slots",
+                       in_process({"--concurrency", "2", "--grace", "1s"}));
   std::string r =
       submit_run(conn, stubborn, {{"mode", "ignore_stop"}, {"delay_ms", 12000}}, "t").run_id;
   // Attempt 1 overruns timeout + grace, is rescued and claimed again here.
@@ -205,7 +222,7 @@ TEST_F(Workers, AWorkerClaimsOnlyWhatAFreeSlotWillExecute) {
 // the worker, so its status is not 0.
 TEST_F(Workers, APluginCallingExitEndsTheWorkerWithAFailure) {
   auto probe = test::install_fixture(conn, "probe", "probe.so", misbehave_schema);
-  WorkerProcess worker(db.conninfo(), "w-exit");
+  WorkerProcess worker(db.conninfo(), "w-exit", in_process());
   submit_run(conn, probe, {{"mode", "exit"}}, "t");
   EXPECT_EQ(worker.wait(), 70);
 }
@@ -214,7 +231,7 @@ TEST_F(Workers, APluginCallingExitEndsTheWorkerWithAFailure) {
 // "Bad file descriptor": it now stops with an error status.
 TEST_F(Workers, ClosedDescriptorsStopTheWorkerWithAnError) {
   auto probe = test::install_fixture(conn, "probe", "probe.so", misbehave_schema);
-  WorkerProcess worker(db.conninfo(), "w-fds");
+  WorkerProcess worker(db.conninfo(), "w-fds", in_process());
   submit_run(conn, probe, {{"mode", "close_fds"}}, "t");
   int status = worker.wait();
   EXPECT_NE(status, 0);
@@ -273,7 +290,9 @@ TEST_F(Workers, AStoppedWorkersLateWritesChangeNothing) {
 }
 
 TEST_F(Workers, FourWorkersCompleteTenThousandRunsExactlyOnce) {
-  auto noop = test::install_fixture(conn, "noop", "noop.so");
+  // The queue's guarantee, not the sandbox's: in-process, so that 10,000
+  // attempts take seconds, not a sandbox spawn each.
+  auto noop = test::install_fixture(conn, "noop", "noop.so", "isolation: none\n");
   for (int batch = 0; batch < 10; ++batch) {
     std::vector<SubmitRequest> reqs(1000);
     for (auto& q : reqs) {
@@ -285,8 +304,8 @@ TEST_F(Workers, FourWorkersCompleteTenThousandRunsExactlyOnce) {
   }
   std::vector<std::unique_ptr<WorkerProcess>> workers;
   for (int i = 0; i < 4; ++i)
-    workers.push_back(std::make_unique<WorkerProcess>(
-        db.conninfo(), "w" + std::to_string(i), std::vector<std::string>{"--concurrency", "8"}));
+    workers.push_back(std::make_unique<WorkerProcess>(db.conninfo(), "w" + std::to_string(i),
+                                                      in_process({"--concurrency", "8"})));
   auto succeeded = [&] {
     return conn.exec("SELECT count(*) FROM taskhost.runs WHERE state = 'succeeded'").integer(0, 0);
   };

@@ -90,10 +90,11 @@ TEST(Schema, DefaultsDenyAndBound) {
 }
 
 TEST(Schema, UnknownKeyNamesFileLineColumnAndSuggests) {
-  EXPECT_EQ(first_error(minimal("timout: 5m\n")),
-            "bad.yaml:4:1: timout: unknown key; did you mean 'timeout'? (expected one of: name, "
-            "version, description, plugin, params, capabilities, retry, timeout, concurrency, "
-            "schedule, timezone, on_success, on_failure, hooks, permissions)");
+  EXPECT_EQ(
+      first_error(minimal("timout: 5m\n")),
+      "bad.yaml:4:1: timout: unknown key; did you mean 'timeout'? (expected one of: name, "
+      "version, description, plugin, params, capabilities, retry, timeout, isolation, concurrency, "
+      "schedule, timezone, on_success, on_failure, hooks, permissions)");
   EXPECT_EQ(first_error(minimal("retry: { max_attempt: 3 }\n")).substr(0, 60),
             "bad.yaml:4:10: retry.max_attempt: unknown key; did you mean ");
 }

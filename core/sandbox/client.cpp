@@ -1,0 +1,233 @@
+#include "sandbox/client.hpp"
+
+#include <dlfcn.h>
+#include <poll.h>
+#include <unistd.h>
+
+#include <algorithm>
+#include <cstring>
+#include <string>
+#include <vector>
+
+#include "sandbox/walls.hpp"
+
+namespace taskhost::sandbox {
+namespace {
+
+// The broker is this process's only link to the host: when it breaks there
+// is no one to report to.
+[[noreturn]] void broker_lost() { ::_exit(broker_lost_exit); }
+
+void send(int fd, const std::string& frame) {
+  try {
+    write_all(fd, frame);
+  } catch (const FrameError&) {
+    broker_lost();
+  }
+}
+
+Frame receive(int fd) {
+  Frame f;
+  try {
+    if (read_frame(fd, f)) return f;
+  } catch (const FrameError&) {
+  }
+  broker_lost();
+}
+
+void write_error(th_error* err, std::string_view message) {
+  if (err == nullptr || err->message == nullptr || err->capacity == 0) return;
+  size_t n = std::min(message.size(), err->capacity - 1);
+  std::memcpy(err->message, message.data(), n);
+  err->message[n] = '\0';
+}
+
+Client& client(th_host* h) { return *reinterpret_cast<Client*>(h); }
+std::string_view view(th_str s) { return {s.data, s.size}; }
+
+int simple(th_host* h, Method m, th_error* err, std::string_view s1 = {}, std::string_view s2 = {},
+           uint64_t n1 = 0, uint64_t n2 = 0) {
+  Call c;
+  c.method = m;
+  c.s1 = s1;
+  c.s2 = s2;
+  c.n1 = n1;
+  c.n2 = n2;
+  return client(h).call(c, nullptr, nullptr, nullptr, err);
+}
+
+int streamed(th_host* h, Method m, th_sink* out, th_error* err) {
+  Call c;
+  c.method = m;
+  c.bodies = body_out;
+  return client(h).call(c, nullptr, out, nullptr, err);
+}
+
+template <Method M>
+int service(th_host* h, th_str op, th_str request, th_source* in, th_sink* out, th_sink* reply,
+            th_error* err) {
+  Call c;
+  c.method = M;
+  c.s1 = view(op);
+  c.s2 = view(request);
+  c.bodies =
+      static_cast<uint8_t>((in ? body_in : 0) | (out ? body_out : 0) | (reply ? body_reply : 0));
+  return client(h).call(c, in, out, reply, err);
+}
+
+constexpr uint32_t bit(Method m) { return 1u << static_cast<uint8_t>(m); }
+
+}  // namespace
+
+void Client::take_unsolicited(const Frame& f) {
+  if (f.kind != Kind::stop) broker_lost();
+  stop_ = true;
+}
+
+bool Client::should_stop() {
+  std::lock_guard lock(mutex_);
+  pollfd p{fd_, POLLIN, 0};
+  while (!stop_ && ::poll(&p, 1, 0) > 0) take_unsolicited(receive(fd_));
+  return stop_;
+}
+
+int Client::call(const Call& c, th_source* in, th_sink* out, th_sink* reply, th_error* err) {
+  std::lock_guard lock(mutex_);
+  send(fd_, encode(c));
+  bool aborted[2] = {false, false};
+  std::vector<char> buf;
+  for (;;) {
+    Frame f = receive(fd_);
+    try {
+      switch (f.kind) {
+        case Kind::stop:
+          stop_ = true;
+          break;
+        case Kind::read: {
+          // The host asks only for a body the call said it has.
+          if (in == nullptr || in->read == nullptr) {
+            send(fd_, FrameWriter(Kind::source_failed).finish());
+            break;
+          }
+          buf.resize(std::min<uint64_t>(parse_read(f.body), max_chunk));
+          int64_t n = in->read(in->user, buf.data(), buf.size());
+          if (n < 0 || static_cast<uint64_t>(n) > buf.size())
+            send(fd_, FrameWriter(Kind::source_failed).finish());
+          else
+            send(fd_, FrameWriter(Kind::data).bytes({buf.data(), static_cast<size_t>(n)}).finish());
+          break;
+        }
+        case Kind::chunk: {
+          Chunk ch = parse_chunk(f.body);
+          th_sink* sink = ch.stream == Stream::out ? out : reply;
+          const auto s = static_cast<size_t>(ch.stream);
+          if (aborted[s] || sink == nullptr || sink->write == nullptr) break;
+          if (sink->write(sink->user, ch.data.data(), ch.data.size()) != 0) {
+            aborted[s] = true;
+            send(fd_, FrameWriter(Kind::abort).u8(static_cast<uint8_t>(ch.stream)).finish());
+          }
+          break;
+        }
+        case Kind::result: {
+          Result r = parse_result(f.body);
+          write_error(err, r.message);
+          return r.code;
+        }
+        default:
+          broker_lost();
+      }
+    } catch (const FrameError&) {
+      broker_lost();
+    }
+  }
+}
+
+th_host_api Client::api() const {
+  th_host_api api{};
+  api.struct_size = sizeof(th_host_api);
+  api.abi_major = TH_ABI_MAJOR;
+  api.abi_minor = TH_ABI_MINOR;
+  api.log = [](th_host* h, th_log_level level, th_str message) {
+    simple(h, Method::log, nullptr, view(message), {}, static_cast<uint64_t>(level));
+  };
+  api.progress = [](th_host* h, uint64_t done, uint64_t total, th_error* err) {
+    return simple(h, Method::progress, err, {}, {}, done, total);
+  };
+  api.checkpoint_get = [](th_host* h, th_sink* out, th_error* err) {
+    return streamed(h, Method::checkpoint_get, out, err);
+  };
+  api.checkpoint_set = [](th_host* h, th_str json, th_error* err) {
+    return simple(h, Method::checkpoint_set, err, view(json));
+  };
+  api.emit = [](th_host* h, th_str event, th_str json, th_error* err) {
+    return simple(h, Method::emit, err, view(event), view(json));
+  };
+  api.should_stop = [](th_host* h) { return client(h).should_stop() ? 1 : 0; };
+  api.params = [](th_host* h, th_sink* out, th_error* err) {
+    return streamed(h, Method::params, out, err);
+  };
+  api.run_info = [](th_host* h, th_sink* out, th_error* err) {
+    return streamed(h, Method::run_info, out, err);
+  };
+  api.set_output = [](th_host* h, th_str json, th_error* err) {
+    return simple(h, Method::set_output, err, view(json));
+  };
+  api.attach_file = [](th_host* h, th_str name, th_str content_type, th_source* body,
+                       th_error* err) {
+    Call c;
+    c.method = Method::attach_file;
+    c.s1 = view(name);
+    c.s2 = view(content_type);
+    c.bodies = body ? body_in : 0;
+    return client(h).call(c, body, nullptr, nullptr, err);
+  };
+  if (granted_ & bit(Method::object_storage)) api.object_storage = service<Method::object_storage>;
+  if (granted_ & bit(Method::sftp)) api.sftp = service<Method::sftp>;
+  if (granted_ & bit(Method::db)) api.db = service<Method::db>;
+  if (granted_ & bit(Method::http)) api.http = service<Method::http>;
+  return api;
+}
+
+void plugin_process(Steps& steps, const Go& go) {
+  set_limits(steps, go);
+  drop_privileges(steps, go);
+  steps.next("load the plugin");
+  // RTLD_NOW: every symbol is bound before seccomp forbids new executable
+  // mappings. The library's static initialisers run here, inside the walls.
+  void* lib = ::dlopen(plugin_path, RTLD_NOW | RTLD_LOCAL);
+  if (lib == nullptr) throw std::runtime_error(std::string("cannot load it: ") + ::dlerror());
+  auto entry = reinterpret_cast<th_plugin_entry_fn>(::dlsym(lib, TH_PLUGIN_ENTRY_SYMBOL));
+  Hello hello;
+  const th_plugin* d = entry ? entry() : nullptr;
+  hello.has_entry = entry != nullptr;
+  hello.has_descriptor = d != nullptr;
+  // The host judges the descriptor; only fields it is known to cover are read.
+  constexpr size_t size_1_0 = offsetof(th_plugin, run) + sizeof(th_plugin::run);
+  if (d) {
+    hello.struct_size = d->struct_size;
+    hello.magic = d->magic;
+    hello.abi_major = d->abi_major;
+    hello.abi_minor = d->abi_minor;
+    if (d->magic == TH_PLUGIN_MAGIC && d->struct_size >= size_1_0) {
+      hello.has_run = d->run != nullptr;
+      if (d->name) hello.name = d->name;
+      if (d->version) hello.version = d->version;
+      if (d->description) hello.description = d->description;
+    }
+  }
+  send(broker_fd, encode(hello));
+  Frame f = receive(broker_fd);
+  if (f.kind != Kind::start || !hello.has_run) ::_exit(0);  // refused: the host says why
+
+  Client client(broker_fd, go.granted);
+  const th_host_api api = client.api();
+  install_seccomp(steps);
+  char message[4096] = {0};
+  th_error err{message, sizeof message};
+  int rc = d->run(&api, client.host(), &err);
+  const std::string_view text(message, ::strnlen(message, sizeof message));
+  send(broker_fd, encode(Kind::done, Result{rc, rc == TH_OK ? "" : text}));
+  ::_exit(0);
+}
+
+}  // namespace taskhost::sandbox

@@ -1,0 +1,48 @@
+#pragma once
+
+#include <taskhost/plugin.h>
+
+#include <cstdint>
+#include <mutex>
+
+#include "sandbox/frame.hpp"
+#include "sandbox/walls.hpp"
+
+namespace taskhost::sandbox {
+
+// The plugin process's side of the broker: a th_host_api whose entries turn
+// each call into frames on the broker socket and wait for the result.
+// should_stop() costs no round trip: the host pushes a stop frame, which any
+// later read of the socket notices. Calls are serialised (the ABI allows
+// calls only from the thread running run, but a misbehaving plugin must not
+// interleave frames).
+class Client {
+ public:
+  // granted: bit (1 << Method) per service the schema grants.
+  Client(int fd, uint32_t granted) : fd_(fd), granted_(granted) {}
+  Client(const Client&) = delete;
+  Client& operator=(const Client&) = delete;
+
+  th_host_api api() const;
+  th_host* host() { return reinterpret_cast<th_host*>(this); }
+
+  // One call: sends it, serves the host's reads from in and its chunks into
+  // out and reply, and returns the host's result code (its message in err).
+  int call(const Call& c, th_source* in, th_sink* out, th_sink* reply, th_error* err);
+  bool should_stop();
+
+ private:
+  // A frame the host sends outside a call can only be stop.
+  void take_unsolicited(const Frame& f);
+
+  int fd_;
+  uint32_t granted_;
+  bool stop_ = false;
+  std::mutex mutex_;
+};
+
+// Loads /plugin.so, says hello, waits for start, installs seccomp, runs the
+// plugin against a Client and reports done. Never returns.
+[[noreturn]] void plugin_process(Steps& steps, const Go& go);
+
+}  // namespace taskhost::sandbox

@@ -1,0 +1,395 @@
+#include "sandbox/frame.hpp"
+
+#include <sys/socket.h>
+#include <unistd.h>
+
+#include <cerrno>
+#include <cstring>
+
+namespace taskhost::sandbox {
+namespace {
+
+void put_le(std::string& out, uint64_t v, int bytes) {
+  for (int i = 0; i < bytes; ++i) out.push_back(static_cast<char>((v >> (8 * i)) & 0xff));
+}
+
+uint64_t get_le(std::string_view in, int bytes) {
+  uint64_t v = 0;
+  for (int i = 0; i < bytes; ++i) v |= uint64_t{static_cast<unsigned char>(in[i])} << (8 * i);
+  return v;
+}
+
+bool known(uint8_t kind) {
+  switch (static_cast<Kind>(kind)) {
+    case Kind::go:
+    case Kind::start:
+    case Kind::read:
+    case Kind::chunk:
+    case Kind::result:
+    case Kind::stop:
+    case Kind::hello:
+    case Kind::call:
+    case Kind::data:
+    case Kind::source_failed:
+    case Kind::abort:
+    case Kind::done:
+    case Kind::setup_failed:
+    case Kind::syscall_denied:
+      return true;
+  }
+  return false;
+}
+
+Method method_of(uint8_t v) {
+  if (v < static_cast<uint8_t>(Method::log) || v > static_cast<uint8_t>(Method::http))
+    throw FrameError("unknown host call " + std::to_string(v));
+  return static_cast<Method>(v);
+}
+
+// The bodies each call may have.
+uint8_t allowed_bodies(Method m) {
+  switch (m) {
+    case Method::checkpoint_get:
+    case Method::params:
+    case Method::run_info:
+      return body_out;
+    case Method::attach_file:
+      return body_in;
+    case Method::object_storage:
+    case Method::sftp:
+    case Method::db:
+    case Method::http:
+      return body_in | body_out | body_reply;
+    default:
+      return 0;
+  }
+}
+
+bool flag(FieldReader& r) {
+  uint8_t v = r.u8();
+  if (v > 1) throw FrameError("a flag is " + std::to_string(v) + ", not 0 or 1");
+  return v == 1;
+}
+
+}  // namespace
+
+FrameWriter::FrameWriter(Kind kind) {
+  buf_.assign(header_size, '\0');
+  buf_[4] = static_cast<char>(protocol_version);
+  buf_[5] = static_cast<char>(kind);
+}
+
+FrameWriter& FrameWriter::u8(uint8_t v) {
+  put_le(buf_, v, 1);
+  return *this;
+}
+FrameWriter& FrameWriter::u32(uint32_t v) {
+  put_le(buf_, v, 4);
+  return *this;
+}
+FrameWriter& FrameWriter::u64(uint64_t v) {
+  put_le(buf_, v, 8);
+  return *this;
+}
+FrameWriter& FrameWriter::bytes(std::string_view v) {
+  if (v.size() > max_body) throw FrameError("a field of " + std::to_string(v.size()) + " bytes");
+  put_le(buf_, v.size(), 4);
+  buf_.append(v);
+  return *this;
+}
+
+std::string FrameWriter::finish() {
+  const size_t body = buf_.size() - header_size;
+  if (body > max_body)
+    throw FrameError("a frame body of " + std::to_string(body) + " bytes exceeds the " +
+                     std::to_string(max_body) + " byte maximum");
+  std::string size;
+  put_le(size, body, 4);
+  buf_.replace(0, 4, size);
+  return std::move(buf_);
+}
+
+std::string_view FieldReader::take(size_t n) {
+  if (n > rest_.size())
+    throw FrameError("a field needs " + std::to_string(n) + " bytes but the frame has " +
+                     std::to_string(rest_.size()) + " left");
+  auto v = rest_.substr(0, n);
+  rest_.remove_prefix(n);
+  return v;
+}
+
+uint8_t FieldReader::u8() { return static_cast<uint8_t>(get_le(take(1), 1)); }
+uint32_t FieldReader::u32() { return static_cast<uint32_t>(get_le(take(4), 4)); }
+uint64_t FieldReader::u64() { return get_le(take(8), 8); }
+std::string_view FieldReader::bytes() { return take(u32()); }
+
+void FieldReader::end() const {
+  if (!rest_.empty())
+    throw FrameError(std::to_string(rest_.size()) + " bytes left over after the last field");
+}
+
+Header parse_header(std::string_view bytes) {
+  if (bytes.size() < header_size) throw FrameError("a frame header is 8 bytes");
+  const auto size = static_cast<uint32_t>(get_le(bytes, 4));
+  const auto version = static_cast<uint8_t>(bytes[4]);
+  const auto kind = static_cast<uint8_t>(bytes[5]);
+  if (version != protocol_version)
+    throw FrameError("protocol version " + std::to_string(version) + ", expected " +
+                     std::to_string(protocol_version));
+  if (!known(kind)) throw FrameError("unknown frame kind " + std::to_string(kind));
+  if (bytes[6] != 0 || bytes[7] != 0) throw FrameError("reserved header bits are set");
+  if (size > max_body)
+    throw FrameError("a frame body of " + std::to_string(size) + " bytes exceeds the " +
+                     std::to_string(max_body) + " byte maximum");
+  return {static_cast<Kind>(kind), size};
+}
+
+std::string encode(const Go& m) {
+  return FrameWriter(Kind::go)
+      .u64(m.memory)
+      .u64(m.cpu_time)
+      .u64(m.open_files)
+      .u64(m.tmp)
+      .u64(m.processes)
+      .u32(m.granted)
+      .u32(m.drop_uid)
+      .u32(m.fail_at)
+      .finish();
+}
+
+std::string encode(const Hello& m) {
+  return FrameWriter(Kind::hello)
+      .u8(m.has_entry)
+      .u8(m.has_descriptor)
+      .u8(m.has_run)
+      .u32(m.struct_size)
+      .u32(m.magic)
+      .u32(m.abi_major)
+      .u32(m.abi_minor)
+      .bytes(m.name)
+      .bytes(m.version)
+      .bytes(m.description)
+      .finish();
+}
+
+std::string encode(const Call& m) {
+  FrameWriter w(Kind::call);
+  w.u8(static_cast<uint8_t>(m.method));
+  switch (m.method) {
+    case Method::log:
+      w.u64(m.n1).bytes(m.s1);
+      break;
+    case Method::progress:
+      w.u64(m.n1).u64(m.n2);
+      break;
+    case Method::checkpoint_get:
+    case Method::params:
+    case Method::run_info:
+      break;
+    case Method::checkpoint_set:
+    case Method::set_output:
+      w.bytes(m.s1);
+      break;
+    case Method::emit:
+    case Method::attach_file:
+      w.bytes(m.s1).bytes(m.s2);
+      break;
+    case Method::object_storage:
+    case Method::sftp:
+    case Method::db:
+    case Method::http:
+      w.bytes(m.s1).bytes(m.s2);
+      break;
+  }
+  return w.u8(m.bodies).finish();
+}
+
+std::string encode(const Chunk& m) {
+  return FrameWriter(Kind::chunk).u8(static_cast<uint8_t>(m.stream)).bytes(m.data).finish();
+}
+
+std::string encode(Kind kind, const Result& m) {
+  return FrameWriter(kind).u32(static_cast<uint32_t>(m.code)).bytes(m.message).finish();
+}
+
+Go parse_go(std::string_view body) {
+  FieldReader r(body);
+  Go m;
+  m.memory = r.u64();
+  m.cpu_time = r.u64();
+  m.open_files = r.u64();
+  m.tmp = r.u64();
+  m.processes = r.u64();
+  m.granted = r.u32();
+  m.drop_uid = r.u32();
+  m.fail_at = r.u32();
+  r.end();
+  return m;
+}
+
+Hello parse_hello(std::string_view body) {
+  FieldReader r(body);
+  Hello m;
+  m.has_entry = flag(r);
+  m.has_descriptor = flag(r);
+  m.has_run = flag(r);
+  m.struct_size = r.u32();
+  m.magic = r.u32();
+  m.abi_major = r.u32();
+  m.abi_minor = r.u32();
+  m.name = r.bytes();
+  m.version = r.bytes();
+  m.description = r.bytes();
+  r.end();
+  return m;
+}
+
+Call parse_call(std::string_view body) {
+  FieldReader r(body);
+  Call m;
+  m.method = method_of(r.u8());
+  switch (m.method) {
+    case Method::log:
+      m.n1 = r.u64();
+      m.s1 = r.bytes();
+      break;
+    case Method::progress:
+      m.n1 = r.u64();
+      m.n2 = r.u64();
+      break;
+    case Method::checkpoint_get:
+    case Method::params:
+    case Method::run_info:
+      break;
+    case Method::checkpoint_set:
+    case Method::set_output:
+      m.s1 = r.bytes();
+      break;
+    case Method::emit:
+    case Method::attach_file:
+      m.s1 = r.bytes();
+      m.s2 = r.bytes();
+      break;
+    case Method::object_storage:
+    case Method::sftp:
+    case Method::db:
+    case Method::http:
+      m.s1 = r.bytes();
+      m.s2 = r.bytes();
+      break;
+  }
+  m.bodies = r.u8();
+  r.end();
+  if ((m.bodies & ~allowed_bodies(m.method)) != 0)
+    throw FrameError("host call " + std::to_string(static_cast<int>(m.method)) +
+                     " cannot have bodies " + std::to_string(m.bodies));
+  return m;
+}
+
+Chunk parse_chunk(std::string_view body) {
+  FieldReader r(body);
+  Chunk m;
+  uint8_t s = r.u8();
+  if (s > static_cast<uint8_t>(Stream::reply))
+    throw FrameError("unknown stream " + std::to_string(s));
+  m.stream = static_cast<Stream>(s);
+  m.data = r.bytes();
+  r.end();
+  return m;
+}
+
+Result parse_result(std::string_view body) {
+  FieldReader r(body);
+  Result m;
+  m.code = static_cast<int32_t>(r.u32());
+  m.message = r.bytes();
+  r.end();
+  return m;
+}
+
+uint64_t parse_read(std::string_view body) {
+  FieldReader r(body);
+  uint64_t n = r.u64();
+  r.end();
+  return n;
+}
+
+std::string_view parse_data(std::string_view body) {
+  FieldReader r(body);
+  auto d = r.bytes();
+  r.end();
+  return d;
+}
+
+Stream parse_abort(std::string_view body) {
+  FieldReader r(body);
+  uint8_t s = r.u8();
+  r.end();
+  if (s > static_cast<uint8_t>(Stream::reply))
+    throw FrameError("unknown stream " + std::to_string(s));
+  return static_cast<Stream>(s);
+}
+
+std::string_view parse_setup_failed(std::string_view body) { return parse_data(body); }
+
+SyscallDenied parse_syscall_denied(std::string_view body) {
+  FieldReader r(body);
+  SyscallDenied m;
+  m.nr = r.u32();
+  m.arch = r.u32();
+  r.end();
+  return m;
+}
+
+size_t encode_syscall_denied(uint32_t nr, uint32_t arch,
+                             char (&out)[syscall_denied_size]) noexcept {
+  const uint32_t words[] = {8, 0, nr, arch};
+  for (size_t w = 0; w < 4; ++w)
+    for (size_t i = 0; i < 4; ++i) out[w * 4 + i] = static_cast<char>((words[w] >> (8 * i)) & 0xff);
+  out[4] = static_cast<char>(protocol_version);
+  out[5] = static_cast<char>(Kind::syscall_denied);
+  return syscall_denied_size;
+}
+
+namespace {
+
+// Reads exactly n bytes; returns how many were read before end of stream.
+size_t read_full(int fd, char* p, size_t n) {
+  size_t got = 0;
+  while (got < n) {
+    ssize_t r = ::read(fd, p + got, n - got);
+    if (r < 0 && errno == EINTR) continue;
+    if (r < 0) throw FrameError(std::string("reading a frame: ") + std::strerror(errno));
+    if (r == 0) break;
+    got += static_cast<size_t>(r);
+  }
+  return got;
+}
+
+}  // namespace
+
+bool read_frame(int fd, Frame& out) {
+  char header[header_size];
+  size_t got = read_full(fd, header, header_size);
+  if (got == 0) return false;
+  if (got < header_size) throw FrameError("the stream ended inside a frame header");
+  Header h = parse_header({header, header_size});
+  out.kind = h.kind;
+  out.body.resize(h.body_size);
+  if (read_full(fd, out.body.data(), h.body_size) < h.body_size)
+    throw FrameError("the stream ended inside a frame body");
+  return true;
+}
+
+void write_all(int fd, std::string_view bytes) {
+  while (!bytes.empty()) {
+    // send() so that a peer gone away is an error here, not a SIGPIPE.
+    ssize_t w = ::send(fd, bytes.data(), bytes.size(), MSG_NOSIGNAL);
+    if (w < 0 && errno == ENOTSOCK) w = ::write(fd, bytes.data(), bytes.size());
+    if (w < 0 && errno == EINTR) continue;
+    if (w < 0) throw FrameError(std::string("writing a frame: ") + std::strerror(errno));
+    bytes.remove_prefix(static_cast<size_t>(w));
+  }
+}
+
+}  // namespace taskhost::sandbox

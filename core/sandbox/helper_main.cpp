@@ -1,0 +1,3 @@
+#include "sandbox/helper.hpp"
+
+int main() { return taskhost::sandbox::helper_main(); }

@@ -1,0 +1,682 @@
+#include "sandbox/process_runner.hpp"
+
+#include <fcntl.h>
+#include <poll.h>
+#include <seccomp.h>
+#include <signal.h>
+#include <spawn.h>
+#include <sys/resource.h>
+#include <sys/socket.h>
+#include <sys/stat.h>
+#include <sys/syscall.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+#include <algorithm>
+#include <cerrno>
+#include <cstring>
+#include <fstream>
+#include <optional>
+#include <sstream>
+#include <thread>
+#include <utility>
+#include <vector>
+
+#include "common/error.hpp"
+#include "common/sha256.hpp"
+#include "sandbox/frame.hpp"
+
+namespace taskhost::sandbox {
+namespace {
+
+using Clock = std::chrono::steady_clock;
+
+// How often the host's stop flag is looked at while the plugin computes.
+constexpr auto stop_poll = std::chrono::milliseconds(100);
+
+class Fd {
+ public:
+  explicit Fd(int fd = -1) : fd_(fd) {}
+  ~Fd() { reset(); }
+  Fd(Fd&& o) noexcept : fd_(std::exchange(o.fd_, -1)) {}
+  Fd& operator=(Fd&& o) noexcept {
+    std::swap(fd_, o.fd_);
+    return *this;
+  }
+  int get() const { return fd_; }
+  void reset() {
+    if (fd_ >= 0) ::close(fd_);
+    fd_ = -1;
+  }
+
+ private:
+  int fd_;
+};
+
+[[noreturn]] void environment(const std::string& what) {
+  throw Error(ErrorKind::environment,
+              "cannot start the plugin's sandbox: " + what + ": " + std::strerror(errno));
+}
+
+// A copy of fd numbered above the three the helper is given, so that
+// placing one at 3, 4 or 5 cannot overwrite another.
+Fd above_helper_fds(int fd) {
+  int d = ::fcntl(fd, F_DUPFD_CLOEXEC, 10);
+  if (d < 0) environment("dup");
+  return Fd(d);
+}
+
+std::string signal_name(int sig) {
+  const char* abbrev = ::sigabbrev_np(sig);
+  return abbrev ? std::string("SIG") + abbrev : "signal " + std::to_string(sig);
+}
+
+std::string bytes_text(uint64_t n) {
+  static const char* units[] = {"B", "KiB", "MiB", "GiB", "TiB"};
+  int u = 0;
+  while (u < 4 && n >= 1024 && n % 1024 == 0) n /= 1024, ++u;
+  return std::to_string(n) + units[u];
+}
+
+std::string syscall_text(const SyscallDenied& d) {
+  constexpr uint32_t x32_bit = 0x40000000;
+  std::string arch = d.arch == SCMP_ARCH_X86_64 && (d.nr & x32_bit) ? "x32 "
+                     : d.arch == SCMP_ARCH_X86_64                   ? ""
+                     : d.arch == SCMP_ARCH_X86                      ? "i386 "
+                                                                    : "foreign ";
+  uint32_t arch_token = arch == "x32 " ? SCMP_ARCH_X32 : d.arch;
+  std::string name = "number " + std::to_string(d.nr);
+  if (char* n = seccomp_syscall_resolve_num_arch(arch_token, static_cast<int>(d.nr))) {
+    name = n;
+    std::free(n);
+  }
+  return "sandbox: " + arch + "syscall " + name + " not allowed";
+}
+
+// The attempt's control group, where the machine lets this process make one:
+// cgroup v2 when its memory controller is here, else v1's memory and pids
+// hierarchies. Without one, the rlimits set in the child are the only floor.
+class Cgroup {
+ public:
+  Cgroup(pid_t pid, const Limits& limits) {
+    if (!limits.memory && !limits.processes) return;
+    const std::string name = "taskhost-sandbox-" + std::to_string(pid);
+    if (contains("/sys/fs/cgroup/cgroup.controllers", "memory")) {
+      const std::string dir = "/sys/fs/cgroup" + own_path("") + "/" + name;
+      if (!make(dir)) return;
+      v2_ = true;
+      if (limits.memory) put(dir + "/memory.max", limits.memory), put(dir + "/memory.swap.max", 0);
+      if (limits.processes) put(dir + "/pids.max", limits.processes);
+      put(dir + "/cgroup.procs", static_cast<uint64_t>(pid));
+      return;
+    }
+    if (limits.memory) {
+      const std::string dir = "/sys/fs/cgroup/memory" + own_path("memory") + "/" + name;
+      if (make(dir)) {
+        put(dir + "/memory.limit_in_bytes", limits.memory);
+        if (::access((dir + "/memory.memsw.limit_in_bytes").c_str(), F_OK) == 0)
+          put(dir + "/memory.memsw.limit_in_bytes", limits.memory);
+        put(dir + "/cgroup.procs", static_cast<uint64_t>(pid));
+      }
+    }
+    if (limits.processes) {
+      const std::string dir = "/sys/fs/cgroup/pids" + own_path("pids") + "/" + name;
+      if (make(dir)) {
+        put(dir + "/pids.max", limits.processes);
+        put(dir + "/cgroup.procs", static_cast<uint64_t>(pid));
+      }
+    }
+  }
+  ~Cgroup() {
+    // Its processes are gone (or going: the pid namespace ends with its
+    // first process); an rmdir that races the last exit is tried again.
+    for (auto it = dirs_.rbegin(); it != dirs_.rend(); ++it)
+      for (int i = 0; i < 50 && ::rmdir(it->c_str()) < 0 && errno == EBUSY; ++i)
+        std::this_thread::sleep_for(std::chrono::milliseconds(2));
+  }
+  Cgroup(const Cgroup&) = delete;
+  Cgroup& operator=(const Cgroup&) = delete;
+
+  // Whether the kernel killed a process of the group for memory.
+  bool oom_killed() const {
+    for (const auto& d : dirs_) {
+      std::string text = slurp(d + (v2_ ? "/memory.events" : "/memory.oom_control"));
+      auto at = text.find("oom_kill ");
+      if (at != std::string::npos && std::strtoull(text.c_str() + at + 9, nullptr, 10) > 0)
+        return true;
+    }
+    return false;
+  }
+
+ private:
+  static std::string slurp(const std::string& path) {
+    std::ifstream f(path);
+    std::ostringstream s;
+    s << f.rdbuf();
+    return s.str();
+  }
+  static bool contains(const std::string& path, const std::string& word) {
+    std::istringstream s(slurp(path));
+    for (std::string w; s >> w;)
+      if (w == word) return true;
+    return false;
+  }
+  // This process's cgroup in the hierarchy of controller (v2: "").
+  static std::string own_path(const std::string& controller) {
+    std::istringstream s(slurp("/proc/self/cgroup"));
+    for (std::string line; std::getline(s, line);) {
+      auto a = line.find(':'), b = line.find(':', a + 1);
+      if (b == std::string::npos) continue;
+      bool match = controller.empty() && line.compare(0, a, "0") == 0;
+      std::istringstream list(line.substr(a + 1, b - a - 1));
+      for (std::string c; !controller.empty() && std::getline(list, c, ',');)
+        match |= c == controller;
+      if (match) return line.substr(b + 1) == "/" ? "" : line.substr(b + 1);
+    }
+    return "";
+  }
+  bool make(const std::string& dir) {
+    if (::mkdir(dir.c_str(), 0700) < 0) return false;
+    dirs_.push_back(dir);
+    return true;
+  }
+  static void put(const std::string& path, uint64_t v) {
+    std::ofstream f(path);
+    f << v;
+    f.flush();
+    if (!f)
+      throw Error(ErrorKind::environment, "cannot write " + path + ": " + std::strerror(errno));
+  }
+
+  bool v2_ = false;
+  std::vector<std::string> dirs_;
+};
+
+// One attempt's conversation with the plugin process.
+class Session {
+ public:
+  Session(const SandboxOptions& o, int sock, HostServices& host, const GrantedServices& granted)
+      : options_(o), sock_(sock), host_(host), api_(make_host_api(granted)) {}
+
+  // Serves frames until the process ends; returns its wait status.
+  int serve(int pidfd, pid_t pid, const std::string& file, Descriptor* descriptor, rusage* usage);
+
+  bool done() const { return done_; }
+  int code() const { return code_; }
+  const std::string& message() const { return message_; }
+  bool killed_after_stop() const { return killed_after_stop_; }
+  const std::string& broken() const { return broken_; }
+
+ private:
+  void handle(const Frame& f, const std::string& file, Descriptor* descriptor);
+  void serve_call(const Call& c);
+  int64_t read_body(char* buf, size_t capacity);
+  int write_body(Stream s, const char* data, size_t n);
+  void send(const std::string& frame);
+  void fail(const std::string& why) {
+    if (broken_.empty()) broken_ = why;
+  }
+
+  const SandboxOptions& options_;
+  int sock_;
+  HostServices& host_;
+  th_host_api api_;
+  bool hello_ = false, done_ = false, killed_after_stop_ = false;
+  bool aborted_[2] = {false, false};
+  int code_ = TH_OK;
+  std::string message_, broken_;
+};
+
+void Session::send(const std::string& frame) {
+  try {
+    write_all(sock_, frame);
+  } catch (const FrameError& e) {
+    fail(std::string("broker: ") + e.what());
+  }
+}
+
+int64_t Session::read_body(char* buf, size_t capacity) {
+  if (!broken_.empty()) return -1;
+  send(FrameWriter(Kind::read).u64(capacity).finish());
+  Frame f;
+  try {
+    while (broken_.empty()) {
+      if (!read_frame(sock_, f))
+        fail("broker: the plugin process closed the socket");
+      else if (f.kind == Kind::abort)
+        aborted_[static_cast<int>(parse_abort(f.body))] = true;
+      else if (f.kind == Kind::source_failed)
+        return -1;
+      else if (f.kind != Kind::data)
+        fail("broker: expected a body chunk");
+      else {
+        std::string_view d = parse_data(f.body);
+        if (d.size() > capacity)
+          fail("broker: a body chunk larger than asked for");
+        else {
+          std::memcpy(buf, d.data(), d.size());
+          return static_cast<int64_t>(d.size());
+        }
+      }
+    }
+  } catch (const FrameError& e) {
+    fail(std::string("broker: ") + e.what());
+  }
+  return -1;
+}
+
+int Session::write_body(Stream s, const char* data, size_t n) {
+  // An abort the plugin sent since the last chunk ends this stream.
+  pollfd p{sock_, POLLIN, 0};
+  while (broken_.empty() && ::poll(&p, 1, 0) > 0) {
+    Frame f;
+    try {
+      if (!read_frame(sock_, f))
+        fail("broker: the plugin process closed the socket");
+      else if (f.kind != Kind::abort)
+        fail("broker: expected nothing or an abort during a body");
+      else
+        aborted_[static_cast<int>(parse_abort(f.body))] = true;
+    } catch (const FrameError& e) {
+      fail(std::string("broker: ") + e.what());
+    }
+  }
+  if (!broken_.empty() || aborted_[static_cast<int>(s)]) return 1;
+  for (size_t at = 0; at < n || (n == 0 && at == 0); at += max_chunk) {
+    send(encode(Chunk{s, {data + at, std::min(max_chunk, n - at)}}));
+    if (n == 0) break;
+  }
+  return broken_.empty() ? 0 : 1;
+}
+
+void Session::serve_call(const Call& c) {
+  th_host* h = as_host(host_);
+  char buf[4096] = {0};
+  th_error err{buf, sizeof buf};
+  aborted_[0] = aborted_[1] = false;
+  th_source in{this, [](void* u, char* b, size_t cap) {
+                 return static_cast<Session*>(u)->read_body(b, cap);
+               }};
+  th_sink out{this, [](void* u, const char* d, size_t n) {
+                return static_cast<Session*>(u)->write_body(Stream::out, d, n);
+              }};
+  th_sink reply{this, [](void* u, const char* d, size_t n) {
+                  return static_cast<Session*>(u)->write_body(Stream::reply, d, n);
+                }};
+  th_source* in_p = c.bodies & body_in ? &in : nullptr;
+  th_sink* out_p = c.bodies & body_out ? &out : nullptr;
+  th_sink* reply_p = c.bodies & body_reply ? &reply : nullptr;
+  auto str = [](std::string_view s) { return th_str{s.data(), s.size()}; };
+  int rc = TH_OK;
+  th_service_fn service = nullptr;
+  switch (c.method) {
+    case Method::log:
+      api_.log(h, static_cast<th_log_level>(std::min<uint64_t>(c.n1, TH_LOG_ERROR)), str(c.s1));
+      break;
+    case Method::progress:
+      rc = api_.progress(h, c.n1, c.n2, &err);
+      break;
+    case Method::checkpoint_get:
+      rc = api_.checkpoint_get(h, out_p, &err);
+      break;
+    case Method::checkpoint_set:
+      rc = api_.checkpoint_set(h, str(c.s1), &err);
+      break;
+    case Method::emit:
+      rc = api_.emit(h, str(c.s1), str(c.s2), &err);
+      break;
+    case Method::params:
+      rc = api_.params(h, out_p, &err);
+      break;
+    case Method::run_info:
+      rc = api_.run_info(h, out_p, &err);
+      break;
+    case Method::set_output:
+      rc = api_.set_output(h, str(c.s1), &err);
+      break;
+    case Method::attach_file:
+      rc = api_.attach_file(h, str(c.s1), str(c.s2), in_p, &err);
+      break;
+    case Method::object_storage:
+      service = api_.object_storage;
+      break;
+    case Method::sftp:
+      service = api_.sftp;
+      break;
+    case Method::db:
+      service = api_.db;
+      break;
+    case Method::http:
+      service = api_.http;
+      break;
+  }
+  if (c.method >= Method::object_storage) {
+    if (service == nullptr) {
+      rc = TH_ERR_NOT_SUPPORTED;
+      std::snprintf(buf, sizeof buf, "the schema does not grant this service");
+    } else {
+      rc = service(h, str(c.s1), str(c.s2), in_p, out_p, reply_p, &err);
+    }
+  }
+  if (broken_.empty())
+    send(encode(Kind::result, Result{rc, rc == TH_OK ? "" : std::string_view(buf)}));
+}
+
+void Session::handle(const Frame& f, const std::string& file, Descriptor* descriptor) {
+  auto refuse = [&](const std::string& why) {
+    throw Error(ErrorKind::refused, "plugin " + file + " refused: " + why);
+  };
+  if (!hello_) {
+    if (f.kind != Kind::hello) return fail("broker: the first frame is not hello");
+    hello_ = true;
+    Hello h = parse_hello(f.body);
+    if (!h.has_entry)
+      refuse("it does not export " TH_PLUGIN_ENTRY_SYMBOL
+             "(): not a taskhost plugin, or built without TASKHOST_PLUGIN()");
+    if (!h.has_descriptor) refuse(TH_PLUGIN_ENTRY_SYMBOL "() returned no descriptor");
+    std::ostringstream magic, expected;
+    magic << "0x" << std::hex << h.magic;
+    expected << "0x" << std::hex << TH_PLUGIN_MAGIC;
+    if (h.magic != TH_PLUGIN_MAGIC)
+      refuse("descriptor magic is " + magic.str() + ", expected " + expected.str() +
+             ": not a taskhost plugin descriptor");
+    const std::string host_abi = std::to_string(TH_ABI_MAJOR) + "." + std::to_string(TH_ABI_MINOR);
+    const std::string plugin_abi = std::to_string(h.abi_major) + "." + std::to_string(h.abi_minor);
+    if (h.abi_major != TH_ABI_MAJOR)
+      refuse("it was built for plugin ABI " + plugin_abi + " but this host speaks ABI " + host_abi +
+             " (major versions must match): rebuild it against SDK " +
+             std::to_string(TH_ABI_MAJOR) + ".x");
+    if (h.abi_minor > TH_ABI_MINOR)
+      refuse("it needs plugin ABI " + plugin_abi + " but this host provides ABI " + host_abi +
+             " (a plugin may not be newer than its host): upgrade taskhost or rebuild it "
+             "against an older SDK");
+    constexpr size_t size_1_0 = offsetof(th_plugin, run) + sizeof(th_plugin::run);
+    if (h.struct_size < size_1_0)
+      refuse("its descriptor is " + std::to_string(h.struct_size) + " bytes, smaller than the " +
+             std::to_string(size_1_0) + " bytes ABI 1.0 defines");
+    if (!h.has_run || h.name.empty() || h.version.empty())
+      refuse("its descriptor lacks a required field (run, name or version)");
+    if (descriptor)
+      *descriptor = {std::string(h.name), std::string(h.version), std::string(h.description),
+                     h.abi_major, h.abi_minor};
+    send(FrameWriter(Kind::start).finish());
+    return;
+  }
+  switch (f.kind) {
+    case Kind::call:
+      if (done_) return fail("broker: a host call after run returned");
+      return serve_call(parse_call(f.body));
+    case Kind::abort:
+      return;  // for a body already sent in full
+    case Kind::done: {
+      if (done_) return fail("broker: run returned twice");
+      Result r = parse_result(f.body);
+      done_ = true;
+      code_ = r.code;
+      message_ = r.message;
+      return;
+    }
+    default:
+      return fail("broker: unexpected frame kind " + std::to_string(static_cast<int>(f.kind)));
+  }
+}
+
+int Session::serve(int pidfd, pid_t pid, const std::string& file, Descriptor* descriptor,
+                   rusage* usage) {
+  bool socket_open = true, killed = false, asked = false;
+  auto deadline = Clock::time_point::max();
+  for (;;) {
+    pollfd p[2] = {{pidfd, POLLIN, 0}, {socket_open ? sock_ : -1, POLLIN, 0}};
+    const auto wait =
+        std::clamp<Clock::duration>(deadline - Clock::now(), Clock::duration::zero(), stop_poll);
+    if (::poll(p, 2, static_cast<int>(std::chrono::ceil<std::chrono::milliseconds>(wait).count())) <
+            0 &&
+        errno != EINTR)
+      environment("poll");
+    if (p[0].revents & POLLIN) {
+      int status = 0;
+      while (::wait4(pid, &status, 0, usage) < 0 && errno == EINTR) {
+      }
+      // What it wrote before it ended (its done frame) is still to be read;
+      // with every process of the attempt gone, the socket ends after it.
+      Frame f;
+      try {
+        // Only its done frame: a call it can no longer wait for is not served.
+        while (socket_open && broken_.empty() && read_frame(sock_, f))
+          if (f.kind == Kind::done) handle(f, file, descriptor);
+      } catch (const FrameError& e) {
+        fail(std::string("broker: ") + e.what());
+      }
+      return status;
+    }
+    if (socket_open && (p[1].revents & (POLLIN | POLLHUP | POLLERR))) {
+      Frame f;
+      try {
+        if (!read_frame(sock_, f))
+          socket_open = false;
+        else
+          handle(f, file, descriptor);
+      } catch (const FrameError& e) {
+        fail(std::string("broker: ") + e.what());
+      }
+    }
+    if (killed) continue;
+    const auto now = Clock::now();
+    if (!asked && !done_ && host_.should_stop()) {
+      // Told at once (once it can listen), killed after the grace period.
+      asked = true;
+      if (hello_) send(FrameWriter(Kind::stop).finish());
+      deadline = std::min(deadline, now + options_.grace);
+    }
+    // A closed socket (run returned, or the process is dying): the
+    // process has the grace period to exit.
+    if (!socket_open) deadline = std::min(deadline, now + options_.grace);
+    if (!broken_.empty() || now >= deadline) {
+      killed_after_stop_ = broken_.empty() && asked;
+      ::kill(pid, SIGKILL);
+      killed = true;
+    }
+  }
+}
+
+// Everything the helper's processes reported before they ended.
+void read_report(int fd, std::string* setup_failed, std::optional<SyscallDenied>* denied) {
+  std::string bytes;
+  char buf[4096];
+  for (ssize_t n; bytes.size() < (64u << 10) && (n = ::read(fd, buf, sizeof buf)) > 0;)
+    bytes.append(buf, static_cast<size_t>(n));
+  std::string_view rest = bytes;
+  try {
+    while (rest.size() >= header_size) {
+      Header h = parse_header(rest);
+      if (rest.size() - header_size < h.body_size) break;
+      std::string_view body = rest.substr(header_size, h.body_size);
+      rest.remove_prefix(header_size + h.body_size);
+      if (h.kind == Kind::setup_failed && setup_failed->empty())
+        *setup_failed = std::string(parse_setup_failed(body));
+      else if (h.kind == Kind::syscall_denied && !*denied)
+        *denied = parse_syscall_denied(body);
+    }
+  } catch (const FrameError&) {
+    // What was read before the garbage stands.
+  }
+}
+
+}  // namespace
+
+PluginFile::PluginFile(const std::filesystem::path& file, const std::string& pinned, bool allow_any)
+    : path_(file.string()) {
+  auto refuse = [&](const std::string& why) {
+    throw Error(ErrorKind::refused, "plugin " + path_ + " refused: " + why);
+  };
+  if (pinned == "any" && !allow_any)
+    refuse("its schema pins sha256: any, which only a host started with --dev accepts");
+  fd_ = ::open(file.c_str(), O_RDONLY | O_CLOEXEC);
+  if (fd_ < 0) refuse(std::string("cannot open it: ") + std::strerror(errno));
+  const std::string digest = sha256_hex_fd(fd_);
+  if (pinned != "any" && !constant_time_equal(digest, pinned)) {
+    ::close(fd_);
+    refuse("its SHA-256 is " + digest + " but the schema pins " + pinned +
+           ": this is not the reviewed build; review it and pin the new digest");
+  }
+}
+
+PluginFile::~PluginFile() {
+  if (fd_ >= 0) ::close(fd_);
+}
+
+std::filesystem::path default_helper() {
+  if (const char* path = std::getenv("TASKHOST_SANDBOX_HELPER"); path && *path) return path;
+  std::error_code ec;
+  auto self = std::filesystem::read_symlink("/proc/self/exe", ec);
+  if (ec) return "taskhost-sandbox";
+  return self.parent_path() / "taskhost-sandbox";
+}
+
+int run_in_process(const SandboxOptions& options, int plugin_fd, const std::string& file,
+                   HostServices& host, const GrantedServices& granted, std::string* message,
+                   Descriptor* descriptor) {
+  int sv[2];
+  if (::socketpair(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0, sv) < 0) environment("socketpair");
+  Fd parent_end(sv[0]), child_end(sv[1]);
+  int pp[2];
+  if (::pipe2(pp, O_CLOEXEC) < 0) environment("pipe");
+  Fd report_read(pp[0]), report_write(pp[1]);
+  Fd broker = above_helper_fds(child_end.get()), image = above_helper_fds(plugin_fd),
+     report = above_helper_fds(report_write.get());
+  child_end.reset();
+  report_write.reset();
+
+  // A vfork-style spawn: no C++ runs in a copy of this multithreaded
+  // process. The helper starts with an empty environment, default signal
+  // dispositions, an empty mask and a session of its own.
+  posix_spawn_file_actions_t actions;
+  posix_spawn_file_actions_init(&actions);
+  // Not the worker's terminal or log: standard streams lead nowhere.
+  posix_spawn_file_actions_addopen(&actions, 0, "/dev/null", O_RDWR, 0);
+  posix_spawn_file_actions_adddup2(&actions, 0, 1);
+  posix_spawn_file_actions_adddup2(&actions, 0, 2);
+  posix_spawn_file_actions_adddup2(&actions, broker.get(), 3);
+  posix_spawn_file_actions_adddup2(&actions, image.get(), 4);
+  posix_spawn_file_actions_adddup2(&actions, report.get(), 5);
+  posix_spawnattr_t attr;
+  posix_spawnattr_init(&attr);
+  sigset_t none, all;
+  sigemptyset(&none);
+  sigfillset(&all);
+  posix_spawnattr_setsigmask(&attr, &none);
+  posix_spawnattr_setsigdefault(&attr, &all);
+  posix_spawnattr_setflags(&attr,
+                           POSIX_SPAWN_SETSID | POSIX_SPAWN_SETSIGMASK | POSIX_SPAWN_SETSIGDEF);
+  const std::string helper = options.helper.string();
+  char* argv[] = {const_cast<char*>("taskhost-sandbox"), nullptr};
+  char* envp[] = {nullptr};
+  pid_t pid = -1;
+  int rc = ::posix_spawn(&pid, helper.c_str(), &actions, &attr, argv, envp);
+  posix_spawn_file_actions_destroy(&actions);
+  posix_spawnattr_destroy(&attr);
+  broker.reset();
+  image.reset();
+  report.reset();
+  if (rc != 0) {
+    errno = rc;
+    environment("start " + helper);
+  }
+  Fd pidfd(static_cast<int>(::syscall(SYS_pidfd_open, pid, 0)));
+  if (pidfd.get() < 0) {
+    ::kill(pid, SIGKILL);
+    ::waitpid(pid, nullptr, 0);
+    environment("pidfd_open");
+  }
+
+  std::optional<Cgroup> cgroup;
+  try {
+    cgroup.emplace(pid, options.limits);
+  } catch (...) {
+    ::kill(pid, SIGKILL);
+    ::waitpid(pid, nullptr, 0);
+    throw;
+  }
+
+  Go go;
+  go.memory = options.limits.memory;
+  go.cpu_time = options.limits.cpu_time;
+  go.open_files = options.limits.open_files;
+  go.tmp = options.limits.tmp;
+  go.processes = options.limits.processes;
+  go.drop_uid = options.drop_uid;
+  go.fail_at = options.fail_at;
+  auto bit = [](Method m) { return 1u << static_cast<uint8_t>(m); };
+  go.granted = (granted.object_storage ? bit(Method::object_storage) : 0) |
+               (granted.sftp ? bit(Method::sftp) : 0) | (granted.db ? bit(Method::db) : 0) |
+               (granted.http ? bit(Method::http) : 0);
+
+  // A peer that stops reading or writing mid-frame must not hold this
+  // thread longer than the grace period.
+  timeval tv{static_cast<time_t>(options.grace.count() / 1000),
+             static_cast<suseconds_t>(options.grace.count() % 1000 * 1000)};
+  ::setsockopt(parent_end.get(), SOL_SOCKET, SO_RCVTIMEO, &tv, sizeof tv);
+  ::setsockopt(parent_end.get(), SOL_SOCKET, SO_SNDTIMEO, &tv, sizeof tv);
+
+  Session session(options, parent_end.get(), host, granted);
+  int status = 0;
+  rusage usage{};
+  try {
+    write_all(parent_end.get(), encode(go));
+    status = session.serve(pidfd.get(), pid, file, descriptor, &usage);
+  } catch (...) {
+    ::kill(pid, SIGKILL);
+    while (::waitpid(pid, nullptr, 0) < 0 && errno == EINTR) {
+    }
+    throw;
+  }
+
+  std::string setup_failed;
+  std::optional<SyscallDenied> denied;
+  read_report(report_read.get(), &setup_failed, &denied);
+  const int exit_code = WIFEXITED(status) ? WEXITSTATUS(status) : 128 + WTERMSIG(status);
+  if (session.done() && exit_code == 0) {
+    if (session.code() != TH_OK)
+      *message = session.message().empty() ? "plugin failed without a message" : session.message();
+    return session.code();
+  }
+  if (denied) {
+    *message = syscall_text(*denied);
+    return TH_ERR_PERMISSION;
+  }
+  if (!setup_failed.empty()) {
+    *message = "the plugin's sandbox could not be set up: " + setup_failed;
+    return TH_ERR_INTERNAL;
+  }
+  if (!session.broken().empty()) {
+    *message = "plugin process stopped: " + session.broken();
+    return TH_ERR_RETRYABLE;
+  }
+  if (cgroup->oom_killed()) {
+    *message = "memory limit " + bytes_text(options.limits.memory) + " exceeded";
+    return TH_ERR_RETRYABLE;
+  }
+  if (session.killed_after_stop()) {
+    *message = "plugin process killed: it did not stop within " +
+               std::to_string(options.grace.count()) + " ms of being asked";
+    return TH_ERR_CANCELLED;
+  }
+  if (exit_code > 128) {
+    const int sig = exit_code - 128;
+    // RLIMIT_CPU sends SIGXCPU at the limit and SIGKILL a second later.
+    const auto cpu = usage.ru_utime.tv_sec + usage.ru_stime.tv_sec;
+    if (sig == SIGXCPU || (sig == SIGKILL && options.limits.cpu_time &&
+                           static_cast<uint64_t>(cpu) >= options.limits.cpu_time))
+      *message = "cpu_time limit " + std::to_string(options.limits.cpu_time) + "s exceeded";
+    else if (sig == SIGXFSZ)
+      *message = "tmp limit " + bytes_text(options.limits.tmp) + " exceeded";
+    else
+      *message = "plugin process died: " + signal_name(sig);
+    return TH_ERR_RETRYABLE;
+  }
+  *message =
+      "plugin process exited with code " + std::to_string(exit_code) + " before run returned";
+  return TH_ERR_RETRYABLE;
+}
+
+}  // namespace taskhost::sandbox

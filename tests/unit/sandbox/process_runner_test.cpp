@@ -1,0 +1,344 @@
+// The same fixture plugins under both runners: in this process, and in the
+// sandboxed child whose every host call is brokered. The host side is a
+// recording HostServices; the engine tests cover the real one.
+#include "sandbox/process_runner.hpp"
+
+#include <arpa/inet.h>
+#include <fcntl.h>
+#include <gtest/gtest.h>
+#include <netinet/in.h>
+#include <sys/socket.h>
+#include <unistd.h>
+
+#include <atomic>
+#include <chrono>
+#include <filesystem>
+#include <thread>
+
+#include "common/error.hpp"
+#include "plugin/loader.hpp"
+
+namespace taskhost::sandbox {
+namespace {
+
+using Json = nlohmann::json;
+const std::string fixtures = FIXTURE_PLUGIN_DIR;
+
+class RecordingHost : public HostServices {
+ public:
+  explicit RecordingHost(Json params) : params_(std::move(params)) {}
+
+  void log(th_log_level, std::string_view m) override { logs.emplace_back(m); }
+  void progress(uint64_t done, uint64_t total) override { last_progress = {done, total}; }
+  std::string checkpoint_get() override { return checkpoint; }
+  void checkpoint_set(std::string_view json) override { checkpoint = json; }
+  void emit(std::string_view event, std::string_view) override { events.emplace_back(event); }
+  bool should_stop() override { return stop.load(); }
+  std::string params() override { return params_.dump(); }
+  std::string run_info() override {
+    return Json{{"run_id", "r1"}, {"attempt", 1}, {"schema", "s"}, {"schema_version", "1.0.0"}}
+        .dump();
+  }
+  void set_output(std::string_view json) override { output = Json::parse(json); }
+  void attach_file(std::string_view name, std::string_view, std::string content) override {
+    files[std::string(name)] = std::move(content);
+  }
+  // get streams as many bytes as its key says; put counts what it reads.
+  Json object_storage(const std::string& op, const Json& request, const ByteSource& in,
+                      const ByteSink& out) override {
+    if (op == "get") {
+      uint64_t n = std::stoull(request.at("key").get<std::string>());
+      std::string chunk(64u << 10, 'z');
+      for (uint64_t sent = 0; sent < n; sent += chunk.size())
+        out(chunk.data(), static_cast<size_t>(std::min<uint64_t>(chunk.size(), n - sent)));
+      return {{"size", n}};
+    }
+    uint64_t n = 0;
+    char buf[1 << 16];
+    for (size_t k; (k = in(buf, sizeof buf)) > 0;) n += k;
+    return {{"size", n}};
+  }
+  Json http(const std::string&, const Json&, const ByteSource&, const ByteSink&) override {
+    return {};
+  }
+  Json sftp(const std::string&, const Json&, const ByteSource&, const ByteSink&) override {
+    return {};
+  }
+  Json db(const std::string&, const Json&, const ByteSource&, const ByteSink&) override {
+    return {};
+  }
+
+  std::vector<std::string> logs, events;
+  std::pair<uint64_t, uint64_t> last_progress;
+  std::string checkpoint = "null";
+  Json output;
+  std::map<std::string, std::string> files;
+  std::atomic<bool> stop{false};
+
+ private:
+  Json params_;
+};
+
+struct Outcome {
+  int code = TH_OK;
+  std::string message;
+};
+
+enum class Isolation { none, process };
+
+class Runners : public ::testing::TestWithParam<Isolation> {
+ protected:
+  Outcome run(const std::string& plugin, RecordingHost& host, GrantedServices granted = {},
+              SandboxOptions options = {}) {
+    const std::string path = fixtures + "/" + plugin + ".so";
+    Outcome o;
+    if (GetParam() == Isolation::none) {
+      LoadedPlugin p = load_plugin(path, "any", true);
+      th_host_api api = make_host_api(granted);
+      o.code = p.run(&api, as_host(host), &o.message);
+      return o;
+    }
+    options.helper = SANDBOX_HELPER;
+    if (options.grace == std::chrono::milliseconds(30'000)) options.grace = std::chrono::seconds(2);
+    int fd = ::open(path.c_str(), O_RDONLY | O_CLOEXEC);
+    EXPECT_GE(fd, 0);
+    o.code = run_in_process(options, fd, path, host, granted, &o.message);
+    ::close(fd);
+    return o;
+  }
+  bool sandboxed() const { return GetParam() == Isolation::process; }
+};
+
+TEST_P(Runners, EveryHostCallReachesTheHost) {
+  RecordingHost host(Json{{"mode", "all"}});
+  Outcome o = run("probe", host);
+  ASSERT_EQ(o.code, TH_OK) << o.message;
+  EXPECT_EQ(host.events, (std::vector<std::string>{"item.done", "item.failed"}));
+  EXPECT_EQ(host.last_progress, (std::pair<uint64_t, uint64_t>{2, 2}));
+  EXPECT_EQ(host.output["checkpoint_before"], nullptr);
+  EXPECT_EQ(host.output["checkpoint_after"], (Json{{"step", 1}}));
+  EXPECT_EQ(host.output["run"]["run_id"], "r1");
+  EXPECT_EQ(host.output["stop"], false);
+  EXPECT_EQ(host.output["granted"]["object_storage"], false);
+  EXPECT_EQ(host.logs.size(), 2u);
+}
+
+TEST_P(Runners, APluginErrorKeepsItsCodeAndMessage) {
+  RecordingHost host(Json{{"mode", "bad_event"}});
+  host.stop = false;
+  Outcome o = run("returns_error", host);
+  EXPECT_NE(o.code, TH_OK);
+  EXPECT_FALSE(o.message.empty());
+}
+
+TEST_P(Runners, BodiesStreamBothWays) {
+  RecordingHost host(Json{{"mode", "get"}, {"arg", std::to_string(9u << 20)}});
+  GrantedServices granted;
+  granted.object_storage = true;
+  Outcome o = run("escape", host, granted);
+  ASSERT_EQ(o.code, TH_OK) << o.message;
+  EXPECT_EQ(host.output["received"], 9u << 20);
+  EXPECT_GT(host.output["pieces"], 1);
+
+  RecordingHost put(Json{{"mode", "put"}, {"arg", std::to_string(5u << 20)}});
+  o = run("escape", put, granted);
+  ASSERT_EQ(o.code, TH_OK) << o.message;
+  EXPECT_EQ(put.output["stored"], 5u << 20);
+}
+
+TEST_P(Runners, AServiceNotGrantedIsAbsent) {
+  RecordingHost host(Json{{"mode", "get"}, {"arg", "1"}});
+  Outcome o = run("escape", host);
+  EXPECT_NE(o.code, TH_OK);
+}
+
+TEST_P(Runners, ThreadsWork) {
+  RecordingHost host(Json{{"mode", "threads"}});
+  Outcome o = run("escape", host);
+  ASSERT_EQ(o.code, TH_OK) << o.message;
+  EXPECT_EQ(host.output["threads"], 4);
+}
+
+TEST_P(Runners, StopIsSeenWithoutARoundTrip) {
+  RecordingHost host(Json{{"mode", "wait_stop"}});
+  std::thread stopper([&] {
+    std::this_thread::sleep_for(std::chrono::milliseconds(300));
+    host.stop = true;
+  });
+  Outcome o = run("probe", host);
+  stopper.join();
+  EXPECT_EQ(o.code, TH_ERR_CANCELLED);
+  EXPECT_EQ(o.message, "stopped as asked");
+}
+
+INSTANTIATE_TEST_SUITE_P(Isolation, Runners, ::testing::Values(Isolation::none, Isolation::process),
+                         [](const auto& info) {
+                           return info.param == Isolation::none ? "none" : "process";
+                         });
+
+// What only the sandbox can do: each way out is refused or killed, with a
+// message that says which.
+class Sandbox : public ::testing::Test {
+ protected:
+  Outcome run(const std::string& plugin, RecordingHost& host, SandboxOptions options = {}) {
+    const std::string path = fixtures + "/" + plugin + ".so";
+    options.helper = SANDBOX_HELPER;
+    if (options.grace == std::chrono::milliseconds(30'000)) options.grace = std::chrono::seconds(2);
+    int fd = ::open(path.c_str(), O_RDONLY | O_CLOEXEC);
+    Outcome o;
+    o.code = run_in_process(options, fd, path, host, {}, &o.message);
+    ::close(fd);
+    return o;
+  }
+  Outcome escape(const std::string& mode, const std::string& arg = "",
+                 SandboxOptions options = {}) {
+    RecordingHost host(Json{{"mode", mode}, {"arg", arg}});
+    Outcome o = run("escape", host, options);
+    if (o.code == TH_OK) o.message = "succeeded: " + host.output.dump();
+    return o;
+  }
+};
+
+TEST_F(Sandbox, NoSocketReachesALoopbackListener) {
+  int l = ::socket(AF_INET, SOCK_STREAM | SOCK_NONBLOCK, 0);
+  sockaddr_in a{};
+  a.sin_family = AF_INET;
+  a.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+  ASSERT_EQ(::bind(l, reinterpret_cast<sockaddr*>(&a), sizeof a), 0);
+  ASSERT_EQ(::listen(l, 4), 0);
+  socklen_t len = sizeof a;
+  ::getsockname(l, reinterpret_cast<sockaddr*>(&a), &len);
+  Outcome o = escape("tcp", std::to_string(ntohs(a.sin_port)));
+  EXPECT_EQ(o.message, "sandbox: syscall socket not allowed");
+  EXPECT_LT(::accept(l, nullptr, nullptr), 0);  // nobody connected
+  ::close(l);
+}
+
+TEST_F(Sandbox, EachForbiddenSyscallIsNamed) {
+  EXPECT_EQ(escape("exec").message, "sandbox: syscall execve not allowed");
+  EXPECT_EQ(escape("fork").message, "sandbox: syscall clone not allowed");
+  EXPECT_EQ(escape("tiocsti").message, "sandbox: syscall ioctl not allowed");
+  EXPECT_EQ(escape("mprotect_exec").message, "sandbox: syscall mprotect not allowed");
+  EXPECT_EQ(escape("kill_parent").message, "sandbox: syscall kill not allowed");
+  EXPECT_EQ(escape("ptrace_parent").message, "sandbox: syscall ptrace not allowed");
+  EXPECT_EQ(escape("x32").message, "sandbox: x32 syscall getpid not allowed");
+  // A kernel without i386 emulation answers int 0x80 with SIGSEGV itself.
+  const std::string int80 = escape("int80").message;
+  EXPECT_TRUE(int80 == "sandbox: i386 syscall getpid not allowed" ||
+              int80 == "plugin process died: SIGSEGV")
+      << int80;
+}
+
+TEST_F(Sandbox, Clone3IsAnsweredEnosys) {
+  Outcome o = escape("clone3_userns");
+  EXPECT_EQ(o.message, R"(succeeded: {"clone3":"Function not implemented"})");
+}
+
+TEST_F(Sandbox, TheHostsFilesAreNotThere) {
+  for (const char* path : {"/etc/shadow", "/etc/passwd", "/proc/1/environ", "/proc/self/environ",
+                           "/work", "/root/.ssh/id_ed25519"})
+    EXPECT_EQ(escape("read", path).message,
+              R"(succeeded: {"read":"cannot open: No such file or directory"})")
+        << path;
+}
+
+TEST_F(Sandbox, ASymlinkInTmpLeadsNowhere) {
+  EXPECT_EQ(escape("symlink", "/etc/shadow").message,
+            R"(succeeded: {"through_link":"cannot open: No such file or directory"})");
+}
+
+TEST_F(Sandbox, OnlyTheBrokerAndStandardFdsAreOpen) {
+  Outcome o = escape("fds");
+  // 0-2 are /dev/null, 3 the broker socket, 5 the report pipe.
+  EXPECT_EQ(o.message, R"(succeeded: {"fds":[0,1,2,3,5]})");
+}
+
+TEST_F(Sandbox, ACrashFailsTheAttemptNamingTheSignal) {
+  Outcome o = escape("segv");
+  EXPECT_EQ(o.code, TH_ERR_RETRYABLE);
+  EXPECT_EQ(o.message, "plugin process died: SIGSEGV");
+  EXPECT_EQ(escape("abort").message, "plugin process died: SIGABRT");
+}
+
+TEST_F(Sandbox, APluginIgnoringStopIsKilledAfterGrace) {
+  RecordingHost host(Json{{"mode", "ignore_stop"}});
+  host.stop = true;
+  SandboxOptions o;
+  o.grace = std::chrono::milliseconds(300);
+  auto start = std::chrono::steady_clock::now();
+  Outcome r = run("escape", host, o);
+  EXPECT_LT(std::chrono::steady_clock::now() - start, std::chrono::seconds(2));
+  EXPECT_EQ(r.code, TH_ERR_CANCELLED);
+  EXPECT_EQ(r.message, "plugin process killed: it did not stop within 300 ms of being asked");
+}
+
+TEST_F(Sandbox, LimitsAreNamed) {
+  SandboxOptions o;
+  o.limits.cpu_time = 1;
+  EXPECT_EQ(escape("busy", "", o).message, "cpu_time limit 1s exceeded");
+  o = {};
+  o.limits.tmp = 8u << 20;
+  EXPECT_EQ(escape("write_tmp", std::to_string(64u << 20), o).message, "tmp limit 8MiB exceeded");
+}
+
+TEST_F(Sandbox, TheMemoryLimitIsNamed) {
+#if defined(__SANITIZE_ADDRESS__)
+  // Only a cgroup limits an ASan build's memory (it cannot take RLIMIT_AS),
+  // and an unprivileged host here has no writable cgroup.
+  if (::geteuid() != 0) GTEST_SKIP() << "no memory limit for an unprivileged sanitizer build";
+#endif
+  SandboxOptions o;
+  o.limits.memory = 256u << 20;
+  Outcome r = escape("alloc", std::to_string(4ull << 30), o);
+  // The cgroup's OOM kill, or (without a writable cgroup) RLIMIT_AS making
+  // the allocation fail inside the plugin.
+  EXPECT_TRUE(r.message == "memory limit 256MiB exceeded" ||
+              r.message.starts_with("allocation failed after"))
+      << r.message;
+}
+
+TEST_F(Sandbox, StaticInitialisersRunOnlyInTheChild) {
+  std::filesystem::remove("/tmp/taskhost-static-init-marker");
+  RecordingHost host(Json::object());
+  Outcome o = run("static_init", host);
+  ASSERT_EQ(o.code, TH_OK) << o.message;
+  EXPECT_EQ(host.output["touched"], true);
+  EXPECT_FALSE(std::filesystem::exists("/tmp/taskhost-static-init-marker"));
+}
+
+TEST_F(Sandbox, TheHandshakeRefusesWhatTheLoaderRefuses) {
+  for (const char* plugin : {"no_entry", "bad_magic", "abi_major", "abi_minor"}) {
+    RecordingHost host(Json::object());
+    try {
+      run(plugin, host);
+      ADD_FAILURE() << plugin << " ran";
+    } catch (const Error& e) {
+      EXPECT_EQ(e.kind(), ErrorKind::refused);
+      // The same words the in-process loader uses.
+      try {
+        load_plugin(fixtures + "/" + plugin + ".so", "any", true);
+      } catch (const Error& l) {
+        EXPECT_EQ(std::string(e.what()), std::string(l.what())) << plugin;
+      }
+    }
+  }
+}
+
+TEST_F(Sandbox, EverySetupStepFailsClosed) {
+  // The steps as root: namespaces, private mounts, root tmpfs, library
+  // binds, device nodes, tmp, plugin copy, pivot_root, read-only root,
+  // limits, drop privileges, load the plugin, seccomp.
+  const uint32_t steps = ::geteuid() == 0 ? 13 : 15;
+  for (uint32_t step = 1; step <= steps; ++step) {
+    RecordingHost host(Json{{"mode", "all"}});
+    SandboxOptions o;
+    o.fail_at = step;
+    Outcome r = run("probe", host, o);
+    EXPECT_EQ(r.code, TH_ERR_INTERNAL) << step;
+    EXPECT_NE(r.message.find("injected failure"), std::string::npos) << step << ": " << r.message;
+    EXPECT_TRUE(host.output.is_null()) << step;
+  }
+}
+
+}  // namespace
+}  // namespace taskhost::sandbox
