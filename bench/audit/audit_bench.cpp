@@ -45,7 +45,8 @@ int main(int argc, char** argv) {
   }
   spdlog::set_level(spdlog::level::warn);
   pg::Connection conn(argv[1]);
-  migrate(conn, bundled_migrations());
+  pg::Connection owner(std::string(argv[1]) + " user=taskhost_owner");
+  migrate(owner, bundled_migrations());
   for (int batch : {1, 100})
     for (int writers : {1, 4}) {
       std::vector<double> rates;

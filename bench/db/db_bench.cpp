@@ -11,6 +11,7 @@
 #include "plugin/host_api.hpp"
 #include "rows.hpp"
 #include "services/database.hpp"
+#include "store/migrate.hpp"
 
 using namespace taskhost;
 using Clock = std::chrono::steady_clock;
@@ -66,11 +67,14 @@ int main(int argc, char** argv) {
   spdlog::set_level(spdlog::level::warn);
   const std::string conninfo = argv[1], csv = argv[3];
   const int64_t rows = std::stoll(argv[2]);
-  pg::Connection admin(conninfo);
+  // The table is the database owner's, on the list schemas may be granted.
+  pg::Connection admin(conninfo + " user=taskhost_owner");
+  migrate(admin, bundled_migrations());
   admin.exec_script(
       "DROP TABLE IF EXISTS public.copy_bench; CREATE TABLE public.copy_bench (id bigint, "
       "claim_id text, status text, amount numeric(12,2), quantity int, ndc text, filled_on date, "
-      "pharmacy text, note text, updated_at timestamptz)");
+      "pharmacy text, note text, updated_at timestamptz);"
+      "GRANT ALL ON public.copy_bench TO taskhost_provisioner WITH GRANT OPTION");
   std::vector<Diagnostic> errors;
   auto schema = parse_schema(
       "name: copybench\nversion: 1.0.0\nplugin: { path: none.so, sha256: " + std::string(64, 'a') +

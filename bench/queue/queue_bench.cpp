@@ -95,7 +95,9 @@ int main(int argc, char** argv) {
   const std::string conninfo = argv[1];
   const int n = argc > 2 ? std::stoi(argv[2]) : 20000;
   pg::Connection conn(conninfo);
-  migrate(conn, bundled_migrations());
+  // Migrations and clean-ups as the owner role; the rest as the runtime.
+  pg::Connection owner(conninfo + " user=taskhost_owner");
+  migrate(owner, bundled_migrations());
   std::vector<Diagnostic> errors;
   auto schema = parse_schema("name: noop\nversion: 1.0.0\nplugin: { path: noop.so, sha256: " +
                                  sha256_hex_fd(::open(BENCH_PLUGIN_DIR "/noop.so", O_RDONLY)) +
@@ -103,13 +105,13 @@ int main(int argc, char** argv) {
                              "noop.yaml", &errors);
   install_schema(conn, *schema, "bench");
   auto noop = find_schema(conn, SchemaRef::parse("noop@1.0.0"));
-  reset(conn);
+  reset(owner);
 
   auto t = Clock::now();
   for (int i = 0; i < n; ++i) submit_run(conn, noop, Json::object(), "bench");
   std::printf("taskhost  enqueue, single submits              %8.0f runs/s\n",
               n / seconds_since(t));
-  reset(conn);
+  reset(owner);
   t = Clock::now();
   enqueue_batched(conn, noop, n);
   std::printf("taskhost  enqueue, batches of 1000             %8.0f runs/s\n",
@@ -118,7 +120,7 @@ int main(int argc, char** argv) {
   // --concurrency: runs in flight per worker process, and so its batch size.
   for (int concurrency : {16, 64}) {
     for (int workers : {1, 2, 4}) {
-      reset(conn);
+      reset(owner);
       enqueue_batched(conn, noop, n);
       std::vector<pid_t> pids;
       for (int i = 0; i < workers; ++i) pids.push_back(start_worker(conninfo, i, concurrency));
@@ -146,7 +148,7 @@ int main(int argc, char** argv) {
   install_schema(conn, *hooked_schema, "bench");
   auto hooked = find_schema(conn, SchemaRef::parse("hooked@1.0.0"));
   for (int workers : {1, 2}) {
-    reset(conn);
+    reset(owner);
     enqueue_batched(conn, hooked, n);
     std::vector<pid_t> pids;
     for (int i = 0; i < workers; ++i)
@@ -160,7 +162,7 @@ int main(int argc, char** argv) {
                 workers == 1 ? " " : "s", n / span);
   }
 
-  reset(conn);
+  reset(owner);
   std::vector<pid_t> idle = {start_worker(conninfo, 0, 16)};
   std::this_thread::sleep_for(std::chrono::milliseconds(500));
   const int samples = 300;

@@ -6,6 +6,7 @@
 #include <algorithm>
 #include <chrono>
 #include <cstdio>
+#include <filesystem>
 #include <thread>
 
 #include <spdlog/spdlog.h>
@@ -28,7 +29,7 @@ double seconds_since(Clock::time_point t) {
 }
 
 // Deliveries per second for `dispatchers` threads draining every pending row.
-double round(const std::string& conninfo, int dispatchers) {
+double round(const std::string& conninfo, const HostKeys& keys, int dispatchers) {
   std::vector<std::thread> threads;
   auto t = Clock::now();
   for (int i = 0; i < dispatchers; ++i)
@@ -36,6 +37,7 @@ double round(const std::string& conninfo, int dispatchers) {
       pg::Connection conn(conninfo);
       DispatcherOptions o;
       o.allow_destinations = {AddressRange::parse("127.0.0.0/8")};
+      o.keys = keys;
       Dispatcher d(conn, o);
       while (d.dispatch_once() > 0) {
       }
@@ -60,7 +62,11 @@ int main(int argc, char** argv) {
   const int n = argc > 2 ? std::atoi(argv[2]) : 20000;
   spdlog::set_level(spdlog::level::warn);
   pg::Connection conn(conninfo);
-  migrate(conn, bundled_migrations());
+  pg::Connection owner(conninfo + " user=taskhost_owner");
+  migrate(owner, bundled_migrations());
+  HostConfig host;
+  host.host_key_file = std::filesystem::temp_directory_path() / "taskhost-webhook-bench.key";
+  const HostKeys keys = HostKeys::load(host);
 
   test::HttpReceiver receiver([](const test::HttpRequest&) {
     return test::HttpResponse{204, {}, {}, {}};
@@ -73,7 +79,7 @@ int main(int argc, char** argv) {
       "bench.yaml", &errors);
   install_schema(conn, *schema, "bench");
   auto installed = find_schema(conn, SchemaRef::parse("bench"));
-  const std::string secret = create_webhook_secret(conn, "bench", "bench", false);
+  const std::string secret = create_webhook_secret(conn, keys, "bench", "bench", false);
   std::vector<std::string> runs;
   for (int i = 0; i < n / 10; ++i)
     runs.push_back(submit_run(conn, installed, Json::object(), "bench").run_id);
@@ -103,7 +109,7 @@ int main(int argc, char** argv) {
       conn.exec("SELECT taskhost.webhook_stream_due(id, $1) FROM unnest($2::uuid[]) id",
                 {receiver.url(), pg::array_literal({runs.begin(), runs.end()})});
       conn.exec("VACUUM ANALYZE taskhost.webhook_deliveries");
-      rates.push_back(round(conninfo, dispatchers));
+      rates.push_back(round(conninfo, keys, dispatchers));
     }
     std::sort(rates.begin(), rates.end());
     std::printf("deliveries, %d dispatcher%s (batch 64)             %8.0f /s  (%d x 1 KiB)\n",

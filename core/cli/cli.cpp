@@ -110,23 +110,47 @@ class Session {
     return conninfo_;
   }
 
+  // The platform database as the runtime role (README "Database roles").
   pg::Connection& db() {
     if (!conn_) {
       config();  // its session settings apply to every connection
-      bool embedded = g_.database_url.empty();
+      // The embedded database is private to this host: keep it current, as
+      // its owner. A shared one is migrated deliberately, with `taskhost
+      // migrate` given the owner role's URL.
+      if (g_.database_url.empty()) {
+        migrate_and_seal();
+        owner_conn_.reset();  // the owner's connection never outlives the migration
+      }
       conn_.emplace(conninfo());
-      // The embedded database is private to this host: keep it current. A
-      // shared one is migrated deliberately, with `taskhost migrate`.
-      if (embedded)
-        migrate(*conn_, bundled_migrations());
-      else if (!migrating_)
-        require_migrated(*conn_, bundled_migrations());
+      if (!g_.database_url.empty()) require_migrated(*conn_, bundled_migrations());
     }
     return *conn_;
   }
+  // Applies pending migrations as the owner, then seals the secrets stored
+  // in clear before migration 0008. Returns the migrations applied.
+  int migrate_and_seal() {
+    int n = migrate(db_for_migration(), bundled_migrations());
+    if (webhook_secrets_in_clear(*owner_conn_))
+      spdlog::info("sealed {} webhook secret(s) stored in clear",
+                   reseal_webhook_secrets(*owner_conn_, host_keys(), actor()));
+    return n;
+  }
+
+  // The keys that seal stored secrets, loaded (or, the embedded default's,
+  // made) on first use.
+  const HostKeys& host_keys() {
+    if (!host_keys_) host_keys_ = HostKeys::load(config());
+    return *host_keys_;
+  }
+
+  // As the owner role: the embedded cluster's, or the URL `migrate` is given.
   pg::Connection& db_for_migration() {
-    migrating_ = true;
-    return db();
+    if (!owner_conn_) {
+      config();
+      if (g_.database_url.empty()) conninfo();  // starts the cluster
+      owner_conn_.emplace(g_.database_url.empty() ? cluster().owner_conninfo() : g_.database_url);
+    }
+    return *owner_conn_;
   }
 
   EmbeddedCluster cluster() const {
@@ -150,9 +174,9 @@ class Session {
       // State changes this host makes announce themselves to its default URL.
       if (!config_->webhook_default_url.empty())
         pg::set_session_setting("taskhost.webhook_default_url", config_->webhook_default_url);
-      if (config_->object_store_dir.empty())
-        config_->object_store_dir =
-            (g_.home.empty() ? default_home() : fs::path(g_.home)) / "objects";
+      const fs::path home = g_.home.empty() ? default_home() : fs::path(g_.home);
+      if (config_->object_store_dir.empty()) config_->object_store_dir = home / "objects";
+      if (!config_->host_key) config_->host_key_file = home / "host.key";
     }
     return *config_;
   }
@@ -162,6 +186,7 @@ class Session {
     o.conninfo = conninfo();
     o.config = config();
     o.webhooks->allow_destinations = o.config.allow_destinations;
+    o.webhooks->keys = host_keys();
     o.plugin_dir = plugin_dir();
     o.dev_mode = g_.dev;
     o.id = default_worker_id();
@@ -173,9 +198,9 @@ class Session {
  private:
   Globals g_;
   std::string conninfo_;
-  std::optional<pg::Connection> conn_;
+  std::optional<pg::Connection> conn_, owner_conn_;
   std::optional<HostConfig> config_;
-  bool migrating_ = false;
+  std::optional<HostKeys> host_keys_;
 };
 
 struct Command {
@@ -760,9 +785,17 @@ int webhook_key(Session& s, const po::variables_map& vm) {
   const auto schema = vm["schema"].as<std::string>();
   const bool rotate = vm.count("rotate") > 0;
   // stdout carries the secret and nothing else, for a pipe into a vault.
-  std::cout << create_webhook_secret(s.db(), schema, s.actor(), rotate) << "\n";
+  std::cout << create_webhook_secret(s.db(), s.host_keys(), schema, s.actor(), rotate) << "\n";
   spdlog::info("{} webhook secret for {}{}; it is not shown again", rotate ? "rotated" : "created",
                schema, rotate ? " (the previous one signs too for 24h)" : "");
+  return exit_ok;
+}
+
+int keys_rotate_host_key(Session& s, const po::variables_map&) {
+  HostKeys keys = HostKeys::for_rotation(s.config());
+  int n = reseal_webhook_secrets(s.db(), keys, s.actor());
+  HostKeys::finish_rotation(s.config());
+  std::cout << "re-sealed " << n << " stored secret(s) with host key " << keys.current_id() << "\n";
   return exit_ok;
 }
 
@@ -857,8 +890,7 @@ int version_cmd(Session&, const po::variables_map&) {
 }
 
 int migrate_cmd(Session& s, const po::variables_map&) {
-  // Connecting applies migrations for the embedded database already.
-  int n = migrate(s.db_for_migration(), bundled_migrations());
+  int n = s.migrate_and_seal();
   std::cout << "database is at migration " << bundled_migrations().back().version << " (applied "
             << n << " now)\n";
   return exit_ok;
@@ -1082,6 +1114,12 @@ const std::vector<Command>& commands() {
        },
        {},
        audit_checkpoint},
+      {"keys rotate-host-key",
+       "",
+       "re-seal stored secrets with the current host key (the embedded default: a new one)",
+       {},
+       {},
+       keys_rotate_host_key},
       {"webhook-key",
        "SCHEMA",
        "create (or --rotate) a schema's webhook signing secret and print it once",

@@ -207,11 +207,49 @@ DatabaseConfig read_database(const Reader& r, const YAML::Node& n, const std::st
   return d;
 }
 
+// host_key, previous_host_keys and audit (checkpoints).
+void read_keys_and_audit(const Reader& r, const YAML::Node& root, HostConfig& config) {
+  if (auto k = root["host_key"]) config.host_key = r.secret(k, "host_key");
+  if (auto v = root["previous_host_keys"]) {
+    if (!v.IsSequence()) {
+      r.error(v, "previous_host_keys", "expected a list of { env } / { file }");
+    } else {
+      for (size_t i = 0; i < v.size(); ++i)
+        config.previous_host_keys.push_back(
+            r.secret(v[i], "previous_host_keys[" + std::to_string(i) + "]"));
+      if (!config.host_key && !config.previous_host_keys.empty())
+        r.error(v, "previous_host_keys", "needs host_key, the key that replaces them");
+    }
+  }
+  if (auto a = root["audit"];
+      a && r.mapping(a, "audit", {"checkpoint_every", "checkpoint_key", "checkpoint_file"})) {
+    AuditCheckpointConfig c;
+    bool complete = true;
+    for (const char* required : {"checkpoint_key", "checkpoint_file"})
+      if (!a[required]) {
+        r.error(a, std::string("audit.") + required, "required");
+        complete = false;
+      }
+    if (!complete) return;
+    c.key = r.scalar(a["checkpoint_key"], "audit.checkpoint_key");
+    c.file = r.scalar(a["checkpoint_file"], "audit.checkpoint_file");
+    if (auto e = a["checkpoint_every"]) {
+      auto every = parse_duration(r.scalar(e, "audit.checkpoint_every"));
+      if (!every || *every < std::chrono::minutes(1))
+        r.error(e, "audit.checkpoint_every", "expected a duration of at least 1m, such as 10m");
+      else
+        c.every = *every;
+    }
+    config.audit_checkpoints = c;
+  }
+}
+
 void read_config(const Reader& r, const YAML::Node& root, HostConfig& config) {
   if (!r.mapping(root, "",
                  {"allow_destinations", "s3", "object_store_dir", "http_credentials", "sftp",
-                  "databases", "webhooks", "sandbox"}))
+                  "databases", "webhooks", "sandbox", "host_key", "previous_host_keys", "audit"}))
     return;
+  read_keys_and_audit(r, root, config);
   read_named(r, root, "sftp", "host names", read_sftp, config.sftp);
   read_named(r, root, "databases", "connection names", read_database, config.databases);
   if (auto v = root["webhooks"]; v && r.mapping(v, "webhooks", {"default_url"}))

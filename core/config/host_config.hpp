@@ -64,6 +64,14 @@ struct DatabaseConfig {
   std::chrono::milliseconds statement_timeout{std::chrono::minutes(5)};
 };
 
+// Signed checkpoints of the audit chain head, written by the workers of a
+// host whose config asks for them (one worker at a time across all hosts).
+struct AuditCheckpointConfig {
+  std::chrono::milliseconds every{std::chrono::minutes(10)};
+  std::filesystem::path key;   // Ed25519 private key (PEM); made with key.pub if missing
+  std::filesystem::path file;  // JSON lines, appended
+};
+
 // What this host may reach, from taskhost.yml (README "Host configuration").
 // Secret values are never written in it: it names the environment variables
 // or files that hold them.
@@ -85,6 +93,13 @@ struct HostConfig {
   // sandbox.allow_in_process: whether a schema may say `isolation: none`
   // (its plugin then runs inside the host; every such run is audited).
   bool allow_in_process = false;
+  // The keys that seal stored secrets (config/host_keys.hpp): host_key seals,
+  // previous_host_keys only open, during a rotation. Without host_key,
+  // host_key_file: the embedded default's HOME/host.key.
+  std::optional<SecretRef> host_key;
+  std::vector<SecretRef> previous_host_keys;
+  std::filesystem::path host_key_file;
+  std::optional<AuditCheckpointConfig> audit_checkpoints;
 };
 
 // Reads a config file. Throws Error(invalid) listing every problem, each at

@@ -14,6 +14,7 @@
 #include <thread>
 
 #include "engine/scheduler.hpp"
+#include "store/audit.hpp"
 
 namespace taskhost {
 namespace {
@@ -192,7 +193,7 @@ void Worker::run() {
   auto backoff = std::chrono::milliseconds(100);
   auto now = Clock::now();
   auto next_claim = now, next_heartbeat = now + o.lease / 3, next_rescue = now, next_chains = now,
-       next_schedules = now;
+       next_schedules = now, next_checkpoint = now;
   bool notified = true, claim_was_full = false;
   if (o.only_run) {
     spdlog::debug("run {} of {} claimed (attempt {})", o.only_run->id, o.only_run->schema_name,
@@ -322,6 +323,17 @@ void Worker::run() {
           if (o.scheduler && now >= next_chains) {
             next_chains = now + o.poll;
             fire_chains(*conn, o.id);
+          }
+          if (o.config.audit_checkpoints && now >= next_checkpoint) {
+            const auto& c = *o.config.audit_checkpoints;
+            next_checkpoint = now + std::min<Clock::duration>(c.every, std::chrono::minutes(1));
+            try {
+              if (write_audit_checkpoint_if_due(*conn, c, o.id))
+                spdlog::info("{}: signed an audit checkpoint into {}", o.id, c.file.string());
+            } catch (const Error& e) {
+              if (dynamic_cast<const pg::DbError*>(&e)) throw;
+              spdlog::error("{}: audit checkpoint not written: {}", o.id, e.what());
+            }
           }
         }
 

@@ -415,6 +415,17 @@ void read_capabilities(Reader& r, const YAML::Node& n, Capabilities& caps) {
       for (auto it = t.begin(); it != t.end(); ++it) {
         const std::string tf = child(f, "tables." + it->first.Scalar());
         auto name = r.matching(it->first, tf, table_re, "a table name (schema.table or table)");
+        // Never the platform's own tables (webhook secrets, run states) nor
+        // a system catalog; the provisioning function refuses them again.
+        if (name && (name->rfind("taskhost.", 0) == 0 || name->rfind("pg_", 0) == 0 ||
+                     name->rfind("information_schema.", 0) == 0)) {
+          r.error(it->first, tf,
+                  name->rfind("taskhost.", 0) == 0
+                      ? "the platform's own tables (taskhost.*) are never granted to a schema"
+                      : "system catalogs (pg_*, information_schema.*) are never granted to a "
+                        "schema");
+          name.reset();
+        }
         auto access = r.access(it->second, tf, false);
         if (name && access) grant.tables[*name] = *access;
       }

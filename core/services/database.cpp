@@ -99,7 +99,7 @@ DatabaseTarget database_target(const HostConfig& config, const std::string& plat
     return t;
   }
   if (config.databases.empty() && connection == "default")
-    return {connection, platform_conninfo, std::nullopt, DatabaseConfig().statement_timeout};
+    return {connection, platform_conninfo, std::nullopt, DatabaseConfig().statement_timeout, true};
   std::string known;
   for (const auto& [name, _] : config.databases) known += (known.empty() ? "" : ", ") + name;
   throw Error(ErrorKind::invalid,
@@ -109,12 +109,49 @@ DatabaseTarget database_target(const HostConfig& config, const std::string& plat
                   ")");
 }
 
+namespace {
+
+// The login role's SCRAM verifier, or none.
+std::optional<std::string> password_verifier(pg::Connection& conn, const DatabaseTarget& target,
+                                             const DbRoles& roles) {
+  auto p = login_password(target, roles);
+  if (!p) return std::nullopt;
+  std::unique_ptr<char, decltype(&PQfreemem)> verifier(
+      PQencryptPasswordConn(conn.raw(), p->c_str(), roles.login.c_str(), "scram-sha-256"),
+      &PQfreemem);
+  if (!verifier) throw Error(ErrorKind::environment, "cannot hash the login role's password");
+  return std::string(verifier.get());
+}
+
+void provision_in_platform(const TaskSchema& schema, const DbRoles& roles,
+                           const DatabaseTarget& target) {
+  pg::Connection conn(target.conninfo);
+  Json tables = Json::object();
+  for (const auto& [table, access] : schema.capabilities.db->tables)
+    tables[table] = access == Access::read ? "read" : "write";
+  try {
+    conn.exec("SELECT taskhost.provision_schema_roles($1, $2::jsonb, $3)",
+              {roles.run, tables.dump(), password_verifier(conn, target, roles)});
+  } catch (const pg::DbError& e) {
+    // The function's messages name the field; say where and in which database.
+    const std::string where = schema.ref() + ": " + e.primary() + " in database connection '" +
+                              target.connection + "'" +
+                              (e.hint().empty() ? "" : " (" + e.hint() + ")");
+    if (e.sqlstate() == "42P01" || e.sqlstate() == "22023") throw Error(ErrorKind::invalid, where);
+    if (e.sqlstate() == "42501") throw Error(ErrorKind::refused, where);
+    throw;
+  }
+}
+
+}  // namespace
+
 void provision_db_roles(const TaskSchema& schema, const DatabaseTarget& target) {
   const DbRoles roles = db_roles(schema);
   if (roles.login.size() > 63)
     throw Error(ErrorKind::invalid, schema.ref() +
                                         ": name@version is too long for a PostgreSQL role ('" +
                                         roles.login + "' is over 63 bytes)");
+  if (target.platform) return provision_in_platform(schema, roles, target);
   pg::Connection conn(target.conninfo);
   const std::string run = conn.identifier(roles.run), login = conn.identifier(roles.login);
   pg::Transaction tx(conn);
@@ -124,13 +161,8 @@ void provision_db_roles(const TaskSchema& schema, const DatabaseTarget& target) 
     if (tx.exec("SELECT 1 FROM pg_roles WHERE rolname = $1", {name}).rows() == 0)
       tx.exec("CREATE ROLE " + attributes);
   std::string password = "NULL";
-  if (auto p = login_password(target, roles)) {
-    std::unique_ptr<char, decltype(&PQfreemem)> verifier(
-        PQencryptPasswordConn(conn.raw(), p->c_str(), roles.login.c_str(), "scram-sha-256"),
-        &PQfreemem);
-    if (!verifier) throw Error(ErrorKind::environment, "cannot hash the login role's password");
-    password = "'" + std::string(verifier.get()) + "'";  // SCRAM verifiers have no quotes
-  }
+  if (auto v = password_verifier(conn, target, roles))
+    password = "'" + *v + "'";  // SCRAM verifiers have no quotes
   tx.exec("ALTER ROLE " + login + " LOGIN NOINHERIT PASSWORD " + password);
   // DROP OWNED revokes what the roles hold here; a non-superuser installer
   // needs their privileges for it, which CREATEROLE lets it grant itself.
@@ -154,6 +186,12 @@ void provision_db_roles(const TaskSchema& schema, const DatabaseTarget& target) 
       throw Error(ErrorKind::invalid, schema.ref() + ": capabilities.db.tables." + table +
                                           ": no such table in database connection '" +
                                           target.connection + "'");
+    if (const std::string n = found.text(0, 0);
+        n == "taskhost" || n == "information_schema" || n.rfind("pg_", 0) == 0)
+      throw Error(ErrorKind::refused, schema.ref() + ": capabilities.db.tables." + table + ": " +
+                                          n + "." + found.text(0, 1) +
+                                          " is a platform table or a system catalog, which no "
+                                          "schema is ever granted");
     const std::string ns = conn.identifier(found.text(0, 0));
     const std::string name = ns + "." + conn.identifier(found.text(0, 1));
     tx.exec("GRANT USAGE ON SCHEMA " + ns + " TO " + run);

@@ -32,6 +32,9 @@ struct DatabaseTarget {
   std::string conninfo;    // holds credentials: never logged
   std::optional<std::string> role_secret;
   std::chrono::milliseconds statement_timeout;
+  // The platform's own database: roles are made by its provisioning
+  // function (migrations/0007_roles.sql), not by the connecting role.
+  bool platform = false;
 };
 // The config's database by that name or, when the config names none, the
 // platform's own database as "default". Throws Error(invalid) otherwise.
@@ -40,8 +43,12 @@ DatabaseTarget database_target(const HostConfig& config, const std::string& plat
 
 // Creates the schema's roles in its database if missing and gives them
 // exactly the grant (revoking anything else they hold there), in one
-// transaction; `schema install` calls it before recording the schema.
-// Throws Error(invalid) naming a granted table that does not exist.
+// transaction; `schema install` calls it before recording the schema. In
+// the platform's database through taskhost.provision_schema_roles (the
+// runtime role cannot create roles); in a configured one as its URL's role.
+// Throws Error(invalid) naming a granted table that does not exist,
+// Error(refused) for one in the platform's schema or the system catalogs or
+// (platform) one the provisioning role may not grant.
 void provision_db_roles(const TaskSchema& schema, const DatabaseTarget& target);
 
 // A run's database: statements run on its own connection as the schema's

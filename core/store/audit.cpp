@@ -117,7 +117,7 @@ AuditVerdict verify_audit(pg::Connection& conn) {
     }
     if (r.rows() < page_size) break;
   }
-  auto head = conn.exec("SELECT seq, hash FROM taskhost.audit_head");
+  auto head = conn.exec("SELECT seq, hash FROM taskhost.audit_chain_head()");
   if (head.integer(0, 0) != seq || head.text(0, 1) != prev)
     return broken(seq + 1, "the chain head is at entry " + head.text(0, 0) +
                                " but the log ends at entry " + std::to_string(seq) +
@@ -130,7 +130,7 @@ int64_t write_audit_checkpoint(pg::Connection& conn, const std::filesystem::path
   if (!std::filesystem::exists(key)) ed25519_generate(key);
   auto head = conn.exec(
       "SELECT seq, hash, to_char(now() AT TIME ZONE 'UTC', 'YYYY-MM-DD\"T\"HH24:MI:SS\"Z\"') "
-      "FROM taskhost.audit_head");
+      "FROM taskhost.audit_chain_head()");
   const int64_t seq = head.integer(0, 0);
   const std::string hash = head.text(0, 1), at = head.text(0, 2);
   Json line = {{"seq", seq},
@@ -141,6 +141,23 @@ int64_t write_audit_checkpoint(pg::Connection& conn, const std::filesystem::path
   f << line.dump() << "\n";
   if (!f.flush()) throw Error(ErrorKind::environment, "cannot append to " + out.string());
   return seq;
+}
+
+bool write_audit_checkpoint_if_due(pg::Connection& conn, const AuditCheckpointConfig& config,
+                                   const std::string& actor) {
+  pg::Transaction tx(conn);
+  // A time in the future (written by hand) does not hold checkpoints back.
+  auto due = tx.exec(
+      "SELECT 1 FROM taskhost.audit_checkpoint_state WHERE written_at <= now() - $1 * interval "
+      "'1 millisecond' OR written_at > now() FOR UPDATE SKIP LOCKED",
+      {static_cast<int64_t>(config.every.count())});
+  if (due.rows() == 0) return false;
+  const int64_t seq = write_audit_checkpoint(tx.connection(), config.key, config.file);
+  tx.exec(
+      "UPDATE taskhost.audit_checkpoint_state SET written_at = now(), seq = $1, written_by = $2",
+      {seq, actor});
+  tx.commit();
+  return true;
 }
 
 AuditVerdict verify_audit_checkpoints(pg::Connection& conn, const std::filesystem::path& public_key,

@@ -7,6 +7,7 @@
 #include <string>
 #include <vector>
 
+#include "config/host_config.hpp"
 #include "schema/schema.hpp"  // Json
 #include "store/pg.hpp"
 
@@ -63,6 +64,14 @@ AuditVerdict verify_audit(pg::Connection& conn);
 // consistently; he cannot rewrite the signed checkpoints. Returns the seq.
 int64_t write_audit_checkpoint(pg::Connection& conn, const std::filesystem::path& key,
                                const std::filesystem::path& out);
+
+// The workers' automatic checkpoints (host config audit.checkpoint_every):
+// writes one with write_audit_checkpoint unless any worker wrote one within
+// `every` (a row lock makes one worker at a time decide, across hosts).
+// Returns whether it wrote one; throws Error(environment) if the file or key
+// fails, leaving the checkpoint due for the next worker.
+bool write_audit_checkpoint_if_due(pg::Connection& conn, const AuditCheckpointConfig& config,
+                                   const std::string& actor);
 
 // Each checkpoint's signature must verify with public_key, and the log must
 // still hold its entry with its hash. Reports the first checkpoint that fails.

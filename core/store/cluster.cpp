@@ -180,12 +180,52 @@ std::string EmbeddedCluster::ensure_running() {
     spdlog::info("started the embedded PostgreSQL ({})", socket_dir_.string());
   }
 
-  pg::Connection admin(conninfo("postgres", "postgres"));
-  if (admin.exec("SELECT 1 FROM pg_roles WHERE rolname = 'taskhost'").rows() == 0)
-    admin.exec("CREATE ROLE taskhost LOGIN CREATEDB CREATEROLE");
-  if (admin.exec("SELECT 1 FROM pg_database WHERE datname = 'taskhost'").rows() == 0)
-    admin.exec("CREATE DATABASE taskhost OWNER taskhost");
+  bootstrap_roles();
   return conninfo();
+}
+
+void EmbeddedCluster::bootstrap_roles() const {
+  pg::Connection admin(conninfo("postgres", "postgres"));
+  // One look on every start; the work only on the first (or after an upgrade
+  // from the single all-powerful role).
+  if (admin
+          .exec("SELECT count(*) = 3 AND bool_and(NOT rolcreatedb AND NOT rolsuper AND "
+                "  (rolcreaterole = (rolname = 'taskhost_provisioner'))) AND "
+                "  (SELECT pg_get_userbyid(datdba) FROM pg_database WHERE datname = 'taskhost') = "
+                "  'taskhost_owner' "
+                "FROM pg_roles WHERE rolname IN ('taskhost', 'taskhost_owner', "
+                "'taskhost_provisioner')")
+          .boolean(0, 0))
+    return;
+  admin.exec_script(
+      "DO $$ BEGIN "
+      "  IF NOT EXISTS (SELECT 1 FROM pg_roles WHERE rolname = 'taskhost_owner') THEN "
+      "    CREATE ROLE taskhost_owner LOGIN; END IF; "
+      "  IF NOT EXISTS (SELECT 1 FROM pg_roles WHERE rolname = 'taskhost') THEN "
+      "    CREATE ROLE taskhost LOGIN; END IF; "
+      "  IF NOT EXISTS (SELECT 1 FROM pg_roles WHERE rolname = 'taskhost_provisioner') THEN "
+      "    CREATE ROLE taskhost_provisioner NOLOGIN CREATEROLE; END IF; "
+      "END $$;"
+      "ALTER ROLE taskhost_owner LOGIN NOCREATEDB NOCREATEROLE;"
+      "ALTER ROLE taskhost LOGIN NOCREATEDB NOCREATEROLE;"
+      "ALTER ROLE taskhost_provisioner NOLOGIN NOCREATEDB CREATEROLE;"
+      // The owner hands the provisioning function to its role (migration 0007).
+      "GRANT taskhost_provisioner TO taskhost_owner");
+  if (admin.exec("SELECT 1 FROM pg_database WHERE datname = 'taskhost'").rows() == 0) {
+    admin.exec("CREATE DATABASE taskhost OWNER taskhost_owner");
+    return;
+  }
+  // A cluster made before the split: the runtime role owned everything.
+  spdlog::info("moving the platform database's objects from role taskhost to taskhost_owner");
+  admin.exec("ALTER DATABASE taskhost OWNER TO taskhost_owner");
+  pg::Connection platform(conninfo("taskhost", "postgres"));
+  platform.exec("REASSIGN OWNED BY taskhost TO taskhost_owner");
+  // Memberships it took to provision schema roles.
+  platform.exec(
+      "DO $$ DECLARE r record; BEGIN "
+      "  FOR r IN SELECT g.rolname FROM pg_auth_members m JOIN pg_roles g ON g.oid = m.roleid "
+      "    WHERE m.member = 'taskhost'::regrole LOOP "
+      "    EXECUTE format('REVOKE %I FROM taskhost', r.rolname); END LOOP; END $$");
 }
 
 void EmbeddedCluster::stop() {

@@ -20,9 +20,12 @@ class EmbeddedCluster {
   explicit EmbeddedCluster(std::filesystem::path home);
 
   // Creates the cluster on first use and starts it unless it runs already;
-  // ensures the `taskhost` role and database. Safe to call from several
-  // processes at once. Returns a libpq connection string for the `taskhost`
-  // database. Throws Error(environment) with PostgreSQL's log tail on failure.
+  // ensures the roles (taskhost_owner owns the `taskhost` database and
+  // applies migrations, taskhost is the runtime, taskhost_provisioner makes
+  // schema roles: migrations/0007_roles.sql) and the database. Safe to call
+  // from several processes at once. Returns a libpq connection string for
+  // the `taskhost` database as the runtime role. Throws Error(environment)
+  // with PostgreSQL's log tail on failure.
   std::string ensure_running();
 
   // Stops the cluster if it runs (fast shutdown).
@@ -33,10 +36,16 @@ class EmbeddedCluster {
   // Connection string for database dbname as role user.
   std::string conninfo(const std::string& dbname = "taskhost",
                        const std::string& user = "taskhost") const;
+  // As the owner role: for `taskhost migrate` and nothing else.
+  std::string owner_conninfo() const { return conninfo("taskhost", "taskhost_owner"); }
 
   const std::filesystem::path& home() const { return home_; }
 
  private:
+  // As the cluster's superuser: makes the three roles and the database, and
+  // hands a database made before the split to the owner role.
+  void bootstrap_roles() const;
+
   std::filesystem::path home_, data_, socket_dir_, log_;
 };
 

@@ -35,10 +35,14 @@ void log_notice(void*, const char* message) {
 
 // The error of a failed result, or of the connection when there is none.
 DbError error_of(PGconn* conn, const PGresult* r) {
-  const char* state = r ? PQresultErrorField(r, PG_DIAG_SQLSTATE) : nullptr;
+  auto field = [r](int code) {
+    const char* v = r ? PQresultErrorField(r, code) : nullptr;
+    return std::string(v ? v : "");
+  };
   std::string msg = r ? PQresultErrorMessage(r) : PQerrorMessage(conn);
   while (!msg.empty() && msg.back() == '\n') msg.pop_back();
-  return DbError(state ? state : "", "database: " + msg);
+  return DbError(field(PG_DIAG_SQLSTATE), "database: " + msg, field(PG_DIAG_MESSAGE_PRIMARY),
+                 field(PG_DIAG_MESSAGE_HINT));
 }
 
 Result check(PGconn* conn, PGresult* r) {

@@ -19,13 +19,21 @@ namespace taskhost::pg {
 // A failed statement. sqlstate is PostgreSQL's five-character error code.
 class DbError : public Error {
  public:
-  DbError(std::string sqlstate, const std::string& message)
-      : Error(ErrorKind::environment, message), sqlstate_(std::move(sqlstate)) {}
+  DbError(std::string sqlstate, const std::string& message, std::string primary = "",
+          std::string hint = "")
+      : Error(ErrorKind::environment, message),
+        sqlstate_(std::move(sqlstate)),
+        primary_(std::move(primary)),
+        hint_(std::move(hint)) {}
   const std::string& sqlstate() const { return sqlstate_; }
   bool unique_violation() const { return sqlstate_ == "23505"; }
+  // The server's message alone (no severity, context or hint), and its hint:
+  // for errors raised by the platform's own functions, which say where.
+  const std::string& primary() const { return primary_; }
+  const std::string& hint() const { return hint_; }
 
  private:
-  std::string sqlstate_;
+  std::string sqlstate_, primary_, hint_;
 };
 
 // One statement parameter, sent as text of a type the server infers; an

@@ -132,6 +132,8 @@ RunState state_of(pg::Transaction& tx, const std::string& id) {
   return run_state_from(r.text(0, 0));
 }
 
+// Before the runs row changes: the database audits a change that no
+// transition of its transaction explains (migrations/0007_roles.sql).
 void record(pg::Transaction& tx, const std::string& id, RunState from, RunState to,
             const std::string& actor, const std::string& reason) {
   tx.exec(
@@ -332,12 +334,14 @@ RunState cancel_run(pg::Connection& conn, const std::string& id, const std::stri
   RunState from = state_of(tx, id), to;
   if (from == RunState::queued || from == RunState::paused) {
     to = RunState::cancelled;
+    record(tx, id, from, to, actor, reason);
     tx.exec(
         "UPDATE taskhost.runs SET state = 'cancelled', finished_at = now(), "
         "updated_at = now() WHERE id = $1",
         {id});
   } else if (from == RunState::running || from == RunState::pausing) {
     to = RunState::cancelling;
+    record(tx, id, from, to, actor, reason);
     tx.exec(
         "UPDATE taskhost.runs SET state = 'cancelling', stop_requested_at = now(), "
         "updated_at = now() WHERE id = $1",
@@ -346,7 +350,6 @@ RunState cancel_run(pg::Connection& conn, const std::string& id, const std::stri
   } else {
     refuse("cancel", id, from);
   }
-  record(tx, id, from, to, actor, reason);
   tx.commit();
   return to;
 }
@@ -357,9 +360,11 @@ RunState pause_run(pg::Connection& conn, const std::string& id, const std::strin
   RunState from = state_of(tx, id), to;
   if (from == RunState::queued) {
     to = RunState::paused;
+    record(tx, id, from, to, actor, reason);
     tx.exec("UPDATE taskhost.runs SET state = 'paused', updated_at = now() WHERE id = $1", {id});
   } else if (from == RunState::running) {
     to = RunState::pausing;
+    record(tx, id, from, to, actor, reason);
     tx.exec(
         "UPDATE taskhost.runs SET state = 'pausing', stop_requested_at = now(), "
         "updated_at = now() WHERE id = $1",
@@ -368,7 +373,6 @@ RunState pause_run(pg::Connection& conn, const std::string& id, const std::strin
   } else {
     refuse("pause", id, from);
   }
-  record(tx, id, from, to, actor, reason);
   tx.commit();
   return to;
 }
@@ -378,11 +382,11 @@ RunState resume_run(pg::Connection& conn, const std::string& id, const std::stri
   pg::Transaction tx(conn);
   RunState from = state_of(tx, id);
   if (from != RunState::paused) refuse("resume", id, from);
+  record(tx, id, from, RunState::queued, actor, reason);
   tx.exec(
       "UPDATE taskhost.runs SET state = 'queued', run_after = now(), updated_at = now(), "
       "error = NULL, error_code = NULL WHERE id = $1",
       {id});
-  record(tx, id, from, RunState::queued, actor, reason);
   tx.exec("SELECT pg_notify($1, '')", {runs_channel});
   tx.commit();
   return RunState::queued;
@@ -393,6 +397,7 @@ RunState retry_run(pg::Connection& conn, const std::string& id, const std::strin
   pg::Transaction tx(conn);
   RunState from = state_of(tx, id);
   if (from != RunState::failed && from != RunState::cancelled) refuse("retry", id, from);
+  record(tx, id, from, RunState::queued, actor, reason);
   // A fresh budget: as many attempts as the schema allows, after those used.
   tx.exec(
       "UPDATE taskhost.runs r SET state = 'queued', run_after = now(), updated_at = now(), "
@@ -400,7 +405,6 @@ RunState retry_run(pg::Connection& conn, const std::string& id, const std::strin
       "max_attempts = r.attempt + coalesce((s.spec->'retry'->>'max_attempts')::int, 1) "
       "FROM taskhost.task_schemas s WHERE s.id = r.schema_id AND r.id = $1",
       {id});
-  record(tx, id, from, RunState::queued, actor, reason);
   tx.exec("SELECT pg_notify($1, '')", {runs_channel});
   tx.commit();
   return RunState::queued;

@@ -167,7 +167,8 @@ int Dispatcher::dispatch_once() {
   if (streams.empty()) return 0;
 
   std::vector<StreamSend> sends(streams.size());
-  std::map<std::string, std::vector<std::string>> secrets;  // per schema name
+  // Per schema name: its secrets, or why they cannot be had (a host key missing).
+  std::map<std::string, std::pair<std::vector<std::string>, std::string>> secrets;
   std::list<Transfer> transfers;
   const int64_t timestamp =
       std::chrono::duration_cast<std::chrono::seconds>(now.time_since_epoch()).count();
@@ -192,14 +193,24 @@ int Dispatcher::dispatch_once() {
     const Delivery& d = list[send.next++];
     ++attempted;
     auto it = secrets.find(d.schema_name);
-    if (it == secrets.end())
-      it = secrets.emplace(d.schema_name, webhook_secrets(m.conn, d.schema_name)).first;
-    if (it->second.empty()) {
+    if (it == secrets.end()) {
+      it = secrets.emplace(d.schema_name, std::pair<std::vector<std::string>, std::string>()).first;
+      try {
+        it->second.first = webhook_secrets(m.conn, m.options.keys, d.schema_name);
+      } catch (const Error& e) {
+        if (dynamic_cast<const pg::DbError*>(&e)) throw;
+        it->second.second = e.what();
+      }
+    }
+    const auto& [found, unopened] = it->second;
+    if (found.empty()) {
       DeliveryOutcome out;
       out.id = d.id;
-      out.error = "schema " + d.schema_name +
-                  " has no webhook secret: create one with `taskhost webhook-key " + d.schema_name +
-                  "`";
+      out.error = !unopened.empty()
+                      ? "schema " + d.schema_name + ": " + unopened
+                      : "schema " + d.schema_name +
+                            " has no webhook secret: create one with `taskhost webhook-key " +
+                            d.schema_name + "`";
       fail(send, out, d, std::nullopt);
       return;
     }
@@ -216,7 +227,7 @@ int Dispatcher::dispatch_once() {
     Transfer& t = transfers.emplace_back();
     t.send = &send;
     t.url = std::move(url);
-    m.start(t, d, it->second, timestamp);
+    m.start(t, d, found, timestamp);
   };
 
   for (size_t i = 0; i < streams.size(); ++i) {

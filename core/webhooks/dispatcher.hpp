@@ -10,6 +10,7 @@
 #include <vector>
 
 #include "common/address_policy.hpp"
+#include "config/host_keys.hpp"
 #include "webhooks/outbox.hpp"
 
 namespace taskhost {
@@ -20,6 +21,7 @@ struct DispatcherOptions {
   std::chrono::milliseconds timeout{15'000};     // a slower answer is a failure
   std::function<SystemClock::time_point()> clock = [] { return SystemClock::now(); };
   std::function<double()> jitter;  // uniform in [0, 1); random when empty
+  HostKeys keys;                   // open the schemas' stored secrets
 };
 
 // The wait after failed attempt `attempts` (1-based) of a delivery: 5 s,

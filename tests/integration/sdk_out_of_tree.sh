@@ -22,15 +22,16 @@ grep -qx 'name *hello' "$work/inspect"
 grep -qx "sha256 *$digest" "$work/inspect"
 
 db=sdk_oot_$$
-admin=$("$th" --home "$home" db url | sed 's/dbname=taskhost/dbname=postgres/')
-url=${admin/dbname=postgres/dbname=$db}
-psql "$admin" -qc "DROP DATABASE IF EXISTS $db WITH (FORCE)" -qc "CREATE DATABASE $db"
+url=$("$th" --home "$home" db url | sed "s/dbname=taskhost/dbname=$db/")  # the runtime role
+owner=${url/user=taskhost/user=taskhost_owner}
+admin=$(sed "s/dbname=$db/dbname=postgres/; s/user=taskhost/user=postgres/" <<<"$url")
+psql "$admin" -qc "DROP DATABASE IF EXISTS $db WITH (FORCE)" -qc "CREATE DATABASE $db OWNER taskhost_owner"
 trap 'psql "$admin" -qc "DROP DATABASE IF EXISTS $db WITH (FORCE)"; rm -rf "$work"' EXIT
 
 mkdir "$work/plugins"
 cp "$so" "$work/plugins/"
 sed "s/@SHA256@/$digest/" "$src/schemas/hello.yaml" >"$work/hello.yaml"
-"$th" --database-url "$url" migrate
+"$th" --database-url "$owner" migrate
 "$th" --database-url "$url" --plugin-dir "$work/plugins" schema install "$work/hello.yaml"
 out=$("$th" --database-url "$url" --plugin-dir "$work/plugins" run hello -p name=outsider --inline --wait --json)
 echo "$out"

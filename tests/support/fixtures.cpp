@@ -6,12 +6,29 @@
 #include <spdlog/spdlog.h>
 #include <unistd.h>
 
+#include <filesystem>
+#include <fstream>
 #include <sstream>
 
 #include "common/sha256.hpp"
 #include "engine/worker.hpp"
 
 namespace taskhost::test {
+
+HostKeys host_keys(const std::string& key, const std::vector<std::string>& previous) {
+  auto file = [](const std::string& k) {
+    auto path = std::filesystem::temp_directory_path() /
+                ("taskhost-test-key-" + std::to_string(::getpid()) + "-" + k.substr(0, 1));
+    std::ofstream(path) << k << "\n";
+    return path;
+  };
+  HostConfig config;
+  config.host_key = SecretRef{"host_key", std::nullopt, file(key)};
+  for (size_t i = 0; i < previous.size(); ++i)
+    config.previous_host_keys.push_back(SecretRef{"previous_host_keys[" + std::to_string(i) + "]",
+                                                  std::nullopt, file(previous[i])});
+  return HostKeys::load(config);
+}
 
 ErrorKind kind_of(const std::function<void()>& f) {
   try {

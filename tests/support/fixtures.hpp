@@ -6,6 +6,7 @@
 
 #include "common/error.hpp"
 #include "config/host_config.hpp"
+#include "config/host_keys.hpp"
 #include "store/audit.hpp"
 #include "store/pg.hpp"
 #include "store/runs.hpp"
@@ -34,6 +35,13 @@ ServiceCalls service_calls(pg::Connection& conn, const std::string& run_id,
 
 // Everything logged (at debug level and up) while f runs: for canary checks.
 std::string capture_logs(const std::function<void()>& f);
+
+// Host keys as a host config names them: host_key (base64 of 32 bytes) and
+// previous_host_keys, each in a file of its own under the temp directory.
+inline const std::string host_key_a = std::string(42, 'A') + "E=";
+inline const std::string host_key_b = std::string(42, 'B') + "E=";
+HostKeys host_keys(const std::string& key = host_key_a,
+                   const std::vector<std::string>& previous = {});
 
 // SHA-256 of a file.
 std::string digest_of(const std::string& path);

@@ -17,13 +17,14 @@ TestDatabase::TestDatabase() {
   static std::atomic<int> counter{0};
   name_ = "t_" + std::to_string(::getpid()) + "_" + std::to_string(counter++);
   EmbeddedCluster cluster(home);
-  admin_ = cluster.conninfo("postgres");
+  admin_ = cluster.conninfo("postgres", "postgres");
   pg::Connection(admin_).exec("DROP DATABASE IF EXISTS " + name_ + " WITH (FORCE)");
-  pg::Connection(admin_).exec("CREATE DATABASE " + name_);
+  pg::Connection(admin_).exec("CREATE DATABASE " + name_ + " OWNER taskhost_owner");
   conninfo_ = cluster.conninfo(name_);
+  owner_ = cluster.conninfo(name_, "taskhost_owner");
   superuser_ = cluster.conninfo(name_, "postgres");
-  pg::Connection conn(conninfo_);
-  migrate(conn, bundled_migrations());
+  pg::Connection owner(owner_);
+  migrate(owner, bundled_migrations());
 }
 
 TestDatabase::~TestDatabase() {

@@ -51,7 +51,11 @@ struct Cli : ::testing::Test {
 
   Output run(const std::vector<std::string>& args,
              const std::string& plugin_dir = BUNDLED_PLUGIN_DIR) {
-    std::string cmd = std::string(TASKHOST_BIN) + " --database-url " + quote(db.conninfo()) +
+    return run_as(db.conninfo(), args, plugin_dir);
+  }
+  Output run_as(const std::string& url, const std::vector<std::string>& args,
+                const std::string& plugin_dir = BUNDLED_PLUGIN_DIR) {
+    std::string cmd = std::string(TASKHOST_BIN) + " --database-url " + quote(url) +
                       " --plugin-dir " + quote(plugin_dir);
     for (const auto& a : args) cmd += " " + quote(a);
     cmd += " >" + quote((tmp / "out").string()) + " 2>" + quote((tmp / "err").string()) +
@@ -209,7 +213,9 @@ TEST_F(Cli, SchemaInstallMakesTheDatabaseRolesFirst) {
       << r.err;
   EXPECT_EQ(run({"schema", "list", "--json"}).out, "[]\n") << "nothing recorded";
 
-  db.connect().exec("CREATE TABLE public.cli_claims (id int)");
+  db.connect_as_owner().exec_script(
+      "CREATE TABLE public.cli_claims (id int);"
+      "GRANT ALL ON public.cli_claims TO taskhost_provisioner WITH GRANT OPTION");
   r = run({"--dev", "schema", "install", schema.string()}, FIXTURE_PLUGIN_DIR);
   EXPECT_EQ(r.exit_code, 0) << r.err;
   EXPECT_TRUE(db.connect()
@@ -332,10 +338,14 @@ TEST_F(Cli, AuditListExportAndVerify) {
   r = run({"audit", "list", "--run", id.substr(0, 8), "--json"});
   ASSERT_EQ(r.exit_code, 0) << r.err;
   Json entries = Json::parse(r.out);
-  ASSERT_EQ(entries.size(), 3u);
+  // submitted, started, the output the plugin set (audited by the database
+  // with its digest), succeeded
+  ASSERT_EQ(entries.size(), 4u);
   EXPECT_EQ(entries[0]["action"], "run.submitted");
   EXPECT_EQ(entries[0]["actor"].get<std::string>().rfind("cli:", 0), 0u);
-  EXPECT_EQ(entries[2]["action"], "run.succeeded");
+  EXPECT_EQ(entries[2]["action"], "run.changed");
+  EXPECT_TRUE(entries[2]["detail"].contains("output_sha256")) << entries[2].dump();
+  EXPECT_EQ(entries[3]["action"], "run.succeeded");
 
   // Text columns line up under their headers, whatever the values' widths.
   r = run({"audit", "list"});
@@ -353,11 +363,12 @@ TEST_F(Cli, AuditListExportAndVerify) {
       EXPECT_EQ(row.substr(subject_at - 2, 2), "  ") << row;
       EXPECT_NE(row[subject_at], ' ') << row;
     }
-    EXPECT_EQ(rows, 4);
+    EXPECT_EQ(rows, 5);
   }
   // An action group without its trailing dot matches at a dot boundary.
   r = run({"audit", "list", "--action", "run", "--json"});
-  EXPECT_EQ(Json::parse(r.out).size(), 3u) << r.out;
+  EXPECT_EQ(Json::parse(r.out).size(), 4u)
+      << r.out;  // run.submitted, .started, .changed (output), .succeeded
   EXPECT_EQ(Json::parse(run({"audit", "list", "--action", "ru", "--json"}).out).size(), 0u);
   r = run({"audit", "list", "--action", "run%"});
   EXPECT_EQ(r.exit_code, 2);
@@ -378,14 +389,14 @@ TEST_F(Cli, AuditListExportAndVerify) {
 
   r = run({"audit", "verify"});
   EXPECT_EQ(r.exit_code, 0) << r.err;
-  EXPECT_EQ(r.out, "audit log intact: 4 entries\n");
+  EXPECT_EQ(r.out, "audit log intact: 5 entries\n");
   const std::string key = (tmp / "audit.pem").string(), cps = (tmp / "cp.jsonl").string();
   r = run({"audit", "checkpoint", "--key", key, "--out", cps});
   ASSERT_EQ(r.exit_code, 0) << r.err;
-  EXPECT_EQ(r.out, "checkpoint at entry 4 signed with " + key + "\n");
+  EXPECT_EQ(r.out, "checkpoint at entry 5 signed with " + key + "\n");
   r = run({"audit", "verify", "--checkpoints", cps, "--public-key", key + ".pub"});
   EXPECT_EQ(r.exit_code, 0) << r.err;
-  EXPECT_EQ(r.out, "signed checkpoints hold: 1\naudit log intact: 4 entries\n");
+  EXPECT_EQ(r.out, "signed checkpoints hold: 1\naudit log intact: 5 entries\n");
   EXPECT_EQ(run({"audit", "verify", "--checkpoints", cps}).exit_code, 2);
   auto super = db.connect_as_superuser();
   super.exec("SET session_replication_role = replica");
@@ -467,11 +478,14 @@ TEST_F(Cli, AnInlineRunAnnouncesItselfWithoutAWorker) {
 }
 
 TEST_F(Cli, AnUnmigratedSharedDatabaseIsRefused) {
-  pg::Connection(db.conninfo()).exec("DROP SCHEMA taskhost CASCADE");
+  db.connect_as_owner().exec("DROP SCHEMA taskhost CASCADE");
   auto r = run({"schema", "list"});
   EXPECT_EQ(r.exit_code, 6);
   EXPECT_NE(r.err.find("run `taskhost migrate`"), std::string::npos) << r.err;
-  EXPECT_EQ(run({"migrate"}).exit_code, 0);
+  // The runtime role may not create the platform's objects; the owner does.
+  EXPECT_EQ(run({"migrate"}).exit_code, 6);
+  r = run_as(db.owner_conninfo(), {"migrate"});
+  EXPECT_EQ(r.exit_code, 0) << r.err;
   EXPECT_EQ(run({"schema", "list"}).exit_code, 0);
 }
 

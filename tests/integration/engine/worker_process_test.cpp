@@ -332,8 +332,9 @@ TEST(WorkersAndPostgres, WorkersSurviveAPostgresRestart) {
   EmbeddedCluster cluster(home);
   std::string conninfo = cluster.ensure_running();
   {
+    pg::Connection owner(cluster.owner_conninfo());
+    migrate(owner, bundled_migrations());
     pg::Connection conn(conninfo);
-    migrate(conn, bundled_migrations());
     auto slow = test::install_fixture(conn, "slow", "probe.so",
                                       "params: { mode: { type: string, default: slow }, items: "
                                       "{ type: integer }, delay_ms: { type: integer } }\n"

@@ -15,15 +15,19 @@
 namespace taskhost {
 namespace {
 
-// Tables as a data team would have them, owned by the platform role here
-// (whose search_path would put them in its own schema, taskhost).
-void create_tables(pg::Connection& conn) {
-  conn.exec_script(
+// Tables as a data team would have them, owned by the database's owner, who
+// puts claims and vendors (not secrets) on the list of tables schemas may be
+// granted: what the provisioning role may grant on.
+void create_tables(const test::TestDatabase& db) {
+  db.connect_as_owner().exec_script(
       "CREATE TABLE public.claims (id serial PRIMARY KEY, status text NOT NULL, payload bytea, "
       "note text);"
       "CREATE TABLE public.vendors (id int PRIMARY KEY, name text);"
       "INSERT INTO public.vendors VALUES (1, 'esi'), (2, 'lighthouse');"
-      "CREATE TABLE public.secrets (x text); INSERT INTO public.secrets VALUES ('ssn');");
+      "CREATE TABLE public.secrets (x text); INSERT INTO public.secrets VALUES ('ssn');"
+      "GRANT SELECT, INSERT, UPDATE, DELETE ON public.claims, public.vendors "
+      "  TO taskhost_provisioner WITH GRANT OPTION;"
+      "GRANT USAGE ON SEQUENCE public.claims_id_seq TO taskhost_provisioner WITH GRANT OPTION");
 }
 
 // NAME@1.0.0 running db_probe with claims write and vendors read, its roles
@@ -43,7 +47,8 @@ InstalledSchema install_probe(pg::Connection& conn, const std::string& name,
 TEST(DatabasePlugin, EveryCallThroughTheLoaderUnderTheSchemaRole) {
   test::TestDatabase db;
   pg::Connection conn = db.connect();
-  create_tables(conn);
+  create_tables(db);
+  pg::Connection data = db.connect_as_owner();
   auto schema = install_probe(conn, "dbprobe", database_target({}, db.conninfo(), "default"));
 
   std::string id = submit_run(conn, schema, Json::object(), "cli:test").run_id;
@@ -57,16 +62,16 @@ TEST(DatabasePlugin, EveryCallThroughTheLoaderUnderTheSchemaRole) {
   EXPECT_EQ(out["batch"], 3);
   // 1 + 3 + 100 + 101 + 1000 + 5000, 5001; 200, 201, 6000, 6001 rolled back
   EXPECT_EQ(out["claims"], "1008");
-  EXPECT_EQ(conn.exec("SELECT string_agg(id || ' ' || status, ', ' ORDER BY id) FROM "
+  EXPECT_EQ(data.exec("SELECT string_agg(id || ' ' || status, ', ' ORDER BY id) FROM "
                       "public.claims WHERE id >= 5000")
                 .text(0, 0),
             "5000 loaded, 5001 loaded");
-  auto batch = conn.exec("SELECT note FROM public.claims WHERE status = 'batch' ORDER BY id");
+  auto batch = data.exec("SELECT note FROM public.claims WHERE status = 'batch' ORDER BY id");
   EXPECT_EQ(batch.text(0, 0), "a,b");
   EXPECT_EQ(batch.text(1, 0), "{\"c\"}\\");
   EXPECT_TRUE(batch.null(2, 0));
 
-  auto notes = conn.exec("SELECT id, note FROM public.claims WHERE id >= 1000 ORDER BY id LIMIT 7");
+  auto notes = data.exec("SELECT id, note FROM public.claims WHERE id >= 1000 ORDER BY id LIMIT 7");
   EXPECT_TRUE(notes.null(0, 1));
   EXPECT_EQ(notes.text(1, 1), "line\nbreak");
   EXPECT_EQ(notes.text(2, 1), "back\\slash");
@@ -74,7 +79,7 @@ TEST(DatabasePlugin, EveryCallThroughTheLoaderUnderTheSchemaRole) {
   EXPECT_EQ(notes.text(4, 1), "\\N");
   EXPECT_EQ(notes.text(5, 1), "ünïcødé ✓");
   EXPECT_EQ(notes.text(6, 1), "tab\there");
-  EXPECT_EQ(conn.exec("SELECT count(*) FROM public.claims WHERE id IN (200, 201)").integer(0, 0),
+  EXPECT_EQ(data.exec("SELECT count(*) FROM public.claims WHERE id IN (200, 201)").integer(0, 0),
             0);
 
   const Json& refused = out["refused"];
@@ -127,7 +132,8 @@ TEST(DatabasePlugin, EveryCallThroughTheLoaderUnderTheSchemaRole) {
 TEST(DatabaseRoles, ExactlyTheGrantAndNothingElse) {
   test::TestDatabase db;
   pg::Connection conn = db.connect();
-  create_tables(conn);
+  create_tables(db);
+  pg::Connection data = db.connect_as_owner();
   const auto target = database_target({}, db.conninfo(), "default");
   auto schema = install_probe(conn, "dbroles", target);
   const std::string run = "taskhost:dbroles@1.0.0", login = run + ":login";
@@ -154,20 +160,34 @@ TEST(DatabaseRoles, ExactlyTheGrantAndNothingElse) {
   EXPECT_FALSE(
       conn.exec("SELECT rolcanlogin FROM pg_roles WHERE rolname = $1", {run}).boolean(0, 0));
 
-  // Whatever was granted beside the schema goes at the next install.
+  // Whatever was granted beside the schema goes at the next install: a
+  // membership the provisioning role revokes; a privilege someone else
+  // granted, which it cannot revoke, is named and stops the install.
   pg::Connection super = db.connect_as_superuser();
-  super.exec("GRANT SELECT ON public.secrets TO " + super.identifier(run));
   super.exec_script("DROP ROLE IF EXISTS dbroles_bystander; CREATE ROLE dbroles_bystander");
   super.exec("GRANT dbroles_bystander TO " + super.identifier(login));
-  ASSERT_TRUE(can(run, "secrets", "SELECT"));
   provision_db_roles(schema.schema, target);
-  EXPECT_FALSE(can(run, "secrets", "SELECT"));
   EXPECT_EQ(conn.exec("SELECT count(*) FROM pg_auth_members WHERE member = $1::regrole",
                       {super.identifier(login)})
                 .integer(0, 0),
             1)
       << "member of the run role only";
   super.exec("DROP ROLE dbroles_bystander");
+  super.exec("GRANT SELECT ON public.secrets TO " + super.identifier(run));
+  try {
+    provision_db_roles(schema.schema, target);
+    ADD_FAILURE() << "an extra grant was kept silently";
+  } catch (const Error& e) {
+    EXPECT_EQ(e.kind(), ErrorKind::refused);
+    EXPECT_NE(std::string(e.what()).find("taskhost:dbroles@1.0.0 holds SELECT ON TABLE "
+                                         "public.secrets granted by taskhost_owner"),
+              std::string::npos)
+        << e.what();
+  }
+  super.exec("REVOKE SELECT ON public.secrets FROM " + super.identifier(run));
+  provision_db_roles(schema.schema, target);
+  EXPECT_FALSE(can(run, "secrets", "SELECT"));
+  EXPECT_TRUE(can(run, "claims", "DELETE")) << "re-granted after its own revoke";
 
   // A table that does not exist is named, and no role is made for it.
   std::vector<Diagnostic> errors;
@@ -197,9 +217,10 @@ TEST(DatabaseRoles, ExactlyTheGrantAndNothingElse) {
 TEST(DatabasePlugin, ConfiguredConnectionTimeoutAndErrorsReachTheRun) {
   test::TestDatabase db;
   pg::Connection conn = db.connect();
-  create_tables(conn);
+  create_tables(db);
+  pg::Connection data = db.connect_as_owner();
   const std::string url_canary = "canary-db-url-5f1e", secret_canary = "canary-role-secret-9b2c";
-  ::setenv("TEST_WAREHOUSE_URL", (db.conninfo() + " password=" + url_canary).c_str(), 1);
+  ::setenv("TEST_WAREHOUSE_URL", (db.superuser_conninfo() + " password=" + url_canary).c_str(), 1);
   ::setenv("TEST_ROLE_SECRET", secret_canary.c_str(), 1);
   HostConfig config;
   DatabaseConfig warehouse;
@@ -234,7 +255,7 @@ TEST(DatabasePlugin, ConfiguredConnectionTimeoutAndErrorsReachTheRun) {
   EXPECT_NE(denied.error.value_or("").find("permission denied for table secrets"),
             std::string::npos)
       << denied.error.value_or("");
-  EXPECT_EQ(conn.exec("SELECT count(*) FROM public.secrets").integer(0, 0), 1);
+  EXPECT_EQ(data.exec("SELECT count(*) FROM public.secrets").integer(0, 0), 1);
 
   pg::Connection super = db.connect_as_superuser();
   for (const auto& canary : {url_canary, secret_canary}) {
@@ -276,7 +297,8 @@ TEST(DatabasePlugin, AMissingLoginRoleIsNamed) {
 TEST(DatabaseService, ALostConnectionIsSaidAndTheNextCallReconnects) {
   test::TestDatabase db;
   pg::Connection conn = db.connect();
-  create_tables(conn);
+  create_tables(db);
+  pg::Connection data = db.connect_as_owner();
   auto schema = install_probe(conn, "dblost", database_target({}, db.conninfo(), "default"));
   std::vector<ServiceCall> calls;
   DatabaseService service("dblost", db_roles(schema.schema), *schema.schema.capabilities.db,

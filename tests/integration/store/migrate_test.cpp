@@ -18,7 +18,7 @@ TEST(Migrate, BundledMigrationsAreOrderedAndApplied) {
   ASSERT_FALSE(m.empty());
   for (size_t i = 0; i < m.size(); ++i) EXPECT_EQ(m[i].version, static_cast<int>(i) + 1);
   test::TestDatabase db;  // migrates
-  auto conn = db.connect();
+  auto conn = db.connect_as_owner();
   EXPECT_EQ(conn.exec("SELECT count(*) FROM taskhost.schema_migrations").integer(0, 0),
             static_cast<int64_t>(m.size()));
   EXPECT_NO_THROW(require_migrated(conn, m));
@@ -28,7 +28,7 @@ TEST(Migrate, BundledMigrationsAreOrderedAndApplied) {
 // A database of its own without the bundled tables, for sample migrations.
 struct Empty : ::testing::Test {
   test::TestDatabase db;
-  pg::Connection conn = db.connect();
+  pg::Connection conn = db.connect_as_owner();
   void SetUp() override { conn.exec("DROP SCHEMA taskhost CASCADE"); }
 };
 

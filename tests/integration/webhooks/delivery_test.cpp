@@ -40,6 +40,7 @@ struct Webhooks : ::testing::Test {
     DispatcherOptions o;
     o.clock = [this] { return now; };
     o.jitter = [] { return 0.5; };  // no jitter: the schedule exactly
+    o.keys = test::host_keys();
     if (allow_loopback) o.allow_destinations = {AddressRange::parse("127.0.0.0/8")};
     return o;
   }
@@ -48,7 +49,7 @@ struct Webhooks : ::testing::Test {
     auto s = test::install_fixture(
         conn, name, "probe.so",
         probe_params + "hooks: { url: '" + url + "', events: [" + events + "] }\n");
-    secret = create_webhook_secret(conn, name, "cli:test", false);
+    secret = create_webhook_secret(conn, test::host_keys(), name, "cli:test", false);
     return s;
   }
   std::string submit(const InstalledSchema& s, const std::string& mode = "all") {
@@ -350,7 +351,8 @@ TEST_F(Webhooks, DuringRotationBothSecretsSign) {
   HttpReceiver receiver;
   auto s = install(receiver.url(), "run.queued");
   const std::string old_secret = secret;
-  const std::string new_secret = create_webhook_secret(conn, "probe", "cli:test", true);
+  const std::string new_secret =
+      create_webhook_secret(conn, test::host_keys(), "probe", "cli:test", true);
   submit(s);
   Dispatcher d(conn, options());
   ASSERT_EQ(d.dispatch_once(), 1);
@@ -382,7 +384,7 @@ TEST_F(Webhooks, TheHostsDefaultUrlHearsSchemasWithoutHooks) {
   HttpReceiver receiver, own;
   auto plain = test::install_fixture(conn, "plain", "probe.so", probe_params);
   auto hooked = install(own.url(), "run.succeeded");
-  create_webhook_secret(conn, "plain", "cli:test", false);
+  create_webhook_secret(conn, test::host_keys(), "plain", "cli:test", false);
   submit(plain);
   EXPECT_TRUE(all().empty()) << "no default URL on this connection";
 

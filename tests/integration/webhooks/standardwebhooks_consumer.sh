@@ -9,8 +9,9 @@ build=$1 src=$2 home=$3
 th=$build/bin/taskhost
 work=$(mktemp -d /tmp/taskhost-consumer-XXXXXX)
 db=webhook_consumer_$$
-admin=$("$th" --home "$home" db url | sed 's/dbname=taskhost/dbname=postgres/')
-url=${admin/dbname=postgres/dbname=$db}
+url=$("$th" --home "$home" db url | sed "s/dbname=taskhost/dbname=$db/")  # the runtime role
+owner=${url/user=taskhost/user=taskhost_owner}
+admin=$(sed "s/dbname=$db/dbname=postgres/; s/user=taskhost/user=postgres/" <<<"$url")
 pids=()
 cleanup() {
   for p in "${pids[@]}"; do kill "$p" 2>/dev/null || true; done
@@ -23,8 +24,8 @@ th_db() { "$th" --database-url "$url" --plugin-dir "$build/lib/taskhost/plugins"
 
 cp "$src"/tests/integration/webhooks/consumer/{package.json,package-lock.json,consumer.js} "$work/"
 (cd "$work" && npm ci --silent --no-audit --no-fund --prefer-offline) 2>&1 | grep -v nodedir || true
-psql "$admin" -qc "CREATE DATABASE $db"
-th_db migrate
+psql "$admin" -qc "CREATE DATABASE $db OWNER taskhost_owner"
+"$th" --database-url "$owner" migrate
 
 touch "$work/secret"
 WEBHOOK_SECRET_FILE=$work/secret PORT_FILE=$work/port node "$work/consumer.js" >"$work/seen" &

@@ -192,3 +192,25 @@ TEST(Schema, BundledSchemasParse) {
 
 }  // namespace
 }  // namespace taskhost
+
+// The platform's own tables and the system catalogs are never a grant
+// (issue 12: a schema granting taskhost.* read webhook secrets).
+namespace taskhost {
+namespace {
+
+TEST(Schema, DbGrantsRefuseThePlatformsTablesAndCatalogs) {
+  EXPECT_EQ(first_error(minimal("capabilities:\n  db: { connection: default, tables: "
+                                "{ taskhost.webhook_secrets: read } }\n")),
+            "bad.yaml:5:40: capabilities.db.tables.taskhost.webhook_secrets: the platform's own "
+            "tables (taskhost.*) are never granted to a schema");
+  for (const char* table : {"pg_catalog.pg_authid", "pg_authid", "information_schema.tables"})
+    EXPECT_NE(first_error(minimal(std::string("capabilities:\n  db: { connection: default, "
+                                              "tables: { ") +
+                                  table + ": write } }\n"))
+                  .find("system catalogs (pg_*, information_schema.*) are never granted"),
+              std::string::npos)
+        << table;
+}
+
+}  // namespace
+}  // namespace taskhost
