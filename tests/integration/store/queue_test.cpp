@@ -48,6 +48,13 @@ struct Queue : ::testing::Test {
         "WHERE id = $1",
         {id});
   }
+  // As if the stop request of run id had been ignored past a 30 s grace.
+  void ignore_stop(const std::string& id) {
+    conn.exec(
+        "UPDATE taskhost.runs SET stop_requested_at = now() - interval '31 seconds' "
+        "WHERE id = $1",
+        {id});
+  }
   void make_runnable(const std::string& id) {
     conn.exec("UPDATE taskhost.runs SET run_after = now() WHERE id = $1", {id});
   }
@@ -148,9 +155,7 @@ TEST_F(Queue, APausedAttemptCostsNoRetry) {
   // The same when the plugin ignored the pause and rescue ended the attempt.
   claim_one("w");
   pause_run(conn, id, "op", "again");
-  conn.exec(
-      "UPDATE taskhost.runs SET stop_requested_at = now() - interval '31 seconds' WHERE id = $1",
-      {id});
+  ignore_stop(id);
   rescue(conn, "sweeper", 30s);
   r = get_run(conn, id);
   EXPECT_EQ(r.state, RunState::paused);
@@ -170,9 +175,7 @@ TEST_F(Queue, AnIgnoredCancelLeavesACodedError) {
   std::string id = submit();
   claim_one("w");
   cancel_run(conn, id, "op", "stop");
-  conn.exec(
-      "UPDATE taskhost.runs SET stop_requested_at = now() - interval '31 seconds' WHERE id = $1",
-      {id});
+  ignore_stop(id);
   rescue(conn, "sweeper", 30s);
   auto r = get_run(conn, id);
   EXPECT_EQ(r.state, RunState::cancelled);
@@ -233,10 +236,7 @@ TEST_F(Queue, RescueMatrix) {
   claim_one("w4");
   cancel_run(conn, stubborn, "op", "stop");
   EXPECT_EQ(rescue(conn, "sweeper", 30s), 0);
-  conn.exec(
-      "UPDATE taskhost.runs SET stop_requested_at = now() - interval '31 seconds' "
-      "WHERE id = $1",
-      {stubborn});
+  ignore_stop(stubborn);
   rescue(conn, "sweeper", 30s);
   EXPECT_EQ(state(stubborn), "cancelled");
   // A run past timeout + grace is stopped and counted as a failed attempt.
