@@ -19,6 +19,10 @@
 #include <sstream>
 #include <thread>
 
+#include "api/server.hpp"
+#include "app/api_keys.hpp"
+#include "app/app.hpp"
+#include "app/views.hpp"
 #include "common/error.hpp"
 #include "common/json_input.hpp"
 #include "common/log.hpp"
@@ -97,110 +101,25 @@ po::options_description global_options(Globals& g) {
   return d;
 }
 
-// What a command gets: parsed options, the connection (opened lazily), and
-// stdout for its results.
+// What a command gets: the host (its parts made on first use) and the
+// application layer as this OS user.
 class Session {
  public:
-  explicit Session(Globals g) : g_(std::move(g)) {}
+  explicit Session(Globals g)
+      : g_(std::move(g)),
+        host_(app::HostOptions{g_.database_url, g_.home, g_.plugin_dir, g_.config, g_.dev}) {}
 
-  // The database's connection string (starting the embedded one if need be).
-  const std::string& conninfo() {
-    if (conninfo_.empty())
-      conninfo_ = g_.database_url.empty() ? cluster().ensure_running() : g_.database_url;
-    return conninfo_;
+  app::Host& host() { return host_; }
+  app::App& app() {
+    if (!app_) app_.emplace(host_, host_.db(), app::cli_actor(host_.config()));
+    return *app_;
   }
-
-  // The platform database as the runtime role (README "Database roles").
-  pg::Connection& db() {
-    if (!conn_) {
-      config();  // its session settings apply to every connection
-      // The embedded database is private to this host: keep it current, as
-      // its owner. A shared one is migrated deliberately, with `taskhost
-      // migrate` given the owner role's URL.
-      if (g_.database_url.empty()) {
-        migrate_and_seal();
-        owner_conn_.reset();  // the owner's connection never outlives the migration
-      }
-      conn_.emplace(conninfo());
-      if (!g_.database_url.empty()) require_migrated(*conn_, bundled_migrations());
-    }
-    return *conn_;
-  }
-  // Applies pending migrations as the owner, then seals the secrets stored
-  // in clear before migration 0008. Returns the migrations applied.
-  int migrate_and_seal() {
-    int n = migrate(db_for_migration(), bundled_migrations());
-    if (webhook_secrets_in_clear(*owner_conn_))
-      spdlog::info("sealed {} webhook secret(s) stored in clear",
-                   reseal_webhook_secrets(*owner_conn_, host_keys(), actor()));
-    return n;
-  }
-
-  // The keys that seal stored secrets, loaded (or, the embedded default's,
-  // made) on first use.
-  const HostKeys& host_keys() {
-    if (!host_keys_) host_keys_ = HostKeys::load(config());
-    return *host_keys_;
-  }
-
-  // As the owner role: the embedded cluster's, or the URL `migrate` is given.
-  pg::Connection& db_for_migration() {
-    if (!owner_conn_) {
-      config();
-      if (g_.database_url.empty()) conninfo();  // starts the cluster
-      owner_conn_.emplace(g_.database_url.empty() ? cluster().owner_conninfo() : g_.database_url);
-    }
-    return *owner_conn_;
-  }
-
-  EmbeddedCluster cluster() const {
-    return EmbeddedCluster(g_.home.empty() ? default_home() : fs::path(g_.home));
-  }
-
-  fs::path plugin_dir() const {
-    if (!g_.plugin_dir.empty()) return g_.plugin_dir;
-    return boost::dll::program_location().parent_path().parent_path().string() +
-           "/lib/taskhost/plugins";
-  }
-
-  std::string actor() const {
-    struct passwd* pw = ::getpwuid(::geteuid());
-    return std::string("cli:") + (pw ? pw->pw_name : std::to_string(::geteuid()));
-  }
-
-  const HostConfig& config() {
-    if (!config_) {
-      config_ = g_.config.empty() ? HostConfig() : load_host_config(g_.config);
-      // State changes this host makes announce themselves to its default URL.
-      if (!config_->webhook_default_url.empty())
-        pg::set_session_setting("taskhost.webhook_default_url", config_->webhook_default_url);
-      const fs::path home = g_.home.empty() ? default_home() : fs::path(g_.home);
-      if (config_->object_store_dir.empty()) config_->object_store_dir = home / "objects";
-      if (!config_->host_key) config_->host_key_file = home / "host.key";
-    }
-    return *config_;
-  }
-
-  WorkerOptions worker_options() {
-    WorkerOptions o;
-    o.conninfo = conninfo();
-    o.config = config();
-    o.webhooks->allow_destinations = o.config.allow_destinations;
-    o.webhooks->keys = host_keys();
-    o.plugin_dir = plugin_dir();
-    o.dev_mode = g_.dev;
-    o.id = default_worker_id();
-    return o;
-  }
-
   const Globals& globals() const { return g_; }
 
  private:
   Globals g_;
-  std::string conninfo_;
-  std::optional<pg::Connection> conn_, owner_conn_;
-  std::optional<HostConfig> config_;
-  std::optional<HostKeys> host_keys_;
+  app::Host host_;
+  std::optional<app::App> app_;
 };
 
 struct Command {
@@ -242,80 +161,31 @@ void print_table(const std::vector<std::string>& header,
 
 // ---- schema ----------------------------------------------------------------
 
-Json installed_json(const InstalledSchema& s) {
-  Json j = s.schema.to_json();
-  j["installed_at"] = s.installed_at;
-  j["installed_by"] = s.installed_by;
-  j["removed_at"] = s.removed_at ? Json(*s.removed_at) : Json();
-  return j;
-}
-
-// Checks that the schema's plugin is present and is the pinned build, without
-// running any of its code (its ABI is checked when a run loads it).
-void check_plugin(Session& s, const TaskSchema& schema) {
-  check_plugin_file(s.plugin_dir() / schema.plugin_path, &schema.plugin_sha256, s.globals().dev);
-}
-
 int schema_install(Session& s, const po::variables_map& vm) {
-  const bool dry_run = vm.count("dry-run") > 0;
-  std::vector<Diagnostic> errors;
-  std::vector<TaskSchema> schemas;
-  for (const auto& file : vm["files"].as<std::vector<std::string>>())
-    if (auto schema = load_schema_file(file, &errors)) schemas.push_back(std::move(*schema));
-  if (!errors.empty()) throw Error(ErrorKind::invalid, format_diagnostics(errors));
-
-  Json report = Json::array();
-  for (const auto& schema : schemas) {
-    check_plugin(s, schema);
-    auto planned = [&]() -> std::string {
-      try {
-        auto existing = find_schema(s.db(), {schema.name, schema.version.str()}, true);
-        return existing.schema.digest != schema.digest ? "conflict"
-               : existing.removed_at                   ? "would restore"
-                                                       : "unchanged";
-      } catch (const Error& e) {
-        if (e.kind() != ErrorKind::not_found) throw;
-        return "would install";
-      }
-    };
-    std::string outcome;
-    if (dry_run) {
-      outcome = planned();
-    } else {
-      // The roles first, so a schema naming a missing table is not
-      // recorded; never for a conflicting file, whose grant is not the
-      // installed version's.
-      if (schema.capabilities.db && planned() != "conflict")
-        provision_db_roles(
-            schema, database_target(s.config(), s.conninfo(), schema.capabilities.db->connection));
-      switch (install_schema(s.db(), schema, s.actor())) {
-        case InstallOutcome::installed:
-          outcome = "installed";
-          break;
-        case InstallOutcome::unchanged:
-          outcome = "unchanged";
-          break;
-        case InstallOutcome::restored:
-          outcome = "restored";
-          break;
-      }
-    }
-    report.push_back({{"schema", schema.ref()}, {"outcome", outcome}, {"digest", schema.digest}});
-    if (!vm.count("json")) std::cout << schema.ref() << ": " << outcome << "\n";
+  const bool json = vm.count("json") > 0;
+  auto report =
+      s.app().install(vm["files"].as<std::vector<std::string>>(), vm.count("dry-run") > 0);
+  Json out = Json::array();
+  for (const auto& i : report) {
+    out.push_back({{"schema", i.schema}, {"outcome", i.outcome}, {"digest", i.digest}});
+    if (!i.migrations.empty()) out.back()["migrations"] = i.migrations;
+    if (json) continue;
+    for (const auto& m : i.migrations)
+      std::cout << i.schema << ": applied data migration " << m << "\n";
+    std::cout << i.schema << ": " << i.outcome << "\n";
   }
-  if (vm.count("json")) print_json(report);
-  for (const auto& r : report)
-    if (r["outcome"] == "conflict")
-      throw Error(ErrorKind::conflict,
-                  r["schema"].get<std::string>() + " is already installed from a different file");
+  if (json) print_json(out);
+  for (const auto& i : report)
+    if (i.outcome == "conflict")
+      throw Error(ErrorKind::conflict, i.schema + " is already installed from a different file");
   return exit_ok;
 }
 
 int schema_list(Session& s, const po::variables_map& vm) {
-  auto all = list_schemas(s.db(), vm.count("all") > 0);
+  auto all = s.app().schemas(vm.count("all") > 0);
   if (vm.count("json")) {
     Json out = Json::array();
-    for (const auto& i : all) out.push_back(installed_json(i));
+    for (const auto& i : all) out.push_back(app::schema_json(i));
     print_json(out);
     return exit_ok;
   }
@@ -328,9 +198,9 @@ int schema_list(Session& s, const po::variables_map& vm) {
 }
 
 int schema_show(Session& s, const po::variables_map& vm) {
-  auto i = find_schema(s.db(), SchemaRef::parse(vm["ref"].as<std::string>()), true);
+  auto i = s.app().schema(vm["ref"].as<std::string>());
   if (vm.count("json")) {
-    print_json(installed_json(i));
+    print_json(app::schema_json(i));
     return exit_ok;
   }
   std::cout << "# " << i.schema.ref() << "\n# schema file sha256:  " << i.schema.digest
@@ -344,36 +214,14 @@ int schema_show(Session& s, const po::variables_map& vm) {
 }
 
 int schema_rm(Session& s, const po::variables_map& vm) {
-  auto ref = SchemaRef::parse(vm["ref"].as<std::string>());
-  int n = remove_schema(s.db(), ref, vm.count("force") > 0, s.actor());
-  std::cout << "removed " << n << " version(s) of " << ref.name << "; run history is kept\n";
+  const auto ref = vm["ref"].as<std::string>();
+  int n = s.app().remove_schema(ref, vm.count("force") > 0);
+  std::cout << "removed " << n << " version(s) of " << SchemaRef::parse(ref).name
+            << "; run history is kept\n";
   return exit_ok;
 }
 
 // ---- runs ------------------------------------------------------------------
-
-Json run_json(const Run& r) {
-  return {
-      {"id", r.id},
-      {"schema", r.schema_name},
-      {"schema_version", r.schema_version},
-      {"state", to_string(r.state)},
-      {"attempt", r.attempt},
-      {"actor", r.actor},
-      {"params", r.params},
-      {"created_at", r.created_at},
-      {"started_at", r.started_at ? Json(*r.started_at) : Json()},
-      {"finished_at", r.finished_at ? Json(*r.finished_at) : Json()},
-      {"progress",
-       r.progress_total ? Json{{"done", *r.progress_done}, {"total", *r.progress_total}} : Json()},
-      {"checkpoint", r.checkpoint},
-      {"output", r.output},
-      {"error_code", r.error_code ? Json(*r.error_code) : Json()},
-      {"error", r.error ? Json(*r.error) : Json()},
-      {"max_attempts", r.max_attempts},
-      {"parent_run_id", r.parent_run_id ? Json(*r.parent_run_id) : Json()},
-      {"idempotency_key", r.idempotency_key ? Json(*r.idempotency_key) : Json()}};
-}
 
 void print_run_summary(const Run& r) {
   std::cout << "run " << r.id << "\n"
@@ -385,9 +233,7 @@ void print_run_summary(const Run& r) {
               << "\n";
 }
 
-// "12/40 (30%), 2.5/s, ETA 11s". rate is the current attempt's (the items it
-// did over its own time): a resumed or rescued run is not credited with the
-// items of earlier attempts.
+// "12/40 (30%), 2.5/s, ETA 11s", the rate of the current attempt.
 std::string progress_text(uint64_t done, uint64_t total, double rate, bool eta) {
   std::ostringstream out;
   out << done << "/" << total << " (" << (total ? 100 * std::min(done, total) / total : 0) << "%)";
@@ -396,10 +242,6 @@ std::string progress_text(uint64_t done, uint64_t total, double rate, bool eta) 
     if (eta && done < total) out << ", ETA " << static_cast<int64_t>((total - done) / rate) << "s";
   }
   return out.str();
-}
-
-double attempt_rate(const Run& r) {
-  return r.elapsed_seconds > 0 ? static_cast<double>(r.attempt_progress) / r.elapsed_seconds : 0;
 }
 
 void draw_progress(uint64_t done, uint64_t total, double rate) {
@@ -429,7 +271,8 @@ ProgressObserver progress_bar() {
 }
 
 int run_task(Session& s, const po::variables_map& vm) {
-  auto schema = find_schema(s.db(), SchemaRef::parse(vm["ref"].as<std::string>()));
+  app::App& a = s.app();
+  auto schema = a.runnable(vm["ref"].as<std::string>());
   Json params = Json::object();
   if (vm.count("params-file")) {
     const auto file = vm["params-file"].as<std::string>();
@@ -462,13 +305,13 @@ int run_task(Session& s, const po::variables_map& vm) {
   if (inline_run) {
     // This process is the worker for this one run: it claims the run in the
     // submit's own transaction, so a running worker cannot take it first.
-    o = s.worker_options();
+    o = s.host().worker_options();
     o.concurrency = 1;
-    auto i = submit_inline(s.db(), schema, params, s.actor(), key, o.id, o.lease);
+    auto i = a.submit_inline(schema, params, key, o.id, o.lease);
     submitted = i.submitted;
     o.only_run = i.claimed;
   } else {
-    submitted = submit_run(s.db(), schema, params, s.actor(), key);
+    submitted = a.submit(schema, params, key);
   }
   const std::string& id = submitted.run_id;
   if (!json)
@@ -483,20 +326,20 @@ int run_task(Session& s, const po::variables_map& vm) {
     Worker(o).run();
     // Its announcements go out now, once each (no worker may be running);
     // what fails is retried by the workers on its schedule.
-    if (o.webhooks) drain_webhooks(s.db(), *o.webhooks, std::chrono::seconds(30));
+    if (o.webhooks) drain_webhooks(s.host().db(), *o.webhooks, std::chrono::seconds(30));
   } else if (wait) {
     // Workers execute it; follow it until it ends (or pauses).
     for (;;) {
-      Run r = get_run(s.db(), id);
+      Run r = a.run(id);
       if (r.progress_total && !json)
-        draw_progress(*r.progress_done, *r.progress_total, attempt_rate(r));
+        draw_progress(*r.progress_done, *r.progress_total, app::attempt_rate(r));
       if (is_final(r.state) || r.state == RunState::paused) break;
       std::this_thread::sleep_for(std::chrono::milliseconds(200));
     }
   }
-  Run run = get_run(s.db(), id);
+  Run run = a.run(id);
   if (json)
-    print_json(run_json(run));
+    print_json(app::run_json(run));
   else if (inline_run || wait)
     print_run_summary(run);
   if (inline_run && run.state == RunState::queued)
@@ -508,7 +351,7 @@ int run_task(Session& s, const po::variables_map& vm) {
 }
 
 int worker_cmd(Session& s, const po::variables_map& vm) {
-  WorkerOptions o = s.worker_options();
+  WorkerOptions o = s.host().worker_options();
   o.concurrency = vm["concurrency"].as<int>();
   if (o.concurrency < 1 || o.concurrency > 1024)
     throw Error(ErrorKind::invalid, "--concurrency: expected 1 to 1024");
@@ -524,7 +367,7 @@ int worker_cmd(Session& s, const po::variables_map& vm) {
   o.scheduler = vm.count("no-scheduler") == 0;
   if (vm.count("no-webhooks")) o.webhooks.reset();
   if (vm.count("id")) o.id = vm["id"].as<std::string>();
-  s.db();  // migrated (embedded) or checked before any worker thread starts
+  s.host().db();  // migrated (embedded) or checked before any worker thread starts
 
   // A plugin running in this process may call exit(). The worker must not
   // then end with status 0, as if asked to stop, or a supervisor would not
@@ -570,19 +413,18 @@ int worker_cmd(Session& s, const po::variables_map& vm) {
   return exit_ok;
 }
 
-int runs_control(Session& s, const po::variables_map& vm,
-                 RunState (*op)(pg::Connection&, const std::string&, const std::string&,
-                                const std::string&)) {
-  Run r = get_run(s.db(), vm["id"].as<std::string>());
-  RunState now = op(s.db(), r.id, s.actor(), vm["reason"].as<std::string>());
-  std::cout << "run " << r.id << " " << to_string(now) << "\n";
+int runs_control(Session& s, const po::variables_map& vm, app::RunControl op) {
+  const auto id = vm["id"].as<std::string>();
+  RunState now = s.app().control(op, id, vm["reason"].as<std::string>());
+  std::cout << "run " << s.app().run(id).id << " " << to_string(now) << "\n";
   return exit_ok;
 }
 
 int runs_output(Session& s, const po::variables_map& vm) {
-  Run r = get_run(s.db(), vm["id"].as<std::string>());
+  app::App& a = s.app();
+  Run r = a.run(vm["id"].as<std::string>());
   if (vm.count("file")) {
-    std::string content = run_file_content(s.db(), r.id, vm["file"].as<std::string>());
+    std::string content = a.file_content(r, vm["file"].as<std::string>());
     if (vm.count("out")) {
       std::ofstream out(vm["out"].as<std::string>(), std::ios::binary);
       out << content;
@@ -592,18 +434,13 @@ int runs_output(Session& s, const po::variables_map& vm) {
     }
     return exit_ok;
   }
-  auto files = run_files(s.db(), r.id);
+  auto files = a.files(r);
   if (vm.count("json")) {
     Json j = {{"id", r.id},
               {"state", to_string(r.state)},
               {"output", r.output},
               {"files", Json::array()}};
-    for (const auto& f : files)
-      j["files"].push_back({{"name", f.name},
-                            {"content_type", f.content_type},
-                            {"size", f.size},
-                            {"sha256", f.sha256},
-                            {"created_at", f.created_at}});
+    for (const auto& f : files) j["files"].push_back(app::run_file_json(f));
     print_json(j);
     return exit_ok;
   }
@@ -624,14 +461,10 @@ int runs_list(Session& s, const po::variables_map& vm) {
   if (vm.count("schema")) f.schema = vm["schema"].as<std::string>();
   if (vm.count("state")) f.state = run_state_from(vm["state"].as<std::string>());
   f.limit = vm["limit"].as<int>();
-  auto runs = list_runs(s.db(), f);
+  auto runs = s.app().runs(f);
   if (vm.count("json")) {
     Json out = Json::array();
-    for (const auto& r : runs) {
-      out.push_back(run_json(r));
-      out.back().erase("checkpoint");  // not read by a listing: `runs show` has them
-      out.back().erase("output");
-    }
+    for (const auto& r : runs) out.push_back(app::run_json(r, true));
     print_json(out);
     return exit_ok;
   }
@@ -647,24 +480,12 @@ int runs_list(Session& s, const po::variables_map& vm) {
 }
 
 int runs_show(Session& s, const po::variables_map& vm) {
-  Run r = get_run(s.db(), vm["id"].as<std::string>());
-  auto transitions = run_transitions(s.db(), r.id);
-  auto events = run_events(s.db(), r.id, vm["events"].as<int>());
+  app::App& a = s.app();
+  Run r = a.run(vm["id"].as<std::string>());
+  auto transitions = a.transitions(r);
+  auto events = a.events(r, vm["events"].as<int>());
   if (vm.count("json")) {
-    Json j = run_json(r);
-    j["transitions"] = Json::array();
-    for (const auto& t : transitions)
-      j["transitions"].push_back({{"attempt", t.attempt},
-                                  {"from", t.from ? Json(*t.from) : Json()},
-                                  {"to", t.to},
-                                  {"actor", t.actor},
-                                  {"reason", t.reason},
-                                  {"at", t.at}});
-    j["events"] = Json::array();
-    for (const auto& e : events)
-      j["events"].push_back(
-          {{"attempt", e.attempt}, {"name", e.name}, {"payload", e.payload}, {"at", e.at}});
-    print_json(j);
+    print_json(app::run_detail_json(r, transitions, events));
     return exit_ok;
   }
   print_run_summary(r);
@@ -681,7 +502,7 @@ int runs_show(Session& s, const po::variables_map& vm) {
                              r.state == RunState::cancelling || is_final(r.state);
     std::cout << "progress "
               << progress_text(*r.progress_done, *r.progress_total,
-                               attempt_ran ? attempt_rate(r) : 0, r.state == RunState::running)
+                               attempt_ran ? app::attempt_rate(r) : 0, r.state == RunState::running)
               << "\n";
   }
   if (!r.checkpoint.is_null()) std::cout << "checkpoint " << printable(r.checkpoint.dump()) << "\n";
@@ -700,39 +521,25 @@ int runs_show(Session& s, const po::variables_map& vm) {
   return exit_ok;
 }
 
-// ---- plugin, db, migrate ---------------------------------------------------
+// ---- audit, webhooks, keys -------------------------------------------------
 
-AuditFilter audit_filter(Session& s, const po::variables_map& vm) {
-  AuditFilter f;
+app::AuditQuery audit_query(const po::variables_map& vm) {
+  app::AuditQuery q;
+  q.spelled = "--";
   auto opt = [&](const char* name) {
     return vm.count(name) ? std::optional<std::string>(vm[name].as<std::string>()) : std::nullopt;
   };
-  if (vm.count("run")) f.run_id = get_run(s.db(), vm["run"].as<std::string>()).id;
-  f.actor = opt("actor");
-  f.action = opt("action");
-  if (f.action &&
-      (f.action->empty() || f.action->front() == '.' ||
-       f.action->find_first_not_of("abcdefghijklmnopqrstuvwxyz0123456789_.") != std::string::npos))
-    throw Error(ErrorKind::invalid, "--action: '" + *f.action +
-                                        "' is not an action like run.failed or a group of "
-                                        "them like service.http");
-  f.since = opt("since");
-  f.until = opt("until");
-  for (const auto& [name, t] : {std::pair{"since", f.since}, std::pair{"until", f.until}}) {
-    if (!t) continue;
-    try {
-      s.db().exec("SELECT $1::timestamptz", {*t});  // PostgreSQL's reading of times
-    } catch (const pg::DbError&) {
-      throw Error(ErrorKind::invalid,
-                  std::string("--") + name + ": '" + *t + "' is not a time like 2026-11-22 14:00Z");
-    }
-  }
-  if (vm.count("limit")) f.limit = vm["limit"].as<int>();
-  return f;
+  q.run = opt("run");
+  q.actor = opt("actor");
+  q.action = opt("action");
+  q.since = opt("since");
+  q.until = opt("until");
+  if (vm.count("limit")) q.limit = vm["limit"].as<int>();
+  return q;
 }
 
 int audit_list(Session& s, const po::variables_map& vm) {
-  auto entries = list_audit(s.db(), audit_filter(s, vm));
+  auto entries = s.app().audit(audit_query(vm));
   if (vm.count("json")) {
     Json out = Json::array();
     for (const auto& e : entries) out.push_back(audit_json(e));
@@ -749,18 +556,18 @@ int audit_list(Session& s, const po::variables_map& vm) {
 }
 
 int audit_export(Session& s, const po::variables_map& vm) {
-  each_audit(s.db(), audit_filter(s, vm),
-             [](const AuditEntry& e) { std::cout << audit_json(e).dump() << "\n"; });
+  s.app().each_audit(audit_query(vm),
+                     [](const AuditEntry& e) { std::cout << audit_json(e).dump() << "\n"; });
   return exit_ok;
 }
 
 int audit_verify(Session& s, const po::variables_map& vm) {
   if (vm.count("checkpoints") != vm.count("public-key"))
     throw Error(ErrorKind::invalid, "--checkpoints and --public-key go together");
-  auto v = verify_audit(s.db());
+  auto v = s.app().verify_audit();
   if (v.ok() && vm.count("checkpoints")) {
-    auto c = verify_audit_checkpoints(s.db(), vm["public-key"].as<std::string>(),
-                                      vm["checkpoints"].as<std::string>());
+    auto c = s.app().verify_audit_checkpoints(vm["public-key"].as<std::string>(),
+                                              vm["checkpoints"].as<std::string>());
     if (!c.ok())
       v = c;
     else
@@ -776,7 +583,7 @@ int audit_verify(Session& s, const po::variables_map& vm) {
 
 int audit_checkpoint(Session& s, const po::variables_map& vm) {
   const auto key = vm["key"].as<std::string>();
-  int64_t seq = write_audit_checkpoint(s.db(), key, vm["out"].as<std::string>());
+  int64_t seq = s.app().write_audit_checkpoint(key, vm["out"].as<std::string>());
   std::cout << "checkpoint at entry " << seq << " signed with " << key << "\n";
   return exit_ok;
 }
@@ -785,46 +592,28 @@ int webhook_key(Session& s, const po::variables_map& vm) {
   const auto schema = vm["schema"].as<std::string>();
   const bool rotate = vm.count("rotate") > 0;
   // stdout carries the secret and nothing else, for a pipe into a vault.
-  std::cout << create_webhook_secret(s.db(), s.host_keys(), schema, s.actor(), rotate) << "\n";
+  std::cout << s.app().create_webhook_secret(schema, rotate) << "\n";
   spdlog::info("{} webhook secret for {}{}; it is not shown again", rotate ? "rotated" : "created",
                schema, rotate ? " (the previous one signs too for 24h)" : "");
   return exit_ok;
 }
 
 int keys_rotate_host_key(Session& s, const po::variables_map&) {
-  HostKeys keys = HostKeys::for_rotation(s.config());
-  int n = reseal_webhook_secrets(s.db(), keys, s.actor());
-  HostKeys::finish_rotation(s.config());
-  std::cout << "re-sealed " << n << " stored secret(s) with host key " << keys.current_id() << "\n";
+  auto rotated = s.app().rotate_host_key();
+  std::cout << "re-sealed " << rotated.resealed << " stored secret(s) with host key "
+            << rotated.key_id << "\n";
   return exit_ok;
-}
-
-Json delivery_json(const Delivery& d) {
-  auto opt = [](const auto& v) { return v ? Json(*v) : Json(); };
-  return {{"id", d.id},
-          {"message_id", d.message_id},
-          {"schema", d.schema_name},
-          {"run_id", d.run_id},
-          {"url", d.url},
-          {"event", d.event},
-          {"state", d.state},
-          {"attempts", d.attempts},
-          {"last_status", opt(d.last_status)},
-          {"last_error", opt(d.last_error)},
-          {"created_at", d.created_at},
-          {"next_attempt_at", opt(d.next_attempt_at)},
-          {"finished_at", opt(d.finished_at)}};
 }
 
 int webhooks_list(Session& s, const po::variables_map& vm) {
   DeliveryFilter f;
   f.dead_only = vm.count("failed") > 0;
-  if (vm.count("run")) f.run_id = get_run(s.db(), vm["run"].as<std::string>()).id;
+  if (vm.count("run")) f.run_id = vm["run"].as<std::string>();
   f.limit = vm["limit"].as<int>();
-  auto list = list_deliveries(s.db(), f);
+  auto list = s.app().deliveries(f);
   if (vm.count("json")) {
     Json out = Json::array();
-    for (const auto& d : list) out.push_back(delivery_json(d));
+    for (const auto& d : list) out.push_back(app::delivery_json(d));
     print_json(out);
     return exit_ok;
   }
@@ -836,12 +625,93 @@ int webhooks_list(Session& s, const po::variables_map& vm) {
   return exit_ok;
 }
 
+int serve_cmd(Session& s, const po::variables_map& vm) {
+  app::Host& host = s.host();
+  api::ServeOptions o;
+  o.listen = vm.count("listen") ? vm["listen"].as<std::string>() : host.config().api_listen;
+  if (vm.count("unix-socket")) o.unix_socket = vm["unix-socket"].as<std::string>();
+  o.threads = vm["threads"].as<int>();
+  if (o.threads < 1 || o.threads > 256)
+    throw Error(ErrorKind::invalid, "--threads: expected 1 to 256");
+  host.db();  // migrated (embedded) or checked, before any request
+  host.api_pepper();
+  sigset_t signals;
+  sigemptyset(&signals);
+  sigaddset(&signals, SIGINT);
+  sigaddset(&signals, SIGTERM);
+  pthread_sigmask(SIG_BLOCK, &signals, nullptr);
+  api::Server server(host, o);
+  const std::string where = server.bind();
+  std::cout << "taskhost serve: listening on " << where << std::endl;
+  std::thread waiter([&] {
+    int sig = 0;
+    sigwait(&signals, &sig);
+    spdlog::info("serve: signal {}, stopping", sig);
+    server.stop();
+  });
+  server.run();
+  waiter.join();
+  return exit_ok;
+}
+
+int api_key_create(Session& s, const po::variables_map& vm) {
+  std::optional<std::chrono::seconds> expires;
+  if (vm.count("expires-in")) {
+    auto d = parse_duration(vm["expires-in"].as<std::string>());
+    if (!d || *d < std::chrono::minutes(1))
+      throw Error(ErrorKind::invalid, "--expires-in: expected a duration like 90d, at least 1m");
+    expires = std::chrono::duration_cast<std::chrono::seconds>(*d);
+  }
+  auto made = app::create_api_key(s.host().db(), s.host().api_pepper(), s.app().actor(),
+                                  vm["actor"].as<std::string>(),
+                                  vm["role"].as<std::vector<std::string>>(), expires);
+  // stdout carries the key and nothing else, for a pipe into a vault.
+  std::cout << made.token << "\n";
+  spdlog::info("API key {} for api:{} made; it is not shown again", made.key.id, made.key.actor);
+  return exit_ok;
+}
+
+int api_key_list(Session& s, const po::variables_map& vm) {
+  auto keys = app::list_api_keys(s.host().db(), s.app().actor());
+  if (vm.count("json")) {
+    Json out = Json::array();
+    for (const auto& k : keys)
+      out.push_back({{"id", k.id},
+                     {"actor", k.actor},
+                     {"roles", k.roles},
+                     {"created_at", k.created_at},
+                     {"expires_at", k.expires_at ? Json(*k.expires_at) : Json()},
+                     {"last_used_at", k.last_used_at ? Json(*k.last_used_at) : Json()},
+                     {"revoked_at", k.revoked_at ? Json(*k.revoked_at) : Json()}});
+    print_json(out);
+    return exit_ok;
+  }
+  std::vector<std::vector<std::string>> rows;
+  for (const auto& k : keys) {
+    std::string roles;
+    for (const auto& r : k.roles) roles += (roles.empty() ? "" : ",") + r;
+    rows.push_back({k.id, "api:" + k.actor, roles, k.created_at,
+                    k.revoked_at   ? "revoked " + *k.revoked_at
+                    : k.expires_at ? "expires " + *k.expires_at
+                                   : "live",
+                    k.last_used_at.value_or("-")});
+  }
+  print_table({"ID", "ACTOR", "ROLES", "CREATED", "STATE", "LAST USED"}, rows);
+  return exit_ok;
+}
+
+int api_key_revoke(Session& s, const po::variables_map& vm) {
+  app::revoke_api_key(s.host().db(), s.app().actor(), vm["id"].as<std::string>());
+  std::cout << "API key " << vm["id"].as<std::string>() << " revoked\n";
+  return exit_ok;
+}
+
 int webhooks_redeliver(Session& s, const po::variables_map& vm) {
   const auto& text = vm["id"].as<std::string>();
   if (text.empty() || text.find_first_not_of("0123456789") != std::string::npos || text.size() > 18)
     throw Error(ErrorKind::invalid, "delivery id: expected a number, got '" + text + "'");
   const int64_t id = std::stoll(text);
-  redeliver(s.db(), id, s.actor());
+  s.app().redeliver(id);
   std::cout << "delivery " << id << " is due now\n";
   return exit_ok;
 }
@@ -890,7 +760,7 @@ int version_cmd(Session&, const po::variables_map&) {
 }
 
 int migrate_cmd(Session& s, const po::variables_map&) {
-  int n = s.migrate_and_seal();
+  int n = s.host().migrate_and_seal();
   std::cout << "database is at migration " << bundled_migrations().back().version << " (applied "
             << n << " now)\n";
   return exit_ok;
@@ -904,21 +774,21 @@ void require_embedded(const Session& s) {
 
 int db_start(Session& s, const po::variables_map&) {
   require_embedded(s);
-  s.db();  // starts, bootstraps and migrates
-  std::cout << "embedded PostgreSQL running in " << s.cluster().home().string() << "\n";
+  s.host().db();  // starts, bootstraps and migrates
+  std::cout << "embedded PostgreSQL running in " << s.host().cluster().home().string() << "\n";
   return exit_ok;
 }
 
 int db_stop(Session& s, const po::variables_map&) {
   require_embedded(s);
-  s.cluster().stop();
+  s.host().cluster().stop();
   std::cout << "embedded PostgreSQL stopped\n";
   return exit_ok;
 }
 
 int db_status(Session& s, const po::variables_map&) {
   require_embedded(s);
-  auto c = s.cluster();
+  auto c = s.host().cluster();
   bool up = c.running();
   std::cout << "embedded PostgreSQL in " << c.home().string() << ": "
             << (up ? "running" : "stopped") << "\n";
@@ -927,7 +797,7 @@ int db_status(Session& s, const po::variables_map&) {
 
 int db_url(Session& s, const po::variables_map&) {
   require_embedded(s);
-  std::cout << s.cluster().conninfo() << "\n";
+  std::cout << s.host().cluster().conninfo() << "\n";
   return exit_ok;
 }
 
@@ -1023,30 +893,64 @@ const std::vector<Command>& commands() {
        },
        {},
        worker_cmd},
+      {"serve",
+       "",
+       "serve the HTTP API until SIGINT/SIGTERM",
+       [](po::options_description& d) {
+         d.add_options()("listen", po::value<std::string>(),
+                         "host:port (default: the host config's api.listen, 127.0.0.1:8080)")(
+             "unix-socket", po::value<std::string>(), "listen on this socket file instead")(
+             "threads", po::value<int>()->default_value(4),
+             "request handlers, each with a database connection");
+       },
+       {},
+       serve_cmd},
+      {"api-key create",
+       "",
+       "make an API key and print it (once)",
+       [](po::options_description& d) {
+         d.add_options()("actor", po::value<std::string>()->required(),
+                         "who the key stands for (recorded as api:ACTOR)")(
+             "role", po::value<std::vector<std::string>>()->required(),
+             "viewer, operator or admin (repeatable)")("expires-in", po::value<std::string>(),
+                                                       "e.g. 90d (default: never)");
+       },
+       {},
+       api_key_create},
+      {"api-key list", "", "list API keys (never their secrets)", json_flag, {}, api_key_list},
+      {"api-key revoke", "KEY_ID", "revoke an API key", {}, {{"id", 1}}, api_key_revoke},
       {"runs cancel",
        "RUN_ID",
        "cancel a run (a running one stops at its next safe point)",
        reason_option,
        {{"id", 1}},
-       [](Session& s, const po::variables_map& vm) { return runs_control(s, vm, cancel_run); }},
+       [](Session& s, const po::variables_map& vm) {
+         return runs_control(s, vm, app::RunControl::cancel);
+       }},
       {"runs pause",
        "RUN_ID",
        "pause a run; it keeps its checkpoint",
        reason_option,
        {{"id", 1}},
-       [](Session& s, const po::variables_map& vm) { return runs_control(s, vm, pause_run); }},
+       [](Session& s, const po::variables_map& vm) {
+         return runs_control(s, vm, app::RunControl::pause);
+       }},
       {"runs resume",
        "RUN_ID",
        "resume a paused run from its checkpoint",
        reason_option,
        {{"id", 1}},
-       [](Session& s, const po::variables_map& vm) { return runs_control(s, vm, resume_run); }},
+       [](Session& s, const po::variables_map& vm) {
+         return runs_control(s, vm, app::RunControl::resume);
+       }},
       {"runs retry",
        "RUN_ID",
        "re-queue a failed or cancelled run from its last checkpoint",
        reason_option,
        {{"id", 1}},
-       [](Session& s, const po::variables_map& vm) { return runs_control(s, vm, retry_run); }},
+       [](Session& s, const po::variables_map& vm) {
+         return runs_control(s, vm, app::RunControl::retry);
+       }},
       {"runs output",
        "RUN_ID",
        "print a run's output and files, or one file's content",

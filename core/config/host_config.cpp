@@ -192,6 +192,25 @@ void read_named(const Reader& r, const YAML::Node& root, const std::string& sect
     out[e.first.Scalar()] = read(r, e.second, section + "." + printable(e.first.Scalar()));
 }
 
+std::vector<std::string> read_roles(const Reader& r, const YAML::Node& n,
+                                    const std::string& field) {
+  std::vector<std::string> roles;
+  if (!n.IsSequence()) {
+    r.error(n, "cli." + field, "expected a list of roles, like [operator]");
+    return roles;
+  }
+  for (const auto& item : n) {
+    const std::string role = r.scalar(item, "cli." + field);
+    if (!role.empty() &&
+        role.find_first_not_of("abcdefghijklmnopqrstuvwxyz0123456789_") == std::string::npos)
+      roles.push_back(role);
+    else if (item.IsScalar())
+      r.error(item, "cli." + field,
+              "expected a role name like operator, got '" + printable(role) + "'");
+  }
+  return roles;
+}
+
 DatabaseConfig read_database(const Reader& r, const YAML::Node& n, const std::string& field) {
   DatabaseConfig d;
   if (!r.mapping(n, field, {"url", "role_secret", "statement_timeout"})) return d;
@@ -245,10 +264,15 @@ void read_keys_and_audit(const Reader& r, const YAML::Node& root, HostConfig& co
 }
 
 void read_config(const Reader& r, const YAML::Node& root, HostConfig& config) {
-  if (!r.mapping(root, "",
-                 {"allow_destinations", "s3", "object_store_dir", "http_credentials", "sftp",
-                  "databases", "webhooks", "sandbox", "host_key", "previous_host_keys", "audit"}))
+  if (!r.mapping(
+          root, "",
+          {"allow_destinations", "s3", "object_store_dir", "http_credentials", "sftp", "databases",
+           "webhooks", "sandbox", "host_key", "previous_host_keys", "audit", "cli"}))
     return;
+  if (auto v = root["cli"]; v && r.mapping(v, "cli", {"roles"}) && v["roles"]) {
+    config.cli_roles.emplace();
+    read_named(r, v, "roles", "user names (or *) to lists of roles", read_roles, *config.cli_roles);
+  }
   read_keys_and_audit(r, root, config);
   read_named(r, root, "sftp", "host names", read_sftp, config.sftp);
   read_named(r, root, "databases", "connection names", read_database, config.databases);

@@ -100,6 +100,13 @@ struct HostConfig {
   std::vector<SecretRef> previous_host_keys;
   std::filesystem::path host_key_file;
   std::optional<AuditCheckpointConfig> audit_checkpoints;
+  // cli.roles: the CLI's roles by OS user name ("*": anyone else). Without
+  // it, every local user who can reach the database is admin.
+  std::optional<std::map<std::string, std::vector<std::string>>> cli_roles;
+  // `taskhost serve`: where it listens (host:port) unless told, and the
+  // pepper API keys are stored under (HMAC); without one, HOME/api.pepper.
+  std::string api_listen = "127.0.0.1:8080";
+  std::optional<SecretRef> api_pepper;
 };
 
 // Reads a config file. Throws Error(invalid) listing every problem, each at

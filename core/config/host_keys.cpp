@@ -49,30 +49,34 @@ std::filesystem::path next_file(const HostConfig& config) {
   return config.host_key_file.string() + ".next";
 }
 
-// Makes a key file (mode 0600) unless another process did first: written
-// aside, then linked into place, which fails if it exists.
-void make_key_file(const std::filesystem::path& file) {
-  std::filesystem::create_directories(file.parent_path());
-  const std::filesystem::path tmp = file.string() + ".tmp." + std::to_string(::getpid());
-  const std::string text = generate() + "\n";
-  int fd = ::open(tmp.c_str(), O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0600);
-  bool ok = fd >= 0 && ::write(fd, text.data(), text.size()) == static_cast<ssize_t>(text.size()) &&
-            ::fsync(fd) == 0;
-  if (fd >= 0) ::close(fd);
-  if (!ok) {
-    ::unlink(tmp.c_str());
-    throw Error(ErrorKind::environment,
-                "cannot write host key " + tmp.string() + ": " + std::strerror(errno));
-  }
-  if (::link(tmp.c_str(), file.c_str()) == 0)
-    spdlog::warn(
-        "generated the host key {} (mode 0600): it seals the secrets stored in the database; "
-        "back it up apart from the database, or set host_key in the host config",
-        file.string());
-  ::unlink(tmp.c_str());
-}
-
 }  // namespace
+
+std::string load_or_make_key_file(const std::filesystem::path& file, const std::string& what) {
+  if (!std::filesystem::exists(file)) {
+    std::filesystem::create_directories(file.parent_path());
+    // Written aside, then linked into place, which fails if another process
+    // made it first.
+    const std::filesystem::path tmp = file.string() + ".tmp." + std::to_string(::getpid());
+    const std::string text = generate() + "\n";
+    int fd = ::open(tmp.c_str(), O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0600);
+    bool ok = fd >= 0 &&
+              ::write(fd, text.data(), text.size()) == static_cast<ssize_t>(text.size()) &&
+              ::fsync(fd) == 0;
+    if (fd >= 0) ::close(fd);
+    if (!ok) {
+      ::unlink(tmp.c_str());
+      throw Error(ErrorKind::environment,
+                  "cannot write " + tmp.string() + ": " + std::strerror(errno));
+    }
+    if (::link(tmp.c_str(), file.c_str()) == 0)
+      spdlog::warn(
+          "generated {} {} (mode 0600); back it up apart from the database, or set it in "
+          "the host config",
+          what, file.string());
+    ::unlink(tmp.c_str());
+  }
+  return SecretRef{file.string(), std::nullopt, file}.resolve();
+}
 
 HostKeys HostKeys::load(const HostConfig& config) {
   HostKeys keys;
@@ -89,7 +93,7 @@ HostKeys HostKeys::load(const HostConfig& config) {
     throw Error(ErrorKind::environment,
                 "no host key to seal stored secrets with: set host_key in the host config");
   const auto& file = config.host_key_file;
-  if (!std::filesystem::exists(file)) make_key_file(file);
+  load_or_make_key_file(file, "the host key, which seals the secrets stored in the database,");
   for (const auto& f : {file, next_file(config)})
     if (f == file || std::filesystem::exists(f))
       add(f.string(), SecretRef{f.string(), std::nullopt, f}.resolve());
@@ -98,7 +102,7 @@ HostKeys HostKeys::load(const HostConfig& config) {
 
 HostKeys HostKeys::for_rotation(const HostConfig& config) {
   if (config.host_key) return load(config);
-  if (!std::filesystem::exists(next_file(config))) make_key_file(next_file(config));
+  load_or_make_key_file(next_file(config), "the next host key");
   HostKeys keys = load(config);  // host_key_file, then .next
   std::rotate(keys.keys_.begin(), keys.keys_.begin() + 1, keys.keys_.end());
   return keys;

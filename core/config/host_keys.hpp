@@ -55,4 +55,8 @@ class HostKeys {
   std::vector<Key> keys_;  // the current one first
 };
 
+// The text of a key file (32 random bytes in base64), made with mode 0600 on
+// first use (the log says so, naming `what`): the embedded default's keys.
+std::string load_or_make_key_file(const std::filesystem::path& file, const std::string& what);
+
 }  // namespace taskhost

@@ -403,7 +403,7 @@ void read_capabilities(Reader& r, const YAML::Node& n, Capabilities& caps) {
       caps.sftp.push_back(grant);
     });
   if (auto db = n["db"];
-      db.IsDefined() && r.mapping(db, "capabilities.db", {"connection", "tables"})) {
+      db.IsDefined() && r.mapping(db, "capabilities.db", {"connection", "tables", "migrations"})) {
     const std::string f = "capabilities.db";
     DbGrant grant;
     if (auto c = r.get(db, "connection", f, true); c.IsDefined())
@@ -430,6 +430,25 @@ void read_capabilities(Reader& r, const YAML::Node& n, Capabilities& caps) {
         if (name && access) grant.tables[*name] = *access;
       }
     }
+    if (auto m = db["migrations"]; m.IsDefined())
+      r.each(m, child(f, "migrations"), [&](const YAML::Node& g, const std::string& mf) {
+        if (!r.mapping(g, mf, {"path", "sha256"})) return;
+        static const Pattern sql_re("[A-Za-z0-9_.+-]+(/[A-Za-z0-9_.+-]+)*\\.sql");
+        DataMigration migration;
+        if (auto v = r.get(g, "path", mf, true); v.IsDefined()) {
+          migration.path = r.matching(v, child(mf, "path"), sql_re,
+                                      "a relative path to a .sql file inside the plugin directory")
+                               .value_or("");
+          if (migration.path.find("..") != std::string::npos)
+            r.error(v, child(mf, "path"), "must not contain '..'");
+        }
+        if (auto v = r.get(g, "sha256", mf, true); v.IsDefined())
+          migration.sha256 =
+              r.matching(v, child(mf, "sha256"), sha256_re,
+                         "the 64 lower-case hex digits of the reviewed file's SHA-256")
+                  .value_or("");
+        grant.migrations.push_back(migration);
+      });
     caps.db = grant;
   }
   if (auto http = n["http"]; http.IsDefined())
@@ -607,11 +626,15 @@ std::optional<TaskSchema> parse_schema(const std::string& yaml, const std::strin
   if (auto v = root["on_success"]; v.IsDefined()) read_chain(r, v, "on_success", s.on_success);
   if (auto v = root["on_failure"]; v.IsDefined()) read_chain(r, v, "on_failure", s.on_failure);
   if (auto v = root["hooks"]; v.IsDefined()) read_hooks(r, v, s.hooks);
-  if (auto v = root["permissions"]; v.IsDefined() && r.mapping(v, "permissions", {"run", "view"})) {
+  if (auto v = root["permissions"];
+      v.IsDefined() && r.mapping(v, "permissions", {"run", "view", "control"})) {
     if (auto run = v["run"]; run.IsDefined())
       s.permissions.run = r.strings(run, "permissions.run", role_re, "a role name");
     if (auto view = v["view"]; view.IsDefined())
       s.permissions.view = r.strings(view, "permissions.view", role_re, "a role name");
+    s.permissions.control = s.permissions.run;
+    if (auto control = v["control"]; control.IsDefined())
+      s.permissions.control = r.strings(control, "permissions.control", role_re, "a role name");
   }
   if (collected.count() > 0) return std::nullopt;
   return s;
@@ -659,6 +682,8 @@ Json TaskSchema::to_json() const {
     Json tables = Json::object();
     for (const auto& [t, a] : capabilities.db->tables) tables[t] = access_name(a);
     caps["db"] = {{"connection", capabilities.db->connection}, {"tables", tables}};
+    for (const auto& m : capabilities.db->migrations)
+      caps["db"]["migrations"].push_back({{"path", m.path}, {"sha256", m.sha256}});
   }
   for (const auto& g : capabilities.http)
     caps["http"].push_back({{"base_url", g.base_url}, {"credential", g.credential}});
@@ -687,7 +712,8 @@ Json TaskSchema::to_json() const {
       {"on_success", chain(on_success)},
       {"on_failure", chain(on_failure)},
       {"hooks", hooks ? Json{{"url", hooks->url}, {"events", hooks->events}} : Json()},
-      {"permissions", {{"run", permissions.run}, {"view", permissions.view}}},
+      {"permissions",
+       {{"run", permissions.run}, {"view", permissions.view}, {"control", permissions.control}}},
       {"digest", digest},
   };
   return j;

@@ -40,11 +40,18 @@ struct SftpGrant {
   std::string host, path;
   Access access = Access::read;
 };
+// A SQL file shipped beside the plugin that makes tables it is granted,
+// applied once, in order, at `schema install` (services/database.hpp).
+struct DataMigration {
+  std::string path;    // relative to the plugin directory
+  std::string sha256;  // of the reviewed file
+};
 // Tables of one database connection; the host runs the plugin's statements
 // as a role made for this schema version with exactly these privileges.
 struct DbGrant {
   std::string connection;
   std::map<std::string, Access> tables;
+  std::vector<DataMigration> migrations;
 };
 struct HttpGrant {
   std::string base_url, credential;
@@ -76,9 +83,12 @@ struct Hooks {
   std::vector<std::string> events;
 };
 
+// Roles that may view runs, start them, and control them (cancel, pause,
+// resume, retry); control defaults to the run list.
 struct Permissions {
   std::vector<std::string> run{"admin"};
   std::vector<std::string> view{"admin"};
+  std::vector<std::string> control{"admin"};
 };
 
 // One version of a task, as parsed and validated from its YAML file.

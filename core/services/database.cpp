@@ -1,6 +1,8 @@
 #include "services/database.hpp"
 
 #include <algorithm>
+#include <fstream>
+#include <iterator>
 #include <utility>
 
 #include "common/base64.hpp"
@@ -208,6 +210,92 @@ void provision_db_roles(const TaskSchema& schema, const DatabaseTarget& target) 
       tx.exec("GRANT USAGE ON SEQUENCE " + sequences.text(i, 0) + " TO " + run);
   }
   tx.commit();
+}
+
+namespace {
+
+// The file's text, once its bytes are the reviewed ones.
+std::string read_migration(const TaskSchema& schema, const DataMigration& m,
+                           const std::filesystem::path& plugin_dir) {
+  constexpr std::uintmax_t max_size = 4 << 20;
+  const auto file = plugin_dir / m.path;
+  std::error_code ec;
+  const auto size = std::filesystem::file_size(file, ec);
+  if (ec)
+    throw Error(ErrorKind::environment,
+                schema.ref() + ": data migration " + file.string() + ": " + ec.message());
+  if (size > max_size)
+    throw Error(ErrorKind::invalid,
+                schema.ref() + ": data migration " + file.string() + " is over 4 MiB");
+  std::ifstream in(file, std::ios::binary);
+  std::string body((std::istreambuf_iterator<char>(in)), std::istreambuf_iterator<char>());
+  if (!in && !in.eof())
+    throw Error(ErrorKind::environment,
+                schema.ref() + ": cannot read data migration " + file.string());
+  if (const auto digest = sha256_hex(body); digest != m.sha256)
+    throw Error(ErrorKind::refused, schema.ref() + ": data migration " + file.string() +
+                                        " has SHA-256 " + digest + ", not the reviewed " +
+                                        m.sha256);
+  return body;
+}
+
+bool apply_in_platform(pg::Connection& conn, const DataMigration& m, const std::string& body) {
+  return conn.exec("SELECT taskhost.apply_data_migration($1, $2, $3)", {m.path, m.sha256, body})
+      .boolean(0, 0);
+}
+
+bool apply_in_configured(pg::Connection& conn, const DataMigration& m, const std::string& body) {
+  pg::Transaction tx(conn);
+  tx.exec("SELECT pg_advisory_xact_lock(hashtext('taskhost.data_migration'))");
+  tx.exec(
+      "CREATE TABLE IF NOT EXISTS public.taskhost_data_migrations (path text PRIMARY KEY, "
+      "sha256 text NOT NULL, applied_at timestamptz NOT NULL DEFAULT now(), applied_by text NOT "
+      "NULL)");
+  auto applied =
+      tx.exec("SELECT sha256 FROM public.taskhost_data_migrations WHERE path = $1", {m.path});
+  if (applied.rows() > 0) {
+    if (applied.text(0, 0) != m.sha256) {
+      const std::string message =
+          "it was applied with SHA-256 " + applied.text(0, 0) + " and now has " + m.sha256;
+      throw pg::DbError("22023", message, message,
+                        "an applied migration never changes: add a new file");
+    }
+    return false;
+  }
+  conn.exec_script(body);
+  tx.exec(
+      "INSERT INTO public.taskhost_data_migrations (path, sha256, applied_by) VALUES ($1, $2, "
+      "session_user)",
+      {m.path, m.sha256});
+  tx.commit();
+  return true;
+}
+
+}  // namespace
+
+std::vector<std::string> apply_data_migrations(const TaskSchema& schema,
+                                               const DatabaseTarget& target,
+                                               const std::filesystem::path& plugin_dir) {
+  std::vector<std::string> applied;
+  if (!schema.capabilities.db || schema.capabilities.db->migrations.empty()) return applied;
+  std::vector<std::string> bodies;  // all checked before any is applied
+  for (const auto& m : schema.capabilities.db->migrations)
+    bodies.push_back(read_migration(schema, m, plugin_dir));
+  pg::Connection conn(target.conninfo);
+  for (size_t i = 0; i < bodies.size(); ++i) {
+    const DataMigration& m = schema.capabilities.db->migrations[i];
+    try {
+      if (target.platform ? apply_in_platform(conn, m, bodies[i])
+                          : apply_in_configured(conn, m, bodies[i]))
+        applied.push_back(m.path);
+    } catch (const pg::DbError& e) {
+      const std::string where = schema.ref() + ": data migration " + m.path + ": " + e.primary() +
+                                " in database connection '" + target.connection + "'" +
+                                (e.hint().empty() ? "" : " (" + e.hint() + ")");
+      throw Error(e.sqlstate() == "42501" ? ErrorKind::refused : ErrorKind::invalid, where);
+    }
+  }
+  return applied;
 }
 
 DatabaseService::DatabaseService(std::string schema, DbRoles roles, DbGrant grant,

@@ -1,8 +1,10 @@
 #pragma once
 
 #include <chrono>
+#include <filesystem>
 #include <optional>
 #include <string>
+#include <vector>
 
 #include "config/host_config.hpp"
 #include "schema/schema.hpp"
@@ -50,6 +52,17 @@ DatabaseTarget database_target(const HostConfig& config, const std::string& plat
 // Error(refused) for one in the platform's schema or the system catalogs or
 // (platform) one the provisioning role may not grant.
 void provision_db_roles(const TaskSchema& schema, const DatabaseTarget& target);
+
+// Applies the schema's capabilities.db.migrations (files under plugin_dir,
+// each checked against its pinned SHA-256) in order, each once per database
+// (by path; a file applied with another digest is refused), before its roles
+// are made. In the platform's database through taskhost.apply_data_migration
+// (as taskhost_data, which owns what they make and nothing of the
+// platform's); in a configured one as its URL's role, recorded in
+// public.taskhost_data_migrations. Returns the paths applied now.
+std::vector<std::string> apply_data_migrations(const TaskSchema& schema,
+                                               const DatabaseTarget& target,
+                                               const std::filesystem::path& plugin_dir);
 
 // A run's database: statements run on its own connection as the schema's
 // login role, each inside a transaction as the run role with the target's

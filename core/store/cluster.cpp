@@ -189,12 +189,12 @@ void EmbeddedCluster::bootstrap_roles() const {
   // One look on every start; the work only on the first (or after an upgrade
   // from the single all-powerful role).
   if (admin
-          .exec("SELECT count(*) = 3 AND bool_and(NOT rolcreatedb AND NOT rolsuper AND "
+          .exec("SELECT count(*) = 4 AND bool_and(NOT rolcreatedb AND NOT rolsuper AND "
                 "  (rolcreaterole = (rolname = 'taskhost_provisioner'))) AND "
                 "  (SELECT pg_get_userbyid(datdba) FROM pg_database WHERE datname = 'taskhost') = "
                 "  'taskhost_owner' "
                 "FROM pg_roles WHERE rolname IN ('taskhost', 'taskhost_owner', "
-                "'taskhost_provisioner')")
+                "'taskhost_provisioner', 'taskhost_data')")
           .boolean(0, 0))
     return;
   admin.exec_script(
@@ -205,12 +205,15 @@ void EmbeddedCluster::bootstrap_roles() const {
       "    CREATE ROLE taskhost LOGIN; END IF; "
       "  IF NOT EXISTS (SELECT 1 FROM pg_roles WHERE rolname = 'taskhost_provisioner') THEN "
       "    CREATE ROLE taskhost_provisioner NOLOGIN CREATEROLE; END IF; "
+      "  IF NOT EXISTS (SELECT 1 FROM pg_roles WHERE rolname = 'taskhost_data') THEN "
+      "    CREATE ROLE taskhost_data NOLOGIN; END IF; "
       "END $$;"
       "ALTER ROLE taskhost_owner LOGIN NOCREATEDB NOCREATEROLE;"
       "ALTER ROLE taskhost LOGIN NOCREATEDB NOCREATEROLE;"
       "ALTER ROLE taskhost_provisioner NOLOGIN NOCREATEDB CREATEROLE;"
-      // The owner hands the provisioning function to its role (migration 0007).
-      "GRANT taskhost_provisioner TO taskhost_owner");
+      "ALTER ROLE taskhost_data NOLOGIN NOCREATEDB NOCREATEROLE;"
+      // The owner hands each its function (migrations 0007 and 0010).
+      "GRANT taskhost_provisioner, taskhost_data TO taskhost_owner");
   if (admin.exec("SELECT 1 FROM pg_database WHERE datname = 'taskhost'").rows() == 0) {
     admin.exec("CREATE DATABASE taskhost OWNER taskhost_owner");
     return;

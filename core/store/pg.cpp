@@ -60,19 +60,39 @@ int64_t Result::affected() const {
   return *n ? std::stoll(n) : 0;
 }
 
-namespace {
-std::mutex settings_mutex;
-std::vector<std::pair<std::string, std::string>> session_settings;
-}  // namespace
-
-void set_session_setting(const std::string& name, const std::string& value) {
-  std::lock_guard lock(settings_mutex);
-  for (auto& [k, v] : session_settings)
-    if (k == name) {
-      v = value;
-      return;
+std::string with_settings(const std::string& conninfo,
+                          const std::vector<std::pair<std::string, std::string>>& settings) {
+  if (settings.empty()) return conninfo;
+  char* error = nullptr;
+  std::unique_ptr<PQconninfoOption, decltype(&PQconninfoFree)> parsed(
+      PQconninfoParse(conninfo.c_str(), &error), &PQconninfoFree);
+  if (!parsed) {
+    std::string why = error ? error : "out of memory";
+    PQfreemem(error);
+    throw Error(ErrorKind::invalid, "the database URL cannot be read: " + why);
+  }
+  // options holds -c name=value words; a space or backslash in a value is
+  // escaped with a backslash. The string is rebuilt as keyword='value' pairs.
+  auto quoted = [](const std::string& v, const std::string& specials) {
+    std::string out;
+    for (char c : v) {
+      if (specials.find(c) != std::string::npos) out += '\\';
+      out += c;
     }
-  session_settings.emplace_back(name, value);
+    return out;
+  };
+  std::string options, out;
+  for (auto* o = parsed.get(); o->keyword; ++o) {
+    if (!o->val) continue;
+    if (std::string(o->keyword) == "options") {
+      options = o->val;
+      continue;
+    }
+    out += std::string(o->keyword) + "='" + quoted(o->val, "'\\") + "' ";
+  }
+  for (const auto& [name, value] : settings)
+    options += (options.empty() ? "" : " ") + ("-c " + name + "=" + quoted(value, " \\"));
+  return out + "options='" + quoted(options, "'\\") + "'";
 }
 
 namespace {
@@ -102,9 +122,6 @@ Connection::Connection(const std::string& conninfo,
     throw Error(ErrorKind::environment, "cannot connect to database " + where + ": " + msg);
   }
   PQsetNoticeProcessor(conn_.get(), &log_notice, nullptr);
-  std::lock_guard lock(settings_mutex);
-  for (const auto& [name, value] : session_settings)
-    exec("SELECT set_config($1, $2, false)", {name, value});
 }
 
 Result Connection::exec(const std::string& sql, std::initializer_list<Param> params) {

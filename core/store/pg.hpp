@@ -95,10 +95,11 @@ class Result {
 // statements use unnest); std::nullopt elements are NULL.
 std::string array_literal(const std::vector<std::optional<std::string>>& items);
 
-// Session settings every connection this process opens applies first, e.g.
-// taskhost.webhook_default_url from the host config, which database
-// triggers read with current_setting(). Set them before connecting.
-void set_session_setting(const std::string& name, const std::string& value);
+// The connection string (URL or keyword=value) with session settings every
+// connection made from it applies, e.g. taskhost.webhook_default_url from
+// the host config, which database triggers read with current_setting().
+std::string with_settings(const std::string& conninfo,
+                          const std::vector<std::pair<std::string, std::string>>& settings);
 
 // An open session. Not thread-safe: one thread uses a Connection at a time.
 class Connection {

@@ -106,12 +106,22 @@ Run get_run(pg::Connection& conn, const std::string& id_or_prefix) {
 }
 
 std::vector<Run> list_runs(pg::Connection& conn, const RunFilter& f) {
-  return read_runs(
-      conn.exec(run_columns(false) + "WHERE ($1::text IS NULL OR s.name = $1) AND "
-                                     "($2::text IS NULL OR r.state = $2) "
-                                     "ORDER BY r.created_at DESC, r.id LIMIT $3",
-                {f.schema, f.state ? std::optional<std::string>(to_string(*f.state)) : std::nullopt,
-                 f.limit}));
+  std::optional<std::string> ids;
+  if (f.schema_ids) {
+    std::vector<std::optional<std::string>> items;
+    for (int64_t id : *f.schema_ids) items.push_back(std::to_string(id));
+    ids = pg::array_literal(items);
+  }
+  if (f.after_id) check_run_id(*f.after_id);
+  return read_runs(conn.exec(
+      run_columns(false) +
+          "WHERE ($1::text IS NULL OR s.name = $1) AND ($2::text IS NULL OR r.state = $2) AND "
+          "($4::bigint[] IS NULL OR r.schema_id = ANY($4::bigint[])) AND "
+          "($5::uuid IS NULL OR (r.created_at, r.id) < "
+          "  (SELECT a.created_at, a.id FROM taskhost.runs a WHERE a.id = $5::uuid)) "
+          "ORDER BY r.created_at DESC, r.id DESC LIMIT $3",
+      {f.schema, f.state ? std::optional<std::string>(to_string(*f.state)) : std::nullopt, f.limit,
+       ids, f.after_id}));
 }
 
 std::vector<Transition> run_transitions(pg::Connection& conn, const std::string& id) {

@@ -54,6 +54,10 @@ struct RunEvent {
 struct RunFilter {
   std::optional<std::string> schema;  // name
   std::optional<RunState> state;
+  // Only runs of these schema versions (what the asking actor may view).
+  std::optional<std::vector<int64_t>> schema_ids;
+  // Keyset paging: runs listed after this one (newest first).
+  std::optional<std::string> after_id;
   int limit = 50;
 };
 

@@ -11,6 +11,7 @@
 #include <nlohmann/json.hpp>
 #include <sstream>
 
+#include "common/sha256.hpp"
 #include "support/http_receiver.hpp"
 #include "support/test_database.hpp"
 
@@ -250,6 +251,84 @@ TEST_F(Cli, SchemaInstallMakesTheDatabaseRolesFirst) {
   EXPECT_NE(r.err.find(":4:24: databases.warehouse.statement_timeout: expected a duration"),
             std::string::npos)
       << r.err;
+}
+
+// The plugin's own tables come with it: its data migrations run at install,
+// before its roles are made, once.
+TEST_F(Cli, SchemaInstallAppliesThePluginsDataMigrations) {
+  const fs::path plugins = tmp / "plugins";
+  fs::create_directories(plugins);
+  fs::copy_file(fs::path(FIXTURE_PLUGIN_DIR) / "db_probe.so", plugins / "db_probe.so");
+  const std::string sql = "CREATE TABLE cli_ledger (id int PRIMARY KEY, cents bigint);\n";
+  std::ofstream(plugins / "ledger.sql") << sql;
+  auto schema = write("ledger.yaml",
+                      "name: ledger\nversion: 1.0.0\nplugin: { path: db_probe.so, sha256: any }\n"
+                      "capabilities:\n  db:\n    connection: default\n"
+                      "    tables: { cli_ledger: write }\n"
+                      "    migrations: [ { path: ledger.sql, sha256: " +
+                          sha256_hex(sql) + " } ]\n");
+  auto r = run({"--dev", "schema", "install", schema.string()}, plugins.string());
+  EXPECT_EQ(r.exit_code, 0) << r.err;
+  EXPECT_EQ(r.out, "ledger@1.0.0: applied data migration ledger.sql\nledger@1.0.0: installed\n");
+  EXPECT_TRUE(db.connect()
+                  .exec("SELECT has_table_privilege('taskhost:ledger@1.0.0', 'public.cli_ledger', "
+                        "'INSERT')")
+                  .boolean(0, 0));
+  r = run({"--dev", "schema", "install", schema.string()}, plugins.string());
+  EXPECT_EQ(r.out, "ledger@1.0.0: unchanged\n");
+
+  std::ofstream(plugins / "ledger.sql") << "DROP TABLE cli_ledger;\n";
+  auto changed =
+      write("ledger2.yaml", slurp(schema).replace(slurp(schema).find("1.0.0"), 5, "1.0.1"));
+  r = run({"--dev", "schema", "install", changed.string()}, plugins.string());
+  EXPECT_EQ(r.exit_code, 5) << "the file is not the reviewed one: " << r.err;
+  EXPECT_NE(r.err.find("ledger@1.0.1: data migration " + (plugins / "ledger.sql").string() +
+                       " has SHA-256 "),
+            std::string::npos)
+      << r.err;
+}
+
+// Roles from the host config's cli section, checked against the schema's
+// permissions (hello: run and control by operator or admin, view by viewer
+// too) and the platform's own operations (admin).
+TEST_F(Cli, TheCliUserHasTheRolesTheHostConfigGives) {
+  ASSERT_EQ(run({"schema", "install", BUNDLED_SCHEMA_DIR "/hello.yaml"}).exit_code, 0);
+  const std::string id = run({"run", "hello"}).out.substr(4, 36);
+  auto viewer = write("viewer.yml", "cli: { roles: { '*': [viewer] } }\n");
+  auto r = run({"--config", viewer.string(), "runs", "show", id});
+  EXPECT_EQ(r.exit_code, 0) << r.err;
+  r = run({"--config", viewer.string(), "runs", "cancel", id});
+  EXPECT_EQ(r.exit_code, 5);
+  EXPECT_NE(
+      r.err.find("may not control runs of hello@1.0.0 (permissions.control: operator, admin)"),
+      std::string::npos)
+      << r.err;
+  r = run({"--config", viewer.string(), "run", "hello"});
+  EXPECT_EQ(r.exit_code, 5);
+  EXPECT_NE(r.err.find("(roles: viewer) may not run runs of hello@1.0.0"), std::string::npos)
+      << r.err;
+  for (const std::vector<std::string>& admin_only :
+       {std::vector<std::string>{"audit", "list"},
+        {"schema", "install", BUNDLED_SCHEMA_DIR "/hello.yaml"},
+        {"webhooks", "list"},
+        {"audit", "verify"}}) {
+    std::vector<std::string> args{"--config", viewer.string()};
+    args.insert(args.end(), admin_only.begin(), admin_only.end());
+    r = run(args);
+    EXPECT_EQ(r.exit_code, 5) << admin_only[0] << " " << admin_only[1];
+    EXPECT_NE(r.err.find("is for the admin role"), std::string::npos) << r.err;
+  }
+  auto nobody = write("nobody.yml", "cli: { roles: { someone-else: [admin] } }\n");
+  r = run({"--config", nobody.string(), "runs", "show", id});
+  EXPECT_EQ(r.exit_code, 3) << "a run it may not view is one it cannot see: " << r.err;
+  EXPECT_EQ(run({"--config", nobody.string(), "runs", "list", "--json"}).out, "[]\n");
+  auto operator_ = write("operator.yml", "cli: { roles: { '*': [operator] } }\n");
+  r = run({"--config", operator_.string(), "runs", "cancel", id});
+  EXPECT_EQ(r.exit_code, 0) << r.err;
+  auto bad = write("bad.yml", "cli: { roles: { '*': operator } }\n");
+  r = run({"--config", bad.string(), "runs", "list"});
+  EXPECT_EQ(r.exit_code, 2);
+  EXPECT_NE(r.err.find(":1:22: cli.roles.*: expected a list of roles"), std::string::npos) << r.err;
 }
 
 TEST_F(Cli, JsonLogsAreOneObjectPerLine) {

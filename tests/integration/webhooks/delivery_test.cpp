@@ -388,9 +388,8 @@ TEST_F(Webhooks, TheHostsDefaultUrlHearsSchemasWithoutHooks) {
   submit(plain);
   EXPECT_TRUE(all().empty()) << "no default URL on this connection";
 
-  pg::set_session_setting("taskhost.webhook_default_url", receiver.url());
-  pg::Connection with_default = db.connect();
-  pg::set_session_setting("taskhost.webhook_default_url", "");
+  pg::Connection with_default(
+      pg::with_settings(db.conninfo(), {{"taskhost.webhook_default_url", receiver.url()}}));
   std::string id = submit_run(with_default, plain, {{"mode", "all"}}, "cli:test").run_id;
   submit_run(with_default, hooked, {{"mode", "all"}}, "cli:test");
   auto rows = all();

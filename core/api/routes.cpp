@@ -1,0 +1,471 @@
+#include "api/routes.hpp"
+
+#include <spdlog/spdlog.h>
+
+#include <boost/beast/core/string.hpp>
+
+#include "app/api_keys.hpp"
+#include "app/views.hpp"
+#include "common/error.hpp"
+#include "common/json_input.hpp"
+#include "common/text.hpp"
+#include "store/migrate.hpp"
+
+namespace taskhost::api {
+namespace {
+
+using Json = nlohmann::json;
+
+// Failed authentications a client may make per minute before 429.
+constexpr int max_failures_per_minute = 20;
+
+Response json_response(http::status status, const Json& body) {
+  Response r{status, 11};
+  r.set(http::field::content_type, "application/json");
+  r.body() = body.dump();
+  return r;
+}
+
+Response problem(http::status status, const std::string& detail) {
+  Response r{status, 11};
+  r.set(http::field::content_type, "application/problem+json");
+  r.body() = Json{
+      {"type", "about:blank"},
+      {"title", std::string(http::obsolete_reason(status))},
+      {"status", static_cast<int>(status)},
+      {"detail",
+       detail}}.dump();
+  return r;
+}
+
+http::status status_of(ErrorKind k) {
+  switch (k) {
+    case ErrorKind::invalid:
+      return http::status::unprocessable_entity;
+    case ErrorKind::not_found:
+      return http::status::not_found;
+    case ErrorKind::conflict:
+      return http::status::conflict;
+    case ErrorKind::refused:
+      return http::status::forbidden;
+    case ErrorKind::environment:
+      return http::status::service_unavailable;
+  }
+  return http::status::internal_server_error;
+}
+
+std::string percent_decode(std::string_view s) {
+  std::string out;
+  for (size_t i = 0; i < s.size(); ++i) {
+    if (s[i] == '%' && i + 2 < s.size() && std::isxdigit(static_cast<unsigned char>(s[i + 1])) &&
+        std::isxdigit(static_cast<unsigned char>(s[i + 2]))) {
+      out += static_cast<char>(std::stoi(std::string(s.substr(i + 1, 2)), nullptr, 16));
+      i += 2;
+    } else {
+      out += s[i] == '+' ? ' ' : s[i];
+    }
+  }
+  return out;
+}
+
+std::map<std::string, std::string> parse_query(std::string_view q) {
+  std::map<std::string, std::string> out;
+  while (!q.empty()) {
+    auto amp = q.find('&');
+    auto pair = q.substr(0, amp);
+    auto eq = pair.find('=');
+    out[percent_decode(pair.substr(0, eq))] =
+        eq == std::string_view::npos ? "" : percent_decode(pair.substr(eq + 1));
+    q = amp == std::string_view::npos ? std::string_view() : q.substr(amp + 1);
+  }
+  return out;
+}
+
+// Matches "/v1/runs/{id}" against a path, filling the named segments.
+bool match(const std::string& pattern, std::string_view path,
+           std::map<std::string, std::string>& params) {
+  size_t p = 0, q = 0;
+  while (p < pattern.size() && q <= path.size()) {
+    if (pattern[p] == '{') {
+      const size_t close = pattern.find('}', p);
+      const size_t end = std::min(path.find('/', q), path.size());
+      if (end == q) return false;
+      params[pattern.substr(p + 1, close - p - 1)] = percent_decode(path.substr(q, end - q));
+      p = close + 1;
+      q = end;
+    } else {
+      if (q >= path.size() || pattern[p] != path[q]) return false;
+      ++p;
+      ++q;
+    }
+  }
+  return p == pattern.size() && q == path.size();
+}
+
+std::optional<std::string> opt(const Call& c, const char* name) {
+  auto it = c.query.find(name);
+  return it == c.query.end() ? std::nullopt : std::optional<std::string>(it->second);
+}
+
+int int_param(const Call& c, const char* name, int fallback, int max) {
+  auto v = opt(c, name);
+  if (!v) return fallback;
+  if (v->empty() || v->size() > 9 || v->find_first_not_of("0123456789") != std::string::npos ||
+      std::stoi(*v) < 1 || std::stoi(*v) > max)
+    throw Error(ErrorKind::invalid,
+                std::string(name) + ": expected a number from 1 to " + std::to_string(max));
+  return std::stoi(*v);
+}
+
+Json body_object(const Call& c) {
+  if (c.request.body().empty()) return Json::object();
+  Json j = parse_json_input(c.request.body(), "request body");
+  if (!j.is_object()) throw Error(ErrorKind::invalid, "request body: expected a JSON object");
+  return j;
+}
+
+std::string string_field(const Json& body, const char* name, bool required) {
+  auto it = body.find(name);
+  if (it == body.end() || it->is_null()) {
+    if (required) throw Error(ErrorKind::invalid, std::string(name) + ": required");
+    return "";
+  }
+  if (!it->is_string()) throw Error(ErrorKind::invalid, std::string(name) + ": expected a string");
+  return it->get<std::string>();
+}
+
+// ---- handlers --------------------------------------------------------------
+
+Response list_schemas(Call& c) {
+  Json out = Json::array();
+  for (const auto& s : c.app.schemas(opt(c, "all") == "true")) out.push_back(app::schema_json(s));
+  return json_response(http::status::ok, {{"schemas", out}});
+}
+
+Response show_schema(Call& c) {
+  return json_response(http::status::ok, app::schema_json(c.app.schema(c.path["ref"])));
+}
+
+Response install_schema(Call& c) {
+  Json body = body_object(c);
+  auto report = c.app.install_text(string_field(body, "file", false).empty()
+                                       ? "request body"
+                                       : string_field(body, "file", false),
+                                   string_field(body, "yaml", true), body.value("dry_run", false));
+  const auto& i = report;
+  Json j = {{"schema", i.schema},
+            {"outcome", i.outcome},
+            {"digest", i.digest},
+            {"migrations", i.migrations}};
+  if (i.outcome == "conflict")
+    return problem(http::status::conflict,
+                   i.schema + " is already installed from a different file");
+  return json_response(i.outcome == "installed" || i.outcome == "restored" ? http::status::created
+                                                                           : http::status::ok,
+                       j);
+}
+
+Response submit(Call& c) {
+  Json body = body_object(c);
+  auto schema = c.app.runnable(string_field(body, "schema", true));
+  Json params = body.contains("params") ? body["params"] : Json::object();
+  if (!params.is_object()) throw Error(ErrorKind::invalid, "params: expected a JSON object");
+  std::optional<std::string> key;
+  if (auto h = c.request.find("Idempotency-Key"); h != c.request.end())
+    key = std::string(h->value());
+  auto submitted = c.app.submit(schema, params, key);
+  return json_response(submitted.created ? http::status::created : http::status::ok,
+                       app::run_json(c.app.run(submitted.run_id)));
+}
+
+Response list_runs(Call& c) {
+  RunFilter f;
+  f.schema = opt(c, "schema");
+  if (auto s = opt(c, "state")) f.state = run_state_from(*s);
+  f.limit = int_param(c, "limit", 50, 500);
+  if (auto after = opt(c, "after")) {
+    if (after->size() != 36) throw Error(ErrorKind::invalid, "after: expected a run id");
+    f.after_id = *after;
+  }
+  auto runs = c.app.runs(f);
+  Json out = Json::array();
+  for (const auto& r : runs) out.push_back(app::run_json(r, true));
+  Json next = runs.size() == static_cast<size_t>(f.limit) ? Json(runs.back().id) : Json();
+  return json_response(http::status::ok, {{"runs", out}, {"next", next}});
+}
+
+Response show_run(Call& c) {
+  Run r = c.app.run(c.path["id"]);
+  return json_response(http::status::ok,
+                       app::run_detail_json(r, c.app.transitions(r), c.app.events(r, 100)));
+}
+
+Response control(Call& c, app::RunControl op) {
+  Json body = body_object(c);
+  std::string reason = string_field(body, "reason", false);
+  if (reason.empty()) reason = "operator request";
+  RunState now = c.app.control(op, c.path["id"], reason);
+  return json_response(http::status::ok,
+                       {{"id", c.app.run(c.path["id"]).id}, {"state", to_string(now)}});
+}
+
+Response run_events(Call& c) {
+  Run r = c.app.run(c.path["id"]);
+  Json out = Json::array();
+  for (const auto& e : c.app.events(r, int_param(c, "limit", 1000, 10000)))
+    out.push_back({{"attempt", e.attempt}, {"name", e.name}, {"payload", e.payload}, {"at", e.at}});
+  return json_response(http::status::ok, {{"events", out}});
+}
+
+Response run_output(Call& c) {
+  Run r = c.app.run(c.path["id"]);
+  Json files = Json::array();
+  for (const auto& f : c.app.files(r)) files.push_back(app::run_file_json(f));
+  return json_response(
+      http::status::ok,
+      {{"id", r.id}, {"state", to_string(r.state)}, {"output", r.output}, {"files", files}});
+}
+
+Response run_file(Call& c) {
+  Run r = c.app.run(c.path["id"]);
+  const std::string name = c.path["name"];
+  std::string type = "application/octet-stream";
+  for (const auto& f : c.app.files(r))
+    if (f.name == name) type = f.content_type;
+  Response res{http::status::ok, 11};
+  res.body() = c.app.file_content(r, name);
+  res.set(http::field::content_type, type);
+  // A download, never rendered in the portal's origin.
+  std::string safe;
+  for (char ch : name)
+    safe += std::isalnum(static_cast<unsigned char>(ch)) || ch == '.' || ch == '-' || ch == '_'
+                ? ch
+                : '_';
+  res.set(http::field::content_disposition, "attachment; filename=\"" + safe + "\"");
+  return res;
+}
+
+app::AuditQuery audit_query(const Call& c) {
+  app::AuditQuery q;
+  q.run = opt(c, "run");
+  q.actor = opt(c, "actor");
+  q.action = opt(c, "action");
+  q.since = opt(c, "since");
+  q.until = opt(c, "until");
+  if (auto a = opt(c, "after")) {
+    if (a->empty() || a->size() > 18 || a->find_first_not_of("0123456789") != std::string::npos)
+      throw Error(ErrorKind::invalid, "after: expected an entry's seq");
+    q.after_seq = std::stoll(*a);
+  }
+  return q;
+}
+
+Response list_audit(Call& c) {
+  auto q = audit_query(c);
+  q.limit = int_param(c, "limit", 100, 1000);
+  auto entries = c.app.audit(q);
+  Json out = Json::array();
+  for (const auto& e : entries) out.push_back(audit_json(e));
+  Json next = entries.size() == static_cast<size_t>(*q.limit) ? Json(entries.back().seq) : Json();
+  return json_response(http::status::ok, {{"entries", out}, {"next", next}});
+}
+
+Response export_audit(Call& c) {
+  Response r{http::status::ok, 11};
+  r.set(http::field::content_type, "application/x-ndjson");
+  c.app.each_audit(audit_query(c),
+                   [&](const AuditEntry& e) { r.body() += audit_json(e).dump() + "\n"; });
+  return r;
+}
+
+Response verify_audit(Call& c) {
+  auto v = c.app.verify_audit();
+  return json_response(http::status::ok,
+                       {{"intact", v.ok()},
+                        {"entries", v.entries},
+                        {"broken_seq", v.broken_seq ? Json(*v.broken_seq) : Json()},
+                        {"why", v.ok() ? Json() : Json(v.why)}});
+}
+
+Response list_deliveries(Call& c) {
+  DeliveryFilter f;
+  f.dead_only = opt(c, "failed") == "true";
+  f.run_id = opt(c, "run");
+  f.limit = int_param(c, "limit", 100, 1000);
+  Json out = Json::array();
+  for (const auto& d : c.app.deliveries(f)) out.push_back(app::delivery_json(d));
+  return json_response(http::status::ok, {{"deliveries", out}});
+}
+
+Response redeliver(Call& c) {
+  const auto& id = c.path["id"];
+  if (id.empty() || id.size() > 18 || id.find_first_not_of("0123456789") != std::string::npos)
+    throw Error(ErrorKind::invalid, "delivery id: expected a number");
+  c.app.redeliver(std::stoll(id));
+  return json_response(http::status::ok, {{"id", std::stoll(id)}, {"state", "pending"}});
+}
+
+Json api_key_json(const app::ApiKey& k) {
+  auto o = [](const std::optional<std::string>& v) { return v ? Json(*v) : Json(); };
+  return {{"id", k.id},
+          {"actor", k.actor},
+          {"roles", k.roles},
+          {"created_at", k.created_at},
+          {"created_by", k.created_by},
+          {"expires_at", o(k.expires_at)},
+          {"last_used_at", o(k.last_used_at)},
+          {"revoked_at", o(k.revoked_at)}};
+}
+
+Response create_key(Call& c) {
+  Json body = body_object(c);
+  std::vector<std::string> roles;
+  if (auto it = body.find("roles"); it != body.end() && it->is_array())
+    for (const auto& r : *it)
+      if (r.is_string()) roles.push_back(r.get<std::string>());
+  std::optional<std::chrono::seconds> expires;
+  if (auto it = body.find("expires_in_seconds"); it != body.end() && !it->is_null()) {
+    if (!it->is_number_integer() || it->get<int64_t>() < 60)
+      throw Error(ErrorKind::invalid,
+                  "expires_in_seconds: expected a number of seconds, at least 60");
+    expires = std::chrono::seconds(it->get<int64_t>());
+  }
+  auto made = app::create_api_key(c.db, c.host.api_pepper(), c.app.actor(),
+                                  string_field(body, "actor", true), roles, expires);
+  Json j = api_key_json(made.key);
+  j["token"] = made.token;
+  return json_response(http::status::created, j);
+}
+
+Response list_keys(Call& c) {
+  Json out = Json::array();
+  for (const auto& k : app::list_api_keys(c.db, c.app.actor())) out.push_back(api_key_json(k));
+  return json_response(http::status::ok, {{"keys", out}});
+}
+
+Response revoke_key(Call& c) {
+  app::revoke_api_key(c.db, c.app.actor(), c.path["id"]);
+  return json_response(http::status::ok, {{"id", c.path["id"]}, {"revoked", true}});
+}
+
+}  // namespace
+
+const std::vector<Route>& routes() {
+  using V = http::verb;
+  auto ctl = [](app::RunControl op) { return [op](Call& c) { return control(c, op); }; };
+  static const std::vector<Route> table = {
+      {V::get, "/v1/schemas", list_schemas},
+      {V::post, "/v1/schemas", install_schema},
+      {V::get, "/v1/schemas/{ref}", show_schema},
+      {V::get, "/v1/runs", list_runs},
+      {V::post, "/v1/runs", submit},
+      {V::get, "/v1/runs/{id}", show_run},
+      {V::post, "/v1/runs/{id}/cancel", ctl(app::RunControl::cancel)},
+      {V::post, "/v1/runs/{id}/pause", ctl(app::RunControl::pause)},
+      {V::post, "/v1/runs/{id}/resume", ctl(app::RunControl::resume)},
+      {V::post, "/v1/runs/{id}/retry", ctl(app::RunControl::retry)},
+      {V::get, "/v1/runs/{id}/events", run_events},
+      {V::get, "/v1/runs/{id}/output", run_output},
+      {V::get, "/v1/runs/{id}/files/{name}", run_file},
+      {V::get, "/v1/audit", list_audit},
+      {V::get, "/v1/audit/export", export_audit},
+      {V::get, "/v1/audit/verify", verify_audit},
+      {V::get, "/v1/webhooks/deliveries", list_deliveries},
+      {V::post, "/v1/webhooks/deliveries/{id}/redeliver", redeliver},
+      {V::get, "/v1/api-keys", list_keys},
+      {V::post, "/v1/api-keys", create_key},
+      {V::delete_, "/v1/api-keys/{id}", revoke_key},
+  };
+  return table;
+}
+
+Router::Router(app::Host& host) : host_(host), pepper_(host.api_pepper()) {}
+
+bool Router::throttled(const std::string& client) {
+  std::lock_guard lock(mutex_);
+  auto it = failures_.find(client);
+  if (it == failures_.end()) return false;
+  if (std::chrono::steady_clock::now() - it->second.since > std::chrono::minutes(1)) {
+    failures_.erase(it);
+    return false;
+  }
+  return it->second.count >= max_failures_per_minute;
+}
+
+void Router::failed(const std::string& client) {
+  std::lock_guard lock(mutex_);
+  auto& f = failures_[client];
+  if (f.count == 0) f.since = std::chrono::steady_clock::now();
+  ++f.count;
+  if (failures_.size() > 10000) failures_.clear();  // bounded, whatever the clients
+}
+
+Response Router::handle(const Request& request, pg::Connection& db, const std::string& client) {
+  const std::string_view target(request.target().data(), request.target().size());
+  const auto qmark = target.find('?');
+  const std::string_view path = target.substr(0, qmark);
+  try {
+    if (path == "/healthz" && request.method() == http::verb::get)
+      return json_response(http::status::ok, {{"status", "ok"}});
+    if (path == "/readyz" && request.method() == http::verb::get) {
+      require_migrated(db, bundled_migrations());
+      return json_response(http::status::ok, {{"status", "ready"}});
+    }
+    std::map<std::string, std::string> params;
+    const Route* route = nullptr;
+    bool path_known = false;
+    for (const auto& r : routes()) {
+      std::map<std::string, std::string> p;
+      if (!match(r.path, path, p)) continue;
+      path_known = true;
+      if (r.method == request.method()) {
+        route = &r;
+        params = std::move(p);
+        break;
+      }
+    }
+    if (!route)
+      return path_known ? problem(http::status::method_not_allowed,
+                                  std::string(request.method_string()) + " is not allowed here")
+                        : problem(http::status::not_found, "no such resource");
+
+    if (throttled(client)) {
+      Response r = problem(http::status::too_many_requests,
+                           "too many failed authentications from this address; wait a minute");
+      r.set(http::field::retry_after, "60");
+      return r;
+    }
+    std::string token;
+    if (auto h = request.find(http::field::authorization); h != request.end()) {
+      const std::string_view v(h->value().data(), h->value().size());
+      if (v.rfind("Bearer ", 0) == 0) token = std::string(v.substr(7));
+    }
+    auto actor = token.empty() ? std::nullopt : app::authenticate_api_key(db, pepper_, token);
+    if (!actor) {
+      failed(client);
+      spdlog::warn("api: {} {} from {}: {}", std::string(request.method_string()),
+                   printable(std::string(path)), client,
+                   token.empty() ? "no API key" : "API key " + app::api_key_id(token) + " refused");
+      Response r = problem(http::status::unauthorized,
+                           "an API key is required: Authorization: Bearer th_...");
+      r.set(http::field::www_authenticate, "Bearer");
+      return r;
+    }
+    app::App a(host_, db, *actor);
+    Call call{request,
+              std::move(params),
+              parse_query(qmark == std::string_view::npos ? "" : target.substr(qmark + 1)),
+              a,
+              host_,
+              db};
+    return route->handle(call);
+  } catch (const Error& e) {
+    return problem(status_of(e.kind()), e.what());
+  } catch (const std::exception& e) {
+    spdlog::error("api: {} {}: {}", std::string(request.method_string()),
+                  printable(std::string(path)), e.what());
+    return problem(http::status::internal_server_error, "unexpected error (see the server's log)");
+  }
+}
+
+}  // namespace taskhost::api

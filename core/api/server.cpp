@@ -1,0 +1,245 @@
+#include "api/server.hpp"
+
+#include <spdlog/spdlog.h>
+#include <sys/stat.h>
+
+#include <boost/asio.hpp>
+#include <boost/beast/core.hpp>
+#include <boost/beast/http.hpp>
+#include <condition_variable>
+#include <filesystem>
+#include <mutex>
+#include <optional>
+#include <thread>
+#include <vector>
+
+#include "api/routes.hpp"
+#include "common/error.hpp"
+
+namespace taskhost::api {
+
+namespace net = boost::asio;
+namespace beast = boost::beast;
+using tcp = net::ip::tcp;
+using local = net::local::stream_protocol;
+
+namespace {
+
+// The handlers' database connections: one per handler thread at most, made
+// on first need and replaced when one breaks.
+class ConnectionPool {
+ public:
+  explicit ConnectionPool(std::string conninfo) : conninfo_(std::move(conninfo)) {}
+
+  std::unique_ptr<pg::Connection> take() {
+    std::lock_guard lock(mutex_);
+    if (free_.empty()) return std::make_unique<pg::Connection>(conninfo_);
+    auto c = std::move(free_.back());
+    free_.pop_back();
+    return c;
+  }
+  void give_back(std::unique_ptr<pg::Connection> c) {
+    if (!c->ok()) return;  // a broken one is dropped
+    std::lock_guard lock(mutex_);
+    free_.push_back(std::move(c));
+  }
+
+ private:
+  std::string conninfo_;
+  std::mutex mutex_;
+  std::vector<std::unique_ptr<pg::Connection>> free_;
+};
+
+struct Shared {
+  ServeOptions options;
+  Router router;
+  ConnectionPool pool;
+  net::thread_pool handlers;
+
+  Response handle(const Request& request, const std::string& client) {
+    std::unique_ptr<pg::Connection> db;
+    try {
+      db = pool.take();
+    } catch (const Error& e) {
+      spdlog::error("api: {}", e.what());
+      Response r{http::status::service_unavailable, request.version()};
+      r.set(http::field::content_type, "application/problem+json");
+      r.body() = R"({"type":"about:blank","title":"Service Unavailable","status":503,)"
+                 R"("detail":"the database is unreachable"})";
+      return r;
+    }
+    Response r = router.handle(request, *db, client);
+    pool.give_back(std::move(db));
+    return r;
+  }
+};
+
+template <typename Stream>
+class Session : public std::enable_shared_from_this<Session<Stream>> {
+ public:
+  Session(typename Stream::socket_type socket, Shared& shared, std::string client)
+      : stream_(std::move(socket)), shared_(shared), client_(std::move(client)) {}
+
+  void start() { read(); }
+
+ private:
+  void read() {
+    parser_.emplace();
+    parser_->header_limit(static_cast<uint32_t>(shared_.options.header_limit));
+    parser_->body_limit(shared_.options.body_limit);
+    stream_.expires_after(shared_.options.read_timeout);
+    http::async_read(
+        stream_, buffer_, *parser_,
+        [self = this->shared_from_this()](beast::error_code ec, size_t) { self->on_read(ec); });
+  }
+
+  void on_read(beast::error_code ec) {
+    if (ec == http::error::end_of_stream || ec == beast::error::timeout ||
+        ec == net::error::operation_aborted || ec == net::error::connection_reset)
+      return close();
+    if (ec == http::error::body_limit || ec == http::error::header_limit) {
+      return reply(too_large(ec == http::error::body_limit), false);
+    }
+    if (ec) return reply(bad_request(ec.message()), false);
+    stream_.expires_never();  // the handler may take its time; the write sets its own
+    auto request = std::make_shared<Request>(parser_->release());
+    // Off the I/O thread: a handler blocks on the database.
+    net::post(shared_.handlers, [self = this->shared_from_this(), request] {
+      auto response = std::make_shared<Response>(self->shared_.handle(*request, self->client_));
+      response->version(request->version());
+      response->keep_alive(request->keep_alive());
+      net::post(self->stream_.get_executor(),
+                [self, response] { self->reply(std::move(*response), response->keep_alive()); });
+    });
+  }
+
+  void reply(Response response, bool keep_alive) {
+    response.keep_alive(keep_alive);
+    response.set(http::field::server, "taskhost");
+    response.set("X-Content-Type-Options", "nosniff");
+    response.set(http::field::cache_control, "no-store");
+    response.prepare_payload();
+    auto held = std::make_shared<Response>(std::move(response));
+    stream_.expires_after(shared_.options.read_timeout);
+    http::async_write(stream_, *held,
+                      [self = this->shared_from_this(), held](beast::error_code ec, size_t) {
+                        if (ec || !held->keep_alive()) return self->close();
+                        self->read();
+                      });
+  }
+
+  Response too_large(bool body) {
+    Response r{
+        body ? http::status::payload_too_large : http::status::request_header_fields_too_large, 11};
+    r.set(http::field::content_type, "application/problem+json");
+    r.body() =
+        nlohmann::json{
+            {"type", "about:blank"},
+            {"status", static_cast<int>(r.result())},
+            {"title", std::string(r.reason())},
+            {"detail",
+             std::string(body ? "the body is over " : "the headers are over ") +
+                 std::to_string(body ? shared_.options.body_limit : shared_.options.header_limit) +
+                 " bytes"}}
+            .dump();
+    return r;
+  }
+
+  Response bad_request(const std::string& why) {
+    Response r{http::status::bad_request, 11};
+    r.set(http::field::content_type, "application/problem+json");
+    r.body() = nlohmann::json{{"type", "about:blank"},
+                              {"status", 400},
+                              {"title", "Bad Request"},
+                              {"detail", "malformed HTTP request: " + why}}
+                   .dump();
+    return r;
+  }
+
+  void close() {
+    beast::error_code ignored;
+    stream_.socket().shutdown(net::socket_base::shutdown_both, ignored);
+    stream_.socket().close(ignored);
+  }
+
+  Stream stream_;
+  beast::flat_buffer buffer_;
+  std::optional<http::request_parser<http::string_body>> parser_;
+  Shared& shared_;
+  std::string client_;
+};
+
+}  // namespace
+
+struct Server::Impl {
+  Impl(app::Host& host, ServeOptions options)
+      : shared{options, Router(host), ConnectionPool(host.conninfo()),
+               net::thread_pool(static_cast<size_t>(std::max(1, options.threads)))} {}
+
+  template <typename Acceptor, typename Stream>
+  void accept(Acceptor& acceptor) {
+    acceptor.async_accept(
+        [this, &acceptor](beast::error_code ec, typename Acceptor::protocol_type::socket socket) {
+          if (ec == net::error::operation_aborted) return;
+          if (!ec) {
+            std::string client = "unix";
+            if constexpr (std::is_same_v<typename Acceptor::protocol_type, tcp>) {
+              beast::error_code ignored;
+              client = socket.remote_endpoint(ignored).address().to_string();
+            }
+            std::make_shared<Session<Stream>>(std::move(socket), shared, client)->start();
+          }
+          accept<Acceptor, Stream>(acceptor);
+        });
+  }
+
+  Shared shared;
+  net::io_context io{1};
+  std::optional<tcp::acceptor> tcp_acceptor;
+  std::optional<local::acceptor> unix_acceptor;
+};
+
+Server::Server(app::Host& host, ServeOptions options)
+    : impl_(std::make_unique<Impl>(host, std::move(options))) {}
+
+Server::~Server() {
+  stop();
+  impl_->shared.handlers.join();
+}
+
+std::string Server::bind() {
+  const auto& o = impl_->shared.options;
+  try {
+    if (!o.unix_socket.empty()) {
+      std::filesystem::remove(o.unix_socket);
+      impl_->unix_acceptor.emplace(impl_->io, local::endpoint(o.unix_socket));
+      ::chmod(o.unix_socket.c_str(), 0660);
+      impl_->accept<local::acceptor, beast::basic_stream<local>>(*impl_->unix_acceptor);
+      return o.unix_socket;
+    }
+    const auto colon = o.listen.rfind(':');
+    if (colon == std::string::npos)
+      throw Error(ErrorKind::invalid, "--listen: expected host:port, got '" + o.listen + "'");
+    std::string host = o.listen.substr(0, colon);
+    if (host.size() > 2 && host.front() == '[') host = host.substr(1, host.size() - 2);
+    tcp::resolver resolver(impl_->io);
+    const auto endpoints = resolver.resolve(
+        host, o.listen.substr(colon + 1), tcp::resolver::passive | tcp::resolver::numeric_service);
+    impl_->tcp_acceptor.emplace(impl_->io, endpoints.begin()->endpoint());
+    impl_->accept<tcp::acceptor, beast::tcp_stream>(*impl_->tcp_acceptor);
+    const auto ep = impl_->tcp_acceptor->local_endpoint();
+    const std::string addr = ep.address().to_string();
+    return "http://" + (ep.address().is_v6() ? "[" + addr + "]" : addr) + ":" +
+           std::to_string(ep.port());
+  } catch (const boost::system::system_error& e) {
+    throw Error(ErrorKind::environment, "cannot listen on " +
+                                            (o.unix_socket.empty() ? o.listen : o.unix_socket) +
+                                            ": " + e.code().message());
+  }
+}
+
+void Server::run() { impl_->io.run(); }
+
+void Server::stop() { impl_->io.stop(); }
+
+}  // namespace taskhost::api

@@ -1,0 +1,43 @@
+#pragma once
+
+#include <atomic>
+#include <chrono>
+#include <cstdint>
+#include <functional>
+#include <memory>
+#include <string>
+
+#include "app/host.hpp"
+
+namespace taskhost::api {
+
+struct ServeOptions {
+  std::string listen;       // host:port; port 0 picks a free one
+  std::string unix_socket;  // instead of listen: a socket file (mode 0660)
+  // Handler threads, each with its own database connection: a request holds
+  // one only while its handler runs, so idle keep-alive clients hold none.
+  int threads = 4;
+  size_t header_limit = 16 * 1024;
+  size_t body_limit = 1 << 20;
+  std::chrono::seconds read_timeout{30};  // per request, and idle keep-alive
+};
+
+// `taskhost serve`: HTTP/1.1 with keep-alive over Boost.Beast, asynchronous
+// (one I/O thread), handlers posted to a bounded pool (routes.hpp).
+class Server {
+ public:
+  Server(app::Host& host, ServeOptions options);
+  ~Server();
+  // Binds; returns what it listens on ("http://127.0.0.1:8080" or the
+  // socket path). Throws Error(environment) when it cannot.
+  std::string bind();
+  // Serves until stop(); safe to call stop() from another thread.
+  void run();
+  void stop();
+
+ private:
+  struct Impl;
+  std::unique_ptr<Impl> impl_;
+};
+
+}  // namespace taskhost::api

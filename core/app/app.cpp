@@ -1,0 +1,249 @@
+#include "app/app.hpp"
+
+#include <map>
+
+#include "common/error.hpp"
+#include "plugin/loader.hpp"
+#include "services/database.hpp"
+#include "store/queue.hpp"
+#include "webhooks/secrets.hpp"
+
+namespace taskhost::app {
+
+RunControl run_control_from(const std::string& name) {
+  if (name == "cancel") return RunControl::cancel;
+  if (name == "pause") return RunControl::pause;
+  if (name == "resume") return RunControl::resume;
+  if (name == "retry") return RunControl::retry;
+  throw Error(ErrorKind::invalid,
+              "'" + name + "' is not an action on a run (cancel, pause, resume, retry)");
+}
+
+// ---- schemas ---------------------------------------------------------------
+
+std::vector<Installed> App::install(const std::vector<std::string>& files, bool dry_run) {
+  require_admin(actor_, "installing schemas");
+  std::vector<Diagnostic> errors;
+  std::vector<TaskSchema> parsed;
+  for (const auto& file : files)
+    if (auto schema = load_schema_file(file, &errors)) parsed.push_back(std::move(*schema));
+  if (!errors.empty()) throw Error(ErrorKind::invalid, format_diagnostics(errors));
+  std::vector<Installed> report;
+  for (const auto& schema : parsed) report.push_back(install(schema, dry_run));
+  return report;
+}
+
+Installed App::install_text(const std::string& file, const std::string& yaml, bool dry_run) {
+  require_admin(actor_, "installing schemas");
+  std::vector<Diagnostic> errors;
+  auto schema = parse_schema(yaml, file, &errors);
+  if (!schema) throw Error(ErrorKind::invalid, format_diagnostics(errors));
+  return install(*schema, dry_run);
+}
+
+Installed App::install(const TaskSchema& schema, bool dry_run) {
+  // Present and the pinned build, without running any of its code (its ABI
+  // is checked when a run loads it).
+  check_plugin_file(host_.plugin_dir() / schema.plugin_path, &schema.plugin_sha256,
+                    host_.options().dev);
+  auto planned = [&]() -> std::string {
+    try {
+      auto existing = find_schema(db_, {schema.name, schema.version.str()}, true);
+      return existing.schema.digest != schema.digest ? "conflict"
+             : existing.removed_at                   ? "would restore"
+                                                     : "unchanged";
+    } catch (const Error& e) {
+      if (e.kind() != ErrorKind::not_found) throw;
+      return "would install";
+    }
+  };
+  Installed i{schema.ref(), planned(), schema.digest, {}};
+  if (dry_run || i.outcome == "conflict") return i;
+  // Its tables, then its roles, so a schema naming a missing table is not
+  // recorded; never for a conflicting file, whose grant is not the installed
+  // version's.
+  if (schema.capabilities.db) {
+    const auto target =
+        database_target(host_.config(), host_.conninfo(), schema.capabilities.db->connection);
+    i.migrations = apply_data_migrations(schema, target, host_.plugin_dir());
+    provision_db_roles(schema, target);
+  }
+  switch (install_schema(db_, schema, actor_.name)) {
+    case InstallOutcome::installed:
+      i.outcome = "installed";
+      break;
+    case InstallOutcome::unchanged:
+      i.outcome = "unchanged";
+      break;
+    case InstallOutcome::restored:
+      i.outcome = "restored";
+      break;
+  }
+  return i;
+}
+
+std::vector<InstalledSchema> App::schemas(bool include_removed) {
+  auto all = list_schemas(db_, include_removed);
+  std::erase_if(all, [&](const auto& s) { return !allowed(actor_, SchemaAction::view, s.schema); });
+  return all;
+}
+
+InstalledSchema App::schema(const std::string& ref) {
+  auto s = find_schema(db_, SchemaRef::parse(ref), true);
+  authorize(actor_, SchemaAction::view, s.schema);
+  return s;
+}
+
+int App::remove_schema(const std::string& ref, bool force) {
+  require_admin(actor_, "removing schemas");
+  return taskhost::remove_schema(db_, SchemaRef::parse(ref), force, actor_.name);
+}
+
+// ---- runs ------------------------------------------------------------------
+
+InstalledSchema App::runnable(const std::string& ref) {
+  auto s = find_schema(db_, SchemaRef::parse(ref));
+  authorize(actor_, SchemaAction::run, s.schema);
+  return s;
+}
+
+Submitted App::submit(const InstalledSchema& schema, const Json& params,
+                      const std::optional<std::string>& idempotency_key) {
+  authorize(actor_, SchemaAction::run, schema.schema);
+  return submit_run(db_, schema, params, actor_.name, idempotency_key);
+}
+
+InlineSubmitted App::submit_inline(const InstalledSchema& schema, const Json& params,
+                                   const std::optional<std::string>& idempotency_key,
+                                   const std::string& owner, std::chrono::milliseconds lease) {
+  authorize(actor_, SchemaAction::run, schema.schema);
+  return taskhost::submit_inline(db_, schema, params, actor_.name, idempotency_key, owner, lease);
+}
+
+InstalledSchema App::schema_of(const Run& run) { return schema_by_id(db_, run.schema_id); }
+
+Run App::run(const std::string& id_or_prefix) {
+  Run r = get_run(db_, id_or_prefix);
+  // Not found rather than refused: whether a run exists is itself a view.
+  if (!allowed(actor_, SchemaAction::view, schema_of(r).schema))
+    throw Error(ErrorKind::not_found, "no run " + id_or_prefix);
+  return r;
+}
+
+std::vector<Run> App::runs(RunFilter filter) {
+  std::vector<int64_t> visible;
+  bool all = true;
+  for (const auto& s : list_schemas(db_, true)) {
+    if (allowed(actor_, SchemaAction::view, s.schema))
+      visible.push_back(s.id);
+    else
+      all = false;
+  }
+  if (!all) filter.schema_ids = visible;
+  return list_runs(db_, filter);
+}
+
+std::vector<Transition> App::transitions(const Run& run) { return run_transitions(db_, run.id); }
+std::vector<RunEvent> App::events(const Run& run, int limit) {
+  return run_events(db_, run.id, limit);
+}
+std::vector<RunFile> App::files(const Run& run) { return run_files(db_, run.id); }
+std::string App::file_content(const Run& run, const std::string& name) {
+  return run_file_content(db_, run.id, name);
+}
+
+RunState App::control(RunControl op, const std::string& id_or_prefix, const std::string& reason) {
+  Run r = run(id_or_prefix);
+  authorize(actor_, SchemaAction::control, schema_of(r).schema);
+  switch (op) {
+    case RunControl::cancel:
+      return cancel_run(db_, r.id, actor_.name, reason);
+    case RunControl::pause:
+      return pause_run(db_, r.id, actor_.name, reason);
+    case RunControl::resume:
+      return resume_run(db_, r.id, actor_.name, reason);
+    case RunControl::retry:
+      return retry_run(db_, r.id, actor_.name, reason);
+  }
+  return r.state;
+}
+
+// ---- audit -----------------------------------------------------------------
+
+AuditFilter App::audit_filter(const AuditQuery& q) {
+  require_admin(actor_, "the audit log");
+  AuditFilter f;
+  if (q.run) f.run_id = get_run(db_, *q.run).id;
+  f.actor = q.actor;
+  f.action = q.action;
+  if (f.action &&
+      (f.action->empty() || f.action->front() == '.' ||
+       f.action->find_first_not_of("abcdefghijklmnopqrstuvwxyz0123456789_.") != std::string::npos))
+    throw Error(ErrorKind::invalid, q.spelled + "action: '" + *f.action +
+                                        "' is not an action like run.failed or a group of "
+                                        "them like service.http");
+  f.since = q.since;
+  f.until = q.until;
+  for (const auto& [name, t] : {std::pair{"since", f.since}, std::pair{"until", f.until}}) {
+    if (!t) continue;
+    try {
+      db_.exec("SELECT $1::timestamptz", {*t});  // PostgreSQL's reading of times
+    } catch (const pg::DbError&) {
+      throw Error(ErrorKind::invalid,
+                  q.spelled + name + ": '" + *t + "' is not a time like 2026-11-22 14:00Z");
+    }
+  }
+  f.limit = q.limit;
+  f.after_seq = q.after_seq;
+  return f;
+}
+
+std::vector<AuditEntry> App::audit(const AuditQuery& q) { return list_audit(db_, audit_filter(q)); }
+
+void App::each_audit(const AuditQuery& q, const std::function<void(const AuditEntry&)>& each) {
+  taskhost::each_audit(db_, audit_filter(q), each);
+}
+
+AuditVerdict App::verify_audit() {
+  require_admin(actor_, "verifying the audit log");
+  return taskhost::verify_audit(db_);
+}
+
+AuditVerdict App::verify_audit_checkpoints(const std::string& public_key,
+                                           const std::string& checkpoints) {
+  require_admin(actor_, "verifying the audit log");
+  return taskhost::verify_audit_checkpoints(db_, public_key, checkpoints);
+}
+
+int64_t App::write_audit_checkpoint(const std::string& key, const std::string& out) {
+  require_admin(actor_, "audit checkpoints");
+  return taskhost::write_audit_checkpoint(db_, key, out);
+}
+
+// ---- webhooks and keys -----------------------------------------------------
+
+std::vector<Delivery> App::deliveries(DeliveryFilter filter) {
+  require_admin(actor_, "webhook deliveries");
+  if (filter.run_id) filter.run_id = get_run(db_, *filter.run_id).id;
+  return list_deliveries(db_, filter);
+}
+
+void App::redeliver(int64_t delivery_id) {
+  require_admin(actor_, "redelivering webhooks");
+  taskhost::redeliver(db_, delivery_id, actor_.name);
+}
+
+std::string App::create_webhook_secret(const std::string& schema, bool rotate) {
+  require_admin(actor_, "webhook secrets");
+  return taskhost::create_webhook_secret(db_, host_.host_keys(), schema, actor_.name, rotate);
+}
+
+App::Rotated App::rotate_host_key() {
+  require_admin(actor_, "rotating the host key");
+  HostKeys keys = HostKeys::for_rotation(host_.config());
+  Rotated r{reseal_webhook_secrets(db_, keys, actor_.name), keys.current_id()};
+  HostKeys::finish_rotation(host_.config());
+  return r;
+}
+
+}  // namespace taskhost::app
