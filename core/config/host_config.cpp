@@ -255,13 +255,18 @@ void read_config(const Reader& r, const YAML::Node& root, HostConfig& config) {
   if (auto v = root["webhooks"]; v && r.mapping(v, "webhooks", {"default_url"}))
     if (auto u = v["default_url"])
       config.webhook_default_url = r.url(u, "webhooks.default_url", "an http(s) URL");
-  if (auto v = root["sandbox"]; v && r.mapping(v, "sandbox", {"allow_in_process"}))
+  if (auto v = root["sandbox"]; v && r.mapping(v, "sandbox", {"allow_in_process", "limits"})) {
     if (auto a = v["allow_in_process"]) {
       const std::string text = r.scalar(a, "sandbox.allow_in_process");
       if (text != "true" && text != "false")
         r.error(a, "sandbox.allow_in_process", "expected true or false");
       config.allow_in_process = text == "true";
     }
+    if (auto l = v["limits"])
+      config.sandbox_limits = read_limits(l, "sandbox.limits",
+                                          [&](const YAML::Node& at, const std::string& f,
+                                              const std::string& m) { r.error(at, f, m); });
+  }
   if (auto v = root["allow_destinations"]) {
     if (!v.IsSequence()) {
       r.error(v, "allow_destinations", "expected a list of CIDR ranges");

@@ -29,6 +29,17 @@ s3:
   EXPECT_EQ(c.s3.at("raw").endpoint, "http://127.0.0.1:4568");
 }
 
+TEST(HostConfig, SandboxLimitsAreTheHostsDefaults) {
+  auto c =
+      parse_host_config("sandbox: { limits: { memory: 512MiB, processes: 16 } }\n", "taskhost.yml");
+  EXPECT_EQ(c.sandbox_limits.memory, 512ull << 20);
+  EXPECT_EQ(c.sandbox_limits.processes, 16u);
+  EXPECT_FALSE(c.sandbox_limits.cpu_time);
+  EXPECT_EQ(problems("sandbox:\n  limits: { tmp: 1G }\n"),
+            "taskhost.yml:2:18: sandbox.limits.tmp: expected a size of at least 1MiB like 512MiB "
+            "or 2GiB, got '1G'");
+}
+
 TEST(HostConfig, DuplicateKeysAreRefused) {
   // yaml-cpp keeps the first: a second allow_destinations opened the SSRF guard silently.
   EXPECT_EQ(problems("allow_destinations: [127.0.0.0/8]\nallow_destinations: [0.0.0.0/0]\n"),
