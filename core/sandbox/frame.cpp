@@ -96,7 +96,10 @@ FrameWriter& FrameWriter::u64(uint64_t v) {
   return *this;
 }
 FrameWriter& FrameWriter::bytes(std::string_view v) {
-  if (v.size() > max_body) throw FrameError("a field of " + std::to_string(v.size()) + " bytes");
+  // Refused before it is copied, in the words of finish().
+  if (v.size() > max_body)
+    throw FrameError("a frame body of " + std::to_string(buf_.size() - header_size + 4 + v.size()) +
+                     " bytes exceeds the " + std::to_string(max_body) + " byte maximum");
   put_le(buf_, v.size(), 4);
   buf_.append(v);
   return *this;

@@ -376,6 +376,8 @@ TEST_F(Walls, EverySetupStepFailsClosed) {
 std::vector<pid_t> descendants() {
   std::map<pid_t, pid_t> parent;
   for (const auto& e : std::filesystem::directory_iterator("/proc")) {
+    const std::string name = e.path().filename();
+    if (name.find_first_not_of("0123456789") != std::string::npos) continue;  // self, net, ...
     std::ifstream stat(e.path() / "stat");
     std::string line;
     if (!std::getline(stat, line)) continue;
@@ -383,7 +385,7 @@ std::vector<pid_t> descendants() {
     std::istringstream rest(line.substr(line.rfind(')') + 2));
     char state;
     pid_t ppid;
-    if (rest >> state >> ppid) parent[std::stoi(e.path().filename())] = ppid;
+    if (rest >> state >> ppid) parent[std::stoi(name)] = ppid;
   }
   std::vector<pid_t> out;
   for (auto [pid, ppid] : parent)
