@@ -233,6 +233,7 @@ class Session {
   HostServices* host_;
   th_host_api api_;
   bool hello_ = false, done_ = false, killed_after_stop_ = false;
+  bool asked_ = false;  // to stop: by the host, or (inspecting) once it said hello
   bool aborted_[2] = {false, false};
   int code_ = TH_OK;
   std::string message_, broken_;
@@ -398,7 +399,9 @@ void Session::handle(const Frame& f, const std::string& file, Descriptor* descri
     if (descriptor)
       *descriptor = {std::string(h.name), std::string(h.version), std::string(h.description),
                      h.abi_major, h.abi_minor};
-    if (host_) send(FrameWriter(Kind::start).finish());
+    if (!host_) return;
+    send(FrameWriter(Kind::start).finish());
+    if (asked_) send(FrameWriter(Kind::stop).finish());  // asked before it could listen
     return;
   }
   switch (f.kind) {
@@ -422,8 +425,9 @@ void Session::handle(const Frame& f, const std::string& file, Descriptor* descri
 
 int Session::serve(int pidfd, pid_t pid, const std::string& file, Descriptor* descriptor,
                    rusage* usage) {
-  bool socket_open = true, killed = false, asked = false;
-  auto deadline = Clock::time_point::max();
+  bool socket_open = true, killed = false;
+  // Only the handshake: the process has the grace period to say hello.
+  auto deadline = host_ ? Clock::time_point::max() : Clock::now() + options_.grace;
   for (;;) {
     pollfd p[2] = {{pidfd, POLLIN, 0}, {socket_open ? sock_ : -1, POLLIN, 0}};
     const auto wait =
@@ -461,14 +465,10 @@ int Session::serve(int pidfd, pid_t pid, const std::string& file, Descriptor* de
     }
     if (killed) continue;
     const auto now = Clock::now();
-    if (!host_ && hello_) {
-      ::kill(pid, SIGKILL);
-      killed = true;
-      continue;
-    }
-    if (!asked && !done_ && host_->should_stop()) {
-      // Told at once (once it can listen), killed after the grace period.
-      asked = true;
+    // Inspecting, hello is all: stop instead of start ends the process.
+    if (!asked_ && !done_ && (host_ ? host_->should_stop() : hello_)) {
+      // Told at once (or right after start), killed after the grace period.
+      asked_ = true;
       if (hello_) send(FrameWriter(Kind::stop).finish());
       deadline = std::min(deadline, now + options_.grace);
     }
@@ -476,7 +476,7 @@ int Session::serve(int pidfd, pid_t pid, const std::string& file, Descriptor* de
     // process has the grace period to exit.
     if (!socket_open) deadline = std::min(deadline, now + options_.grace);
     if (!broken_.empty() || now >= deadline) {
-      killed_after_stop_ = broken_.empty() && asked;
+      killed_after_stop_ = broken_.empty() && asked_ && host_ != nullptr;
       ::kill(pid, SIGKILL);
       killed = true;
     }
