@@ -31,6 +31,7 @@
 #include "engine/submit.hpp"
 #include "engine/worker.hpp"
 #include "plugin/loader.hpp"
+#include "sandbox/process_runner.hpp"
 #include "schema/duration.hpp"
 #include "schema/params.hpp"
 #include "services/database.hpp"
@@ -719,16 +720,19 @@ int webhooks_redeliver(Session& s, const po::variables_map& vm) {
 int plugin_inspect(Session&, const po::variables_map& vm) {
   const std::string file = vm["file"].as<std::string>();
   const bool load = vm.count("load") > 0;
-  std::optional<LoadedPlugin> loaded;
-  if (load) loaded.emplace(inspect_plugin(file));
-  const PluginInfo i = loaded ? loaded->info() : check_plugin_file(file, nullptr, false);
+  const VerifiedPlugin v = verify_plugin(file, nullptr, false);
+  const PluginInfo& i = v.info;
   Json j = {
       {"path", i.path}, {"sha256", i.sha256}, {"machine", i.elf.machine}, {"needed", i.elf.needed}};
+  sandbox::Descriptor d;
   if (load) {
-    j["name"] = i.name;
-    j["version"] = i.version;
-    j["description"] = i.description;
-    j["abi"] = std::to_string(i.abi_major) + "." + std::to_string(i.abi_minor);
+    // Its code runs in a sandbox of its own, never in this process.
+    sandbox::Sandbox sandbox({.helper = sandbox::default_helper(), .warm = false});
+    d = sandbox.inspect(v.image, i.path);
+    j["name"] = d.name;
+    j["version"] = d.version;
+    j["description"] = d.description;
+    j["abi"] = std::to_string(d.abi_major) + "." + std::to_string(d.abi_minor);
   }
   if (vm.count("json")) {
     print_json(j);
@@ -740,9 +744,9 @@ int plugin_inspect(Session&, const po::variables_map& vm) {
             << "machine      " << i.elf.machine << "\n"
             << "needs        " << needed << "\n";
   if (load)
-    std::cout << "name         " << i.name << "\n"
-              << "version      " << i.version << "\n"
-              << "description  " << i.description << "\n"
+    std::cout << "name         " << d.name << "\n"
+              << "version      " << d.version << "\n"
+              << "description  " << d.description << "\n"
               << "abi          " << j["abi"].get<std::string>() << "\n";
   else
     std::cout << "(name, version and ABI are in the plugin's code: --load reads them)\n";
@@ -1056,9 +1060,8 @@ const std::vector<Command>& commands() {
        "it",
        [](po::options_description& d) {
          d.add_options()("load",
-                         "also load it to print its name, version and ABI: this RUNS the file's "
-                         "code (its static initialisers) in this process, with your privileges; "
-                         "only for files you trust");
+                         "also load it to print its name, version and ABI: its code (its "
+                         "static initialisers) runs in the plugin sandbox, as at run time");
          json_flag(d);
        },
        {{"file", 1}},

@@ -267,8 +267,12 @@ void read_config(const Reader& r, const YAML::Node& root, HostConfig& config) {
   if (!r.mapping(
           root, "",
           {"allow_destinations", "s3", "object_store_dir", "http_credentials", "sftp", "databases",
-           "webhooks", "sandbox", "host_key", "previous_host_keys", "audit", "cli"}))
+           "webhooks", "sandbox", "host_key", "previous_host_keys", "audit", "cli", "api"}))
     return;
+  if (auto v = root["api"]; v && r.mapping(v, "api", {"listen", "pepper"})) {
+    if (auto l = v["listen"]) config.api_listen = r.scalar(l, "api.listen");
+    if (auto p = v["pepper"]) config.api_pepper = r.secret(p, "api.pepper");
+  }
   if (auto v = root["cli"]; v && r.mapping(v, "cli", {"roles"}) && v["roles"]) {
     config.cli_roles.emplace();
     read_named(r, v, "roles", "user names (or *) to lists of roles", read_roles, *config.cli_roles);
@@ -279,13 +283,18 @@ void read_config(const Reader& r, const YAML::Node& root, HostConfig& config) {
   if (auto v = root["webhooks"]; v && r.mapping(v, "webhooks", {"default_url"}))
     if (auto u = v["default_url"])
       config.webhook_default_url = r.url(u, "webhooks.default_url", "an http(s) URL");
-  if (auto v = root["sandbox"]; v && r.mapping(v, "sandbox", {"allow_in_process"}))
+  if (auto v = root["sandbox"]; v && r.mapping(v, "sandbox", {"allow_in_process", "limits"})) {
     if (auto a = v["allow_in_process"]) {
       const std::string text = r.scalar(a, "sandbox.allow_in_process");
       if (text != "true" && text != "false")
         r.error(a, "sandbox.allow_in_process", "expected true or false");
       config.allow_in_process = text == "true";
     }
+    if (auto l = v["limits"])
+      config.sandbox_limits = read_limits(l, "sandbox.limits",
+                                          [&](const YAML::Node& at, const std::string& f,
+                                              const std::string& m) { r.error(at, f, m); });
+  }
   if (auto v = root["allow_destinations"]) {
     if (!v.IsSequence()) {
       r.error(v, "allow_destinations", "expected a list of CIDR ranges");

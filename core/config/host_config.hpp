@@ -9,6 +9,7 @@
 #include <vector>
 
 #include "common/address_policy.hpp"
+#include "schema/limits.hpp"
 
 namespace taskhost {
 
@@ -93,6 +94,9 @@ struct HostConfig {
   // sandbox.allow_in_process: whether a schema may say `isolation: none`
   // (its plugin then runs inside the host; every such run is audited).
   bool allow_in_process = false;
+  // sandbox.limits: each attempt's limits where its schema sets none (and
+  // default_limits where this sets none either).
+  ResourceLimits sandbox_limits;
   // The keys that seal stored secrets (config/host_keys.hpp): host_key seals,
   // previous_host_keys only open, during a rotation. Without host_key,
   // host_key_file: the embedded default's HOME/host.key.

@@ -245,16 +245,10 @@ class RunHost : public HostServices {
 
 Executor::Executor(std::filesystem::path plugin_dir, bool dev_mode, const HostConfig& config,
                    std::chrono::milliseconds grace)
-    : plugin_dir_(std::move(plugin_dir)), dev_mode_(dev_mode), config_(config) {
-  sandbox_.helper = sandbox::default_helper();
-  sandbox_.grace = grace;
-  // The defaults of README "The sandbox" (limits per schema are to come).
-  sandbox_.limits = {.memory = 2ull << 30,
-                     .cpu_time = 3600,
-                     .open_files = 256,
-                     .tmp = 1ull << 30,
-                     .processes = 64};
-}
+    : plugin_dir_(std::move(plugin_dir)),
+      dev_mode_(dev_mode),
+      config_(config),
+      sandbox_({.helper = sandbox::default_helper(), .grace = grace}) {}
 
 std::shared_ptr<const InstalledSchema> Executor::schema(pg::Pool& pool, int64_t id) {
   {
@@ -283,7 +277,7 @@ std::shared_ptr<const LoadedPlugin> Executor::plugin(const TaskSchema& schema) {
   return loaded;
 }
 
-std::shared_ptr<const sandbox::PluginFile> Executor::plugin_file(const TaskSchema& schema) {
+std::shared_ptr<const VerifiedPlugin> Executor::verified(const TaskSchema& schema) {
   const auto path = plugin_dir_ / schema.plugin_path;
   std::error_code ec;
   auto mtime = std::filesystem::last_write_time(path, ec);
@@ -292,15 +286,20 @@ std::shared_ptr<const sandbox::PluginFile> Executor::plugin_file(const TaskSchem
   auto it = files_.find(path.string());
   if (!ec && it != files_.end() && it->second.pin == schema.plugin_sha256 &&
       it->second.mtime == mtime && it->second.size == size)
-    return it->second.file;
-  auto file = std::make_shared<const sandbox::PluginFile>(path, schema.plugin_sha256, dev_mode_);
-  if (!ec) files_[path.string()] = {schema.plugin_sha256, mtime, size, file};
-  return file;
+    return it->second.plugin;
+  auto plugin =
+      std::make_shared<const VerifiedPlugin>(verify_plugin(path, &schema.plugin_sha256, dev_mode_));
+  if (!ec) files_[path.string()] = {schema.plugin_sha256, mtime, size, plugin};
+  return plugin;
 }
 
 std::unique_ptr<Runner> Executor::runner(const TaskSchema& schema) {
-  if (!schema.in_process)
-    return std::make_unique<sandbox::ProcessRunner>(sandbox_, plugin_file(schema));
+  if (!schema.in_process) {
+    // The schema's limits, the host's where it sets none, the defaults last.
+    const auto limits =
+        sandbox::limits_of(schema.limits.over(config_.sandbox_limits).over(default_limits));
+    return std::make_unique<sandbox::ProcessRunner>(sandbox_, limits, verified(schema));
+  }
   if (!config_.allow_in_process)
     throw Error(ErrorKind::refused,
                 "plugin " + schema.plugin_path +

@@ -43,7 +43,7 @@ class Executor {
 
  private:
   std::shared_ptr<const LoadedPlugin> plugin(const TaskSchema& schema);
-  std::shared_ptr<const sandbox::PluginFile> plugin_file(const TaskSchema& schema);
+  std::shared_ptr<const VerifiedPlugin> verified(const TaskSchema& schema);
   // How the schema's plugin runs: isolation none or process.
   std::unique_ptr<Runner> runner(const TaskSchema& schema);
 
@@ -64,10 +64,10 @@ class Executor {
     std::string pin;
     std::filesystem::file_time_type mtime;
     uintmax_t size = 0;
-    std::shared_ptr<const sandbox::PluginFile> file;
+    std::shared_ptr<const VerifiedPlugin> plugin;
   };
   std::map<std::string, CachedFile> files_;
-  sandbox::SandboxOptions sandbox_;
+  sandbox::Sandbox sandbox_;
 };
 
 }  // namespace taskhost

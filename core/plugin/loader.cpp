@@ -102,6 +102,15 @@ PluginInfo check_plugin_file(const std::filesystem::path& file, const std::strin
   return info;
 }
 
+VerifiedPlugin verify_plugin(const std::filesystem::path& file, const std::string* pinned,
+                             bool allow_any) {
+  std::string bytes;
+  VerifiedPlugin v;
+  v.info = check_plugin_file(file, pinned, allow_any, &bytes);
+  v.image = sealed_image(bytes);
+  return v;
+}
+
 PluginImage::~PluginImage() {
   if (fd_ < 0) return;
   // The dynamic loader knows a library by the name it was opened under and
@@ -117,13 +126,38 @@ PluginImage::~PluginImage() {
 
 std::string PluginImage::path() const { return "/proc/self/fd/" + std::to_string(fd_); }
 
+void check_descriptor(const std::filesystem::path& file, const DescriptorFields& d) {
+  if (!d.has_entry)
+    refuse(file, "it does not export " TH_PLUGIN_ENTRY_SYMBOL
+                 "(): not a taskhost plugin, or built without TASKHOST_PLUGIN()");
+  if (!d.has_descriptor) refuse(file, TH_PLUGIN_ENTRY_SYMBOL "() returned no descriptor");
+  if (d.magic != TH_PLUGIN_MAGIC)
+    refuse(file, "descriptor magic is " + hex32(d.magic) + ", expected " + hex32(TH_PLUGIN_MAGIC) +
+                     ": not a taskhost plugin descriptor");
+  const std::string host_abi = abi(TH_ABI_MAJOR, TH_ABI_MINOR);
+  const std::string plugin_abi = abi(d.abi_major, d.abi_minor);
+  if (d.abi_major != TH_ABI_MAJOR)
+    refuse(file, "it was built for plugin ABI " + plugin_abi + " but this host speaks ABI " +
+                     host_abi + " (major versions must match): rebuild it against SDK " +
+                     std::to_string(TH_ABI_MAJOR) + ".x");
+  if (d.abi_minor > TH_ABI_MINOR)
+    refuse(file, "it needs plugin ABI " + plugin_abi + " but this host provides ABI " + host_abi +
+                     " (a plugin may not be newer than its host): upgrade taskhost or rebuild it "
+                     "against an older SDK");
+  if (d.struct_size < descriptor_size_1_0)
+    refuse(file, "its descriptor is " + std::to_string(d.struct_size) +
+                     " bytes, smaller than the " + std::to_string(descriptor_size_1_0) +
+                     " bytes ABI 1.0 defines");
+  if (!d.has_run || d.name.empty() || d.version.empty())
+    refuse(file, "its descriptor lacks a required field (run, name or version)");
+}
+
 LoadedPlugin open_plugin(const std::filesystem::path& file, const std::string* pinned,
                          bool allow_any) {
   LoadedPlugin p;
-  std::string bytes;
-  p.info_ = check_plugin_file(file, pinned, allow_any, &bytes);
-  // Load the very bytes that were checked: a sealed copy.
-  p.image_ = sealed_image(bytes);
+  VerifiedPlugin v = verify_plugin(file, pinned, allow_any);
+  p.info_ = std::move(v.info);
+  p.image_ = std::move(v.image);
   try {
     p.library_.load(p.image_.path(),
                     boost::dll::load_mode::rtld_now | boost::dll::load_mode::rtld_local);
@@ -132,29 +166,23 @@ LoadedPlugin open_plugin(const std::filesystem::path& file, const std::string* p
   }
   auto entry = p.library_.get<const th_plugin*()>(TH_PLUGIN_ENTRY_SYMBOL);
   const th_plugin* d = entry();
-  if (d == nullptr) refuse(file, TH_PLUGIN_ENTRY_SYMBOL "() returned no descriptor");
-  // struct_size, magic and the ABI version lead every descriptor of every
-  // ABI version; the rest is read only once they are known to fit.
-  if (d->magic != TH_PLUGIN_MAGIC)
-    refuse(file, "descriptor magic is " + hex32(d->magic) + ", expected " + hex32(TH_PLUGIN_MAGIC) +
-                     ": not a taskhost plugin descriptor");
-  const std::string host_abi = abi(TH_ABI_MAJOR, TH_ABI_MINOR);
-  const std::string plugin_abi = abi(d->abi_major, d->abi_minor);
-  if (d->abi_major != TH_ABI_MAJOR)
-    refuse(file, "it was built for plugin ABI " + plugin_abi + " but this host speaks ABI " +
-                     host_abi + " (major versions must match): rebuild it against SDK " +
-                     std::to_string(TH_ABI_MAJOR) + ".x");
-  if (d->abi_minor > TH_ABI_MINOR)
-    refuse(file, "it needs plugin ABI " + plugin_abi + " but this host provides ABI " + host_abi +
-                     " (a plugin may not be newer than its host): upgrade taskhost or rebuild it "
-                     "against an older SDK");
-  if (d->struct_size < descriptor_size_1_0)
-    refuse(file, "its descriptor is " + std::to_string(d->struct_size) +
-                     " bytes, smaller than the " + std::to_string(descriptor_size_1_0) +
-                     " bytes ABI 1.0 defines");
-  if (d->run == nullptr || d->name == nullptr || d->version == nullptr)
-    refuse(file, "its descriptor lacks a required field (run, name or version)");
-
+  DescriptorFields f;
+  f.has_entry = true;
+  f.has_descriptor = d != nullptr;
+  if (d) {
+    // struct_size, magic and the ABI version lead every descriptor of every
+    // ABI version; the rest is read only once they are known to fit.
+    f.struct_size = d->struct_size;
+    f.magic = d->magic;
+    f.abi_major = d->abi_major;
+    f.abi_minor = d->abi_minor;
+    if (d->magic == TH_PLUGIN_MAGIC && d->struct_size >= descriptor_size_1_0) {
+      f.has_run = d->run != nullptr;
+      if (d->name) f.name = d->name;
+      if (d->version) f.version = d->version;
+    }
+  }
+  check_descriptor(file, f);
   p.descriptor_ = d;
   p.info_.name = d->name;
   p.info_.version = d->version;
@@ -167,10 +195,6 @@ LoadedPlugin open_plugin(const std::filesystem::path& file, const std::string* p
 LoadedPlugin load_plugin(const std::filesystem::path& file, const std::string& pinned,
                          bool allow_any) {
   return open_plugin(file, &pinned, allow_any);
-}
-
-LoadedPlugin inspect_plugin(const std::filesystem::path& file) {
-  return open_plugin(file, nullptr, false);
 }
 
 int LoadedPlugin::run(const th_host_api* api, th_host* host, std::string* message) const {

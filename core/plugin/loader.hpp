@@ -48,6 +48,31 @@ class PluginImage {
   int fd_;
 };
 
+// A plugin file that passed check_plugin_file, as a sealed copy of the very
+// bytes that were checked: what a sandbox loads (sent to its process) and
+// what the in-process loader loads, so the file cannot be swapped between
+// the check and the load.
+struct VerifiedPlugin {
+  PluginInfo info;
+  PluginImage image;
+};
+VerifiedPlugin verify_plugin(const std::filesystem::path& file, const std::string* pinned,
+                             bool allow_any);
+
+// What a loaded library's descriptor says, as the process that loaded it
+// (this one, or a sandbox's) read it: only the fields struct_size covers.
+struct DescriptorFields {
+  bool has_entry = false;       // the entry symbol exists
+  bool has_descriptor = false;  // and returned a descriptor
+  uint32_t struct_size = 0, magic = 0, abi_major = 0, abi_minor = 0;
+  bool has_run = false;
+  std::string_view name, version;
+};
+// Throws Error(refused) naming file and exactly why, unless this host can run
+// a plugin with this descriptor: magic, ABI major equal, minor not newer,
+// the size of ABI 1.0 at least, run, name and version present.
+void check_descriptor(const std::filesystem::path& file, const DescriptorFields& d);
+
 // A plugin whose digest and ABI were checked. Owns the library: everything
 // the plugin created must be gone before this object is destroyed.
 class LoadedPlugin {
@@ -70,9 +95,5 @@ class LoadedPlugin {
 // Throws Error(refused) with a message saying exactly why.
 LoadedPlugin load_plugin(const std::filesystem::path& file, const std::string& pinned,
                          bool allow_any);
-
-// Loads file with no pin, for `taskhost plugin inspect --load`. This RUNS the
-// library's code (its static initialisers) in the calling process.
-LoadedPlugin inspect_plugin(const std::filesystem::path& file);
 
 }  // namespace taskhost

@@ -26,10 +26,9 @@ void send(int fd, const std::string& frame) {
   }
 }
 
-Frame receive(int fd) {
-  Frame f;
+void receive(int fd, Frame& f) {
   try {
-    if (read_frame(fd, f)) return f;
+    if (read_frame(fd, f)) return;
   } catch (const FrameError&) {
   }
   broker_lost();
@@ -87,17 +86,63 @@ void Client::take_unsolicited(const Frame& f) {
 bool Client::should_stop() {
   std::lock_guard lock(mutex_);
   pollfd p{fd_, POLLIN, 0};
-  while (!stop_ && ::poll(&p, 1, 0) > 0) take_unsolicited(receive(fd_));
+  while (!stop_ && ::poll(&p, 1, 0) > 0) {
+    receive(fd_, frame_);
+    take_unsolicited(frame_);
+  }
   return stop_;
 }
 
+constexpr auto progress_every = std::chrono::milliseconds(100);
+
+int Client::progress(uint64_t done, uint64_t total, th_error* err) {
+  {
+    std::lock_guard lock(mutex_);
+    pending_progress_ = {done, total};
+    if (done != total && std::chrono::steady_clock::now() - progress_sent_ < progress_every)
+      return TH_OK;
+  }
+  return flush_progress(err);
+}
+
+int Client::flush_progress(th_error* err) {
+  Call c;
+  c.method = Method::progress;
+  {
+    std::lock_guard lock(mutex_);
+    if (!pending_progress_) return TH_OK;
+    std::tie(c.n1, c.n2) = *std::exchange(pending_progress_, std::nullopt);
+    progress_sent_ = std::chrono::steady_clock::now();
+  }
+  return exchange(c, nullptr, nullptr, nullptr, err);
+}
+
 int Client::call(const Call& c, th_source* in, th_sink* out, th_sink* reply, th_error* err) {
+  // The host sees progress in the order the plugin reported it.
+  if (int rc = flush_progress(err); rc != TH_OK) return rc;
+  return exchange(c, in, out, reply, err);
+}
+
+int Client::exchange(const Call& c, th_source* in, th_sink* out, th_sink* reply, th_error* err) {
   std::lock_guard lock(mutex_);
-  send(fd_, encode(c));
+  std::string frame;
+  try {
+    frame = encode(c);
+  } catch (const FrameError&) {
+    // The words the host uses for an argument over its cap.
+    const char* what = c.method == Method::checkpoint_set ? "checkpoint"
+                       : c.method == Method::set_output   ? "output"
+                       : c.method == Method::emit         ? "event payload"
+                                                          : "request";
+    write_error(err, std::string(what) + " is " + std::to_string(c.s1.size() + c.s2.size()) +
+                         " bytes, over the limit of " + std::to_string(max_argument) + " bytes");
+    return TH_ERR_INVALID;
+  }
+  send(fd_, frame);
   bool aborted[2] = {false, false};
-  std::vector<char> buf;
   for (;;) {
-    Frame f = receive(fd_);
+    receive(fd_, frame_);
+    const Frame& f = frame_;
     try {
       switch (f.kind) {
         case Kind::stop:
@@ -109,12 +154,18 @@ int Client::call(const Call& c, th_source* in, th_sink* out, th_sink* reply, th_
             send(fd_, FrameWriter(Kind::source_failed).finish());
             break;
           }
-          buf.resize(std::min<uint64_t>(parse_read(f.body), max_chunk));
-          int64_t n = in->read(in->user, buf.data(), buf.size());
-          if (n < 0 || static_cast<uint64_t>(n) > buf.size())
+          buf_.resize(std::min<uint64_t>(parse_read(f.body), max_chunk));
+          int64_t n = in->read(in->user, buf_.data(), buf_.size());
+          if (n < 0 || static_cast<uint64_t>(n) > buf_.size()) {
             send(fd_, FrameWriter(Kind::source_failed).finish());
-          else
-            send(fd_, FrameWriter(Kind::data).bytes({buf.data(), static_cast<size_t>(n)}).finish());
+          } else {
+            try {
+              write_frame(fd_, data_head(static_cast<size_t>(n)),
+                          {buf_.data(), static_cast<size_t>(n)});
+            } catch (const FrameError&) {
+              broker_lost();
+            }
+          }
           break;
         }
         case Kind::chunk: {
@@ -148,10 +199,12 @@ th_host_api Client::api() const {
   api.abi_major = TH_ABI_MAJOR;
   api.abi_minor = TH_ABI_MINOR;
   api.log = [](th_host* h, th_log_level level, th_str message) {
-    simple(h, Method::log, nullptr, view(message), {}, static_cast<uint64_t>(level));
+    // The host keeps the first few KiB of a message anyway.
+    simple(h, Method::log, nullptr, view(message).substr(0, max_argument), {},
+           static_cast<uint64_t>(level));
   };
   api.progress = [](th_host* h, uint64_t done, uint64_t total, th_error* err) {
-    return simple(h, Method::progress, err, {}, {}, done, total);
+    return client(h).progress(done, total, err);
   };
   api.checkpoint_get = [](th_host* h, th_sink* out, th_error* err) {
     return streamed(h, Method::checkpoint_get, out, err);
@@ -188,9 +241,21 @@ th_host_api Client::api() const {
   return api;
 }
 
-void plugin_process(Steps& steps, const Go& go) {
+void plugin_process(Steps& steps, const Prepare& prepare) {
+  Frame f;
+  Go go;
+  int image = -1;
+  try {
+    if (!read_frame(broker_fd, f, &image)) ::_exit(0);  // the host ended this warm sandbox
+    if (f.kind != Kind::go || image < 0) throw FrameError("expected go with the plugin's image");
+    go = parse_go(f.body);
+  } catch (const FrameError& e) {
+    throw std::runtime_error(std::string("sandbox protocol: ") + e.what());
+  }
+  finish_root(steps, go, image);
+  ::close(image);
   set_limits(steps, go);
-  drop_privileges(steps, go);
+  drop_privileges(steps, prepare.drop_uid);
   steps.next("load the plugin");
   // RTLD_NOW: every symbol is bound before seccomp forbids new executable
   // mappings. The library's static initialisers run here, inside the walls.
@@ -216,7 +281,7 @@ void plugin_process(Steps& steps, const Go& go) {
     }
   }
   send(broker_fd, encode(hello));
-  Frame f = receive(broker_fd);
+  receive(broker_fd, f);
   if (f.kind != Kind::start || !hello.has_run) ::_exit(0);  // refused: the host says why
 
   Client client(broker_fd, go.granted);
@@ -225,6 +290,7 @@ void plugin_process(Steps& steps, const Go& go) {
   char message[4096] = {0};
   th_error err{message, sizeof message};
   int rc = d->run(&api, client.host(), &err);
+  client.flush_progress(nullptr);
   const std::string_view text(message, ::strnlen(message, sizeof message));
   send(broker_fd, encode(Kind::done, Result{rc, rc == TH_OK ? "" : text}));
   ::_exit(0);

@@ -2,8 +2,12 @@
 
 #include <taskhost/plugin.h>
 
+#include <chrono>
 #include <cstdint>
 #include <mutex>
+#include <optional>
+#include <utility>
+#include <vector>
 
 #include "sandbox/frame.hpp"
 #include "sandbox/walls.hpp"
@@ -28,10 +32,18 @@ class Client {
 
   // One call: sends it, serves the host's reads from in and its chunks into
   // out and reply, and returns the host's result code (its message in err).
+  // Arguments over max_argument fail here with TH_ERR_INVALID, as the host
+  // would refuse them.
   int call(const Call& c, th_source* in, th_sink* out, th_sink* reply, th_error* err);
   bool should_stop();
+  // progress() is a hint (the host stores it a few times a second): sent at
+  // most every progress_every, and the latest value always before any other
+  // call, at done == total, and before run returns (flush_progress).
+  int progress(uint64_t done, uint64_t total, th_error* err);
+  int flush_progress(th_error* err);
 
  private:
+  int exchange(const Call& c, th_source* in, th_sink* out, th_sink* reply, th_error* err);
   // A frame the host sends outside a call can only be stop.
   void take_unsolicited(const Frame& f);
 
@@ -39,10 +51,15 @@ class Client {
   uint32_t granted_;
   bool stop_ = false;
   std::mutex mutex_;
+  std::optional<std::pair<uint64_t, uint64_t>> pending_progress_;
+  std::chrono::steady_clock::time_point progress_sent_{};
+  Frame frame_;            // each frame read, its buffer reused (under mutex_)
+  std::vector<char> buf_;  // a source's bytes on their way to the host
 };
 
-// Loads /plugin.so, says hello, waits for start, installs seccomp, runs the
-// plugin against a Client and reports done. Never returns.
-[[noreturn]] void plugin_process(Steps& steps, const Go& go);
+// Waits for go and the plugin's image, finishes the walls, loads /plugin.so,
+// says hello, waits for start, installs seccomp, runs the plugin against a
+// Client and reports done. Never returns.
+[[noreturn]] void plugin_process(Steps& steps, const Prepare& prepare);
 
 }  // namespace taskhost::sandbox

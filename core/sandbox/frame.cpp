@@ -1,10 +1,12 @@
 #include "sandbox/frame.hpp"
 
 #include <sys/socket.h>
+#include <sys/uio.h>
 #include <unistd.h>
 
 #include <cerrno>
 #include <cstring>
+#include <optional>
 
 namespace taskhost::sandbox {
 namespace {
@@ -27,6 +29,7 @@ bool known(uint8_t kind) {
     case Kind::chunk:
     case Kind::result:
     case Kind::stop:
+    case Kind::prepare:
     case Kind::hello:
     case Kind::call:
     case Kind::data:
@@ -35,6 +38,7 @@ bool known(uint8_t kind) {
     case Kind::done:
     case Kind::setup_failed:
     case Kind::syscall_denied:
+    case Kind::unavailable:
       return true;
   }
   return false;
@@ -92,7 +96,10 @@ FrameWriter& FrameWriter::u64(uint64_t v) {
   return *this;
 }
 FrameWriter& FrameWriter::bytes(std::string_view v) {
-  if (v.size() > max_body) throw FrameError("a field of " + std::to_string(v.size()) + " bytes");
+  // Refused before it is copied, in the words of finish().
+  if (v.size() > max_body)
+    throw FrameError("a frame body of " + std::to_string(buf_.size() - header_size + 4 + v.size()) +
+                     " bytes exceeds the " + std::to_string(max_body) + " byte maximum");
   put_le(buf_, v.size(), 4);
   buf_.append(v);
   return *this;
@@ -152,9 +159,11 @@ std::string encode(const Go& m) {
       .u64(m.tmp)
       .u64(m.processes)
       .u32(m.granted)
-      .u32(m.drop_uid)
-      .u32(m.fail_at)
       .finish();
+}
+
+std::string encode(const Prepare& m) {
+  return FrameWriter(Kind::prepare).u32(m.drop_uid).u32(m.fail_at).finish();
 }
 
 std::string encode(const Hello& m) {
@@ -212,6 +221,15 @@ std::string encode(Kind kind, const Result& m) {
   return FrameWriter(kind).u32(static_cast<uint32_t>(m.code)).bytes(m.message).finish();
 }
 
+Prepare parse_prepare(std::string_view body) {
+  FieldReader r(body);
+  Prepare m;
+  m.drop_uid = r.u32();
+  m.fail_at = r.u32();
+  r.end();
+  return m;
+}
+
 Go parse_go(std::string_view body) {
   FieldReader r(body);
   Go m;
@@ -221,8 +239,6 @@ Go parse_go(std::string_view body) {
   m.tmp = r.u64();
   m.processes = r.u64();
   m.granted = r.u32();
-  m.drop_uid = r.u32();
-  m.fail_at = r.u32();
   r.end();
   return m;
 }
@@ -354,10 +370,30 @@ size_t encode_syscall_denied(uint32_t nr, uint32_t arch,
 namespace {
 
 // Reads exactly n bytes; returns how many were read before end of stream.
-size_t read_full(int fd, char* p, size_t n) {
+// With passed, the first read also takes a descriptor sent with the bytes.
+size_t read_full(int fd, char* p, size_t n, int* passed = nullptr) {
   size_t got = 0;
   while (got < n) {
-    ssize_t r = ::read(fd, p + got, n - got);
+    ssize_t r;
+    if (passed) {
+      iovec iov{p + got, n - got};
+      alignas(cmsghdr) char control[CMSG_SPACE(sizeof(int))];
+      msghdr msg{};
+      msg.msg_iov = &iov;
+      msg.msg_iovlen = 1;
+      msg.msg_control = control;
+      msg.msg_controllen = sizeof control;
+      r = ::recvmsg(fd, &msg, MSG_CMSG_CLOEXEC);
+      if (r > 0) {
+        for (cmsghdr* c = CMSG_FIRSTHDR(&msg); c; c = CMSG_NXTHDR(&msg, c))
+          if (c->cmsg_level == SOL_SOCKET && c->cmsg_type == SCM_RIGHTS &&
+              c->cmsg_len == CMSG_LEN(sizeof(int)) && *passed < 0)
+            std::memcpy(passed, CMSG_DATA(c), sizeof(int));
+        passed = nullptr;  // a descriptor travels with a frame's first bytes only
+      }
+    } else {
+      r = ::read(fd, p + got, n - got);
+    }
     if (r < 0 && errno == EINTR) continue;
     if (r < 0) throw FrameError(std::string("reading a frame: ") + std::strerror(errno));
     if (r == 0) break;
@@ -366,11 +402,58 @@ size_t read_full(int fd, char* p, size_t n) {
   return got;
 }
 
+// sendmsg of iov until all of it is written; pass travels with the first byte.
+void send_all(int fd, iovec* iov, int count, int pass) {
+  alignas(cmsghdr) char control[CMSG_SPACE(sizeof(int))] = {};
+  while (count > 0) {
+    msghdr msg{};
+    msg.msg_iov = iov;
+    msg.msg_iovlen = static_cast<size_t>(count);
+    if (pass >= 0) {
+      msg.msg_control = control;
+      msg.msg_controllen = sizeof control;
+      cmsghdr* c = CMSG_FIRSTHDR(&msg);
+      c->cmsg_level = SOL_SOCKET;
+      c->cmsg_type = SCM_RIGHTS;
+      c->cmsg_len = CMSG_LEN(sizeof(int));
+      std::memcpy(CMSG_DATA(c), &pass, sizeof(int));
+    }
+    // MSG_NOSIGNAL: a peer gone away is an error here, not a SIGPIPE.
+    ssize_t w = ::sendmsg(fd, &msg, MSG_NOSIGNAL);
+    if (w < 0 && errno == ENOTSOCK && pass < 0) w = ::writev(fd, iov, count);  // the report pipe
+    if (w < 0 && errno == EINTR) continue;
+    if (w < 0) throw FrameError(std::string("writing a frame: ") + std::strerror(errno));
+    pass = -1;
+    auto left = static_cast<size_t>(w);
+    for (; count > 0 && left >= iov->iov_len; ++iov, --count) left -= iov->iov_len;
+    if (count > 0) {
+      iov->iov_base = static_cast<char*>(iov->iov_base) + left;
+      iov->iov_len -= left;
+    }
+  }
+}
+
+std::string bytes_head(Kind kind, std::optional<Stream> s, size_t size) {
+  const size_t fields = (s ? 1 : 0) + 4;
+  if (size > max_body - fields)
+    throw FrameError("a frame body of " + std::to_string(size + fields) + " bytes exceeds the " +
+                     std::to_string(max_body) + " byte maximum");
+  std::string head;
+  put_le(head, fields + size, 4);
+  head.push_back(static_cast<char>(protocol_version));
+  head.push_back(static_cast<char>(kind));
+  put_le(head, 0, 2);
+  if (s) head.push_back(static_cast<char>(*s));
+  put_le(head, size, 4);
+  return head;
+}
+
 }  // namespace
 
-bool read_frame(int fd, Frame& out) {
+bool read_frame(int fd, Frame& out, int* passed) {
+  if (passed) *passed = -1;
   char header[header_size];
-  size_t got = read_full(fd, header, header_size);
+  size_t got = read_full(fd, header, header_size, passed);
   if (got == 0) return false;
   if (got < header_size) throw FrameError("the stream ended inside a frame header");
   Header h = parse_header({header, header_size});
@@ -382,14 +465,22 @@ bool read_frame(int fd, Frame& out) {
 }
 
 void write_all(int fd, std::string_view bytes) {
-  while (!bytes.empty()) {
-    // send() so that a peer gone away is an error here, not a SIGPIPE.
-    ssize_t w = ::send(fd, bytes.data(), bytes.size(), MSG_NOSIGNAL);
-    if (w < 0 && errno == ENOTSOCK) w = ::write(fd, bytes.data(), bytes.size());
-    if (w < 0 && errno == EINTR) continue;
-    if (w < 0) throw FrameError(std::string("writing a frame: ") + std::strerror(errno));
-    bytes.remove_prefix(static_cast<size_t>(w));
-  }
+  iovec iov{const_cast<char*>(bytes.data()), bytes.size()};
+  send_all(fd, &iov, 1, -1);
+}
+
+void write_with_fd(int fd, std::string_view frame, int pass) {
+  iovec iov{const_cast<char*>(frame.data()), frame.size()};
+  send_all(fd, &iov, 1, pass);
+}
+
+std::string chunk_head(Stream s, size_t size) { return bytes_head(Kind::chunk, s, size); }
+std::string data_head(size_t size) { return bytes_head(Kind::data, std::nullopt, size); }
+
+void write_frame(int fd, std::string_view head, std::string_view data) {
+  iovec iov[2] = {{const_cast<char*>(head.data()), head.size()},
+                  {const_cast<char*>(data.data()), data.size()}};
+  send_all(fd, iov, data.empty() ? 1 : 2, -1);
 }
 
 }  // namespace taskhost::sandbox

@@ -14,8 +14,13 @@
 // every decoder here treats its input as hostile and throws FrameError
 // instead of reading past what it was given.
 //
+// A frame body is at most max_body bytes.
+//
 // One attempt, in frames (P = plugin process, H = host):
-//   H->P go        limits and grants; the helper builds the sandbox
+//   H->P prepare   as the helper starts: it builds the sandbox and its
+//                  plugin process waits, warm, for go
+//   H->P go        limits and grants, with the plugin's sealed image as
+//                  an SCM_RIGHTS descriptor; the plugin process loads it
 //   P->H hello     the loaded plugin's descriptor
 //   H->P start     the descriptor was accepted: call run
 //   P->H call      one host call; while it lasts H may send
@@ -24,7 +29,7 @@
 //   H->P stop      at any time: should_stop() turns true
 //   P->H done      run returned
 // and on the separate report pipe, why the process could not go on:
-//   setup_failed, syscall_denied.
+//   setup_failed, syscall_denied, unavailable.
 
 #include <cstddef>
 #include <cstdint>
@@ -34,9 +39,13 @@
 
 namespace taskhost::sandbox {
 
-inline constexpr uint8_t protocol_version = 1;
+inline constexpr uint8_t protocol_version = 2;
 inline constexpr size_t header_size = 8;
-inline constexpr size_t max_body = 1u << 20;
+// The largest argument (a string) a host call carries: the host's own caps
+// (checkpoint, output) are no larger, so a frame never refuses what the host
+// would accept.
+inline constexpr size_t max_argument = 1u << 20;
+inline constexpr size_t max_body = max_argument + (4u << 10);
 // Streamed bodies travel in chunks of at most this many bytes.
 inline constexpr size_t max_chunk = 256u << 10;
 
@@ -52,6 +61,7 @@ enum class Kind : uint8_t {
   chunk = 4,
   result = 5,
   stop = 6,
+  prepare = 7,
   // plugin process -> host
   hello = 16,
   call = 17,
@@ -62,6 +72,7 @@ enum class Kind : uint8_t {
   // plugin process -> host, on the report pipe
   setup_failed = 32,
   syscall_denied = 33,
+  unavailable = 34,  // a kernel feature the sandbox needs is missing
 };
 
 // The host calls a plugin process may make, one per th_host_api entry
@@ -137,6 +148,10 @@ struct Frame {
 };
 
 // Typed bodies. Views point into the Frame's body.
+struct Prepare {
+  uint32_t drop_uid = 0;  // the uid and gid a root host runs the plugin as
+  uint32_t fail_at = 0;   // tests: fail this setup step (1-based), 0 none
+};
 struct Go {
   uint64_t memory = 0;    // bytes; 0 = unlimited
   uint64_t cpu_time = 0;  // seconds; 0 = unlimited
@@ -144,8 +159,6 @@ struct Go {
   uint64_t tmp = 0;        // bytes of the attempt's /tmp
   uint64_t processes = 0;  // threads included
   uint32_t granted = 0;    // bit (1 << Method) per granted service
-  uint32_t drop_uid = 0;   // the uid and gid a root host runs the plugin as
-  uint32_t fail_at = 0;    // tests: fail this setup step (1-based), 0 none
 };
 // What the plugin process found in the library; the host judges it.
 struct Hello {
@@ -177,6 +190,7 @@ struct SyscallDenied {
   uint32_t nr = 0, arch = 0;
 };
 
+std::string encode(const Prepare& m);
 std::string encode(const Go& m);
 std::string encode(const Hello& m);
 std::string encode(const Call& m);
@@ -184,6 +198,7 @@ std::string encode(const Chunk& m);
 // result (host -> plugin) and done (plugin -> host) share this layout.
 std::string encode(Kind kind, const Result& m);
 
+Prepare parse_prepare(std::string_view body);
 Go parse_go(std::string_view body);
 Hello parse_hello(std::string_view body);
 Call parse_call(std::string_view body);
@@ -202,8 +217,19 @@ size_t encode_syscall_denied(uint32_t nr, uint32_t arch, char (&out)[syscall_den
 
 // Blocking frame I/O on a socket or pipe. read_frame returns false at a
 // clean end of stream (no byte of a next frame); it throws FrameError on a
-// malformed or truncated frame and on an I/O error.
-bool read_frame(int fd, Frame& out);
+// malformed or truncated frame and on an I/O error. It reuses out's buffer:
+// a stream of chunks costs no allocation per frame. With passed, a
+// descriptor sent along with the frame (SCM_RIGHTS) lands there (-1: none).
+bool read_frame(int fd, Frame& out, int* passed = nullptr);
 void write_all(int fd, std::string_view bytes);
+// A chunk or data frame as its head (header and fields up to the bytes) and
+// the bytes themselves, written together without copying the bytes into a
+// frame: bodies stream at the speed of the socket. Throws FrameError when
+// data exceeds what a frame may carry.
+std::string chunk_head(Stream s, size_t size);
+std::string data_head(size_t size);
+void write_frame(int fd, std::string_view head, std::string_view data);
+// The frame with the descriptor pass travelling with it (SCM_RIGHTS).
+void write_with_fd(int fd, std::string_view frame, int pass);
 
 }  // namespace taskhost::sandbox

@@ -28,8 +28,12 @@ namespace {
 
 [[noreturn]] void report_failure(const char* where, const std::exception& e) {
   try {
-    write_all(report_fd,
-              FrameWriter(Kind::setup_failed).bytes(std::string(where) + ": " + e.what()).finish());
+    if (dynamic_cast<const Unavailable*>(&e))
+      write_all(report_fd, FrameWriter(Kind::unavailable).bytes(e.what()).finish());
+    else
+      write_all(
+          report_fd,
+          FrameWriter(Kind::setup_failed).bytes(std::string(where) + ": " + e.what()).finish());
   } catch (...) {
   }
   ::_exit(setup_failed_exit);
@@ -53,19 +57,21 @@ void die_with_parent(pid_t expected_parent) {
 }  // namespace
 
 int helper_main() {
-  // Nothing inherited but the three descriptors the host passed.
+  // Nothing inherited but the two descriptors the host passed.
   if (::syscall(SYS_close_range, report_fd + 1, ~0u, 0) < 0) ::_exit(1);
   die_with_parent(::getppid());
+  // The host sends prepare once this process is in the attempt's cgroup:
+  // nothing forks before it.
   Frame frame;
-  Go go;
+  Prepare prepare;
   try {
     if (!read_frame(broker_fd, frame)) ::_exit(0);  // the host changed its mind
-    if (frame.kind != Kind::go) throw FrameError("the first frame is not go");
-    go = parse_go(frame.body);
+    if (frame.kind != Kind::prepare) throw FrameError("the first frame is not prepare");
+    prepare = parse_prepare(frame.body);
   } catch (const std::exception& e) {
     report_failure("sandbox protocol", e);
   }
-  Steps steps(go.fail_at);
+  Steps steps(prepare.fail_at);
   try {
     enter_namespaces(steps);
   } catch (const std::exception& e) {
@@ -75,7 +81,6 @@ int helper_main() {
   if (init < 0) report_failure("sandbox setup", std::runtime_error(std::strerror(errno)));
   if (init > 0) {
     ::close(broker_fd);
-    ::close(plugin_fd);
     follow(init);
   }
   // pid 1 of the new namespace: builds the root, then starts the plugin's
@@ -83,11 +88,10 @@ int helper_main() {
   // (abort) act as they do anywhere.
   die_with_parent(0);  // the helper is outside this pid namespace
   try {
-    build_root(steps, go);
+    build_root(steps);
   } catch (const std::exception& e) {
     report_failure("sandbox setup", e);
   }
-  ::close(plugin_fd);
   pid_t plugin = ::fork();
   if (plugin < 0) report_failure("sandbox setup", std::runtime_error(std::strerror(errno)));
   if (plugin > 0) {
@@ -95,8 +99,9 @@ int helper_main() {
     follow(plugin);
   }
   die_with_parent(1);
+  // Warm from here: everything above is done before an attempt needs it.
   try {
-    plugin_process(steps, go);
+    plugin_process(steps, prepare);
   } catch (const std::exception& e) {
     report_failure("sandbox setup", e);
   }

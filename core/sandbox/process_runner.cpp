@@ -23,8 +23,9 @@
 #include <vector>
 
 #include "common/error.hpp"
-#include "common/sha256.hpp"
 #include "sandbox/frame.hpp"
+#include "sandbox/walls.hpp"
+#include "schema/limits.hpp"
 
 namespace taskhost::sandbox {
 namespace {
@@ -58,8 +59,8 @@ class Fd {
               "cannot start the plugin's sandbox: " + what + ": " + std::strerror(errno));
 }
 
-// A copy of fd numbered above the three the helper is given, so that
-// placing one at 3, 4 or 5 cannot overwrite another.
+// A copy of fd numbered above the two the helper is given, so that placing
+// one at 3 or 4 cannot overwrite the other.
 Fd above_helper_fds(int fd) {
   int d = ::fcntl(fd, F_DUPFD_CLOEXEC, 10);
   if (d < 0) environment("dup");
@@ -69,13 +70,6 @@ Fd above_helper_fds(int fd) {
 std::string signal_name(int sig) {
   const char* abbrev = ::sigabbrev_np(sig);
   return abbrev ? std::string("SIG") + abbrev : "signal " + std::to_string(sig);
-}
-
-std::string bytes_text(uint64_t n) {
-  static const char* units[] = {"B", "KiB", "MiB", "GiB", "TiB"};
-  int u = 0;
-  while (u < 4 && n >= 1024 && n % 1024 == 0) n /= 1024, ++u;
-  return std::to_string(n) + units[u];
 }
 
 std::string syscall_text(const SyscallDenied& d) {
@@ -96,35 +90,23 @@ std::string syscall_text(const SyscallDenied& d) {
 // The attempt's control group, where the machine lets this process make one:
 // cgroup v2 when its memory controller is here, else v1's memory and pids
 // hierarchies. Without one, the rlimits set in the child are the only floor.
+// Made as the helper starts (before it forks), limited when an attempt
+// takes it.
 class Cgroup {
  public:
-  Cgroup(pid_t pid, const Limits& limits) {
-    if (!limits.memory && !limits.processes) return;
+  explicit Cgroup(pid_t pid) {
     const std::string name = "taskhost-sandbox-" + std::to_string(pid);
     if (contains("/sys/fs/cgroup/cgroup.controllers", "memory")) {
       const std::string dir = "/sys/fs/cgroup" + own_path("") + "/" + name;
       if (!make(dir)) return;
       v2_ = true;
-      if (limits.memory) put(dir + "/memory.max", limits.memory), put(dir + "/memory.swap.max", 0);
-      if (limits.processes) put(dir + "/pids.max", limits.processes);
       put(dir + "/cgroup.procs", static_cast<uint64_t>(pid));
       return;
     }
-    if (limits.memory) {
-      const std::string dir = "/sys/fs/cgroup/memory" + own_path("memory") + "/" + name;
-      if (make(dir)) {
-        put(dir + "/memory.limit_in_bytes", limits.memory);
-        if (::access((dir + "/memory.memsw.limit_in_bytes").c_str(), F_OK) == 0)
-          put(dir + "/memory.memsw.limit_in_bytes", limits.memory);
-        put(dir + "/cgroup.procs", static_cast<uint64_t>(pid));
-      }
-    }
-    if (limits.processes) {
-      const std::string dir = "/sys/fs/cgroup/pids" + own_path("pids") + "/" + name;
-      if (make(dir)) {
-        put(dir + "/pids.max", limits.processes);
-        put(dir + "/cgroup.procs", static_cast<uint64_t>(pid));
-      }
+    for (const char* controller : {"memory", "pids"}) {
+      const std::string dir =
+          std::string("/sys/fs/cgroup/") + controller + own_path(controller) + "/" + name;
+      if (make(dir)) put(dir + "/cgroup.procs", static_cast<uint64_t>(pid));
     }
   }
   ~Cgroup() {
@@ -136,6 +118,26 @@ class Cgroup {
   }
   Cgroup(const Cgroup&) = delete;
   Cgroup& operator=(const Cgroup&) = delete;
+
+  // The helper and the namespace's first process are in the group too: the
+  // pids limit counts the plugin's threads above those two.
+  void limit(const Limits& limits) {
+    for (const auto& dir : dirs_) {
+      const bool pids = v2_ || dir.find("/sys/fs/cgroup/pids/") == 0;
+      const bool memory = v2_ || !pids;
+      if (memory && limits.memory) {
+        if (v2_) {
+          put(dir + "/memory.max", limits.memory);
+          put(dir + "/memory.swap.max", 0);
+        } else {
+          put(dir + "/memory.limit_in_bytes", limits.memory);
+          if (::access((dir + "/memory.memsw.limit_in_bytes").c_str(), F_OK) == 0)
+            put(dir + "/memory.memsw.limit_in_bytes", limits.memory);
+        }
+      }
+      if (pids && limits.processes) put(dir + "/pids.max", limits.processes + 2);
+    }
+  }
 
   // Whether the kernel killed a process of the group for memory.
   bool oom_killed() const {
@@ -195,9 +197,18 @@ class Cgroup {
 // One attempt's conversation with the plugin process.
 class Session {
  public:
-  Session(const SandboxOptions& o, int sock, HostServices& host, const GrantedServices& granted)
+  // Without host, only the handshake: the process is ended once it said hello.
+  Session(const SandboxOptions& o, int sock, HostServices* host, const GrantedServices& granted)
       : options_(o), sock_(sock), host_(host), api_(make_host_api(granted)) {}
 
+  // Sends go with the plugin's image.
+  void go(const std::string& frame, int image) {
+    try {
+      write_with_fd(sock_, frame, image);
+    } catch (const FrameError& e) {
+      fail(std::string("broker: ") + e.what());  // a sandbox that ended while ready
+    }
+  }
   // Serves frames until the process ends; returns its wait status.
   int serve(int pidfd, pid_t pid, const std::string& file, Descriptor* descriptor, rusage* usage);
 
@@ -219,12 +230,16 @@ class Session {
 
   const SandboxOptions& options_;
   int sock_;
-  HostServices& host_;
+  HostServices* host_;
   th_host_api api_;
   bool hello_ = false, done_ = false, killed_after_stop_ = false;
+  bool asked_ = false;  // to stop: by the host, or (inspecting) once it said hello
   bool aborted_[2] = {false, false};
   int code_ = TH_OK;
   std::string message_, broken_;
+  // Buffers reused frame after frame: the call being served (its fields
+  // point into it), and each frame read while it streams a body.
+  Frame call_frame_, frame_;
 };
 
 void Session::send(const std::string& frame) {
@@ -238,7 +253,7 @@ void Session::send(const std::string& frame) {
 int64_t Session::read_body(char* buf, size_t capacity) {
   if (!broken_.empty()) return -1;
   send(FrameWriter(Kind::read).u64(capacity).finish());
-  Frame f;
+  Frame& f = frame_;
   try {
     while (broken_.empty()) {
       if (!read_frame(sock_, f))
@@ -269,7 +284,7 @@ int Session::write_body(Stream s, const char* data, size_t n) {
   // An abort the plugin sent since the last chunk ends this stream.
   pollfd p{sock_, POLLIN, 0};
   while (broken_.empty() && ::poll(&p, 1, 0) > 0) {
-    Frame f;
+    Frame& f = frame_;
     try {
       if (!read_frame(sock_, f))
         fail("broker: the plugin process closed the socket");
@@ -282,15 +297,20 @@ int Session::write_body(Stream s, const char* data, size_t n) {
     }
   }
   if (!broken_.empty() || aborted_[static_cast<int>(s)]) return 1;
-  for (size_t at = 0; at < n || (n == 0 && at == 0); at += max_chunk) {
-    send(encode(Chunk{s, {data + at, std::min(max_chunk, n - at)}}));
-    if (n == 0) break;
+  try {
+    for (size_t at = 0; at < n || (n == 0 && at == 0); at += max_chunk) {
+      const size_t k = std::min(max_chunk, n - at);
+      write_frame(sock_, chunk_head(s, k), {data + at, k});
+      if (n == 0) break;
+    }
+  } catch (const FrameError& e) {
+    fail(std::string("broker: ") + e.what());
   }
   return broken_.empty() ? 0 : 1;
 }
 
 void Session::serve_call(const Call& c) {
-  th_host* h = as_host(host_);
+  th_host* h = as_host(*host_);
   char buf[4096] = {0};
   th_error err{buf, sizeof buf};
   aborted_[0] = aborted_[1] = false;
@@ -363,43 +383,25 @@ void Session::serve_call(const Call& c) {
 }
 
 void Session::handle(const Frame& f, const std::string& file, Descriptor* descriptor) {
-  auto refuse = [&](const std::string& why) {
-    throw Error(ErrorKind::refused, "plugin " + file + " refused: " + why);
-  };
   if (!hello_) {
     if (f.kind != Kind::hello) return fail("broker: the first frame is not hello");
     hello_ = true;
     Hello h = parse_hello(f.body);
-    if (!h.has_entry)
-      refuse("it does not export " TH_PLUGIN_ENTRY_SYMBOL
-             "(): not a taskhost plugin, or built without TASKHOST_PLUGIN()");
-    if (!h.has_descriptor) refuse(TH_PLUGIN_ENTRY_SYMBOL "() returned no descriptor");
-    std::ostringstream magic, expected;
-    magic << "0x" << std::hex << h.magic;
-    expected << "0x" << std::hex << TH_PLUGIN_MAGIC;
-    if (h.magic != TH_PLUGIN_MAGIC)
-      refuse("descriptor magic is " + magic.str() + ", expected " + expected.str() +
-             ": not a taskhost plugin descriptor");
-    const std::string host_abi = std::to_string(TH_ABI_MAJOR) + "." + std::to_string(TH_ABI_MINOR);
-    const std::string plugin_abi = std::to_string(h.abi_major) + "." + std::to_string(h.abi_minor);
-    if (h.abi_major != TH_ABI_MAJOR)
-      refuse("it was built for plugin ABI " + plugin_abi + " but this host speaks ABI " + host_abi +
-             " (major versions must match): rebuild it against SDK " +
-             std::to_string(TH_ABI_MAJOR) + ".x");
-    if (h.abi_minor > TH_ABI_MINOR)
-      refuse("it needs plugin ABI " + plugin_abi + " but this host provides ABI " + host_abi +
-             " (a plugin may not be newer than its host): upgrade taskhost or rebuild it "
-             "against an older SDK");
-    constexpr size_t size_1_0 = offsetof(th_plugin, run) + sizeof(th_plugin::run);
-    if (h.struct_size < size_1_0)
-      refuse("its descriptor is " + std::to_string(h.struct_size) + " bytes, smaller than the " +
-             std::to_string(size_1_0) + " bytes ABI 1.0 defines");
-    if (!h.has_run || h.name.empty() || h.version.empty())
-      refuse("its descriptor lacks a required field (run, name or version)");
+    check_descriptor(file, {.has_entry = h.has_entry,
+                            .has_descriptor = h.has_descriptor,
+                            .struct_size = h.struct_size,
+                            .magic = h.magic,
+                            .abi_major = h.abi_major,
+                            .abi_minor = h.abi_minor,
+                            .has_run = h.has_run,
+                            .name = h.name,
+                            .version = h.version});
     if (descriptor)
       *descriptor = {std::string(h.name), std::string(h.version), std::string(h.description),
                      h.abi_major, h.abi_minor};
+    if (!host_) return;
     send(FrameWriter(Kind::start).finish());
+    if (asked_) send(FrameWriter(Kind::stop).finish());  // asked before it could listen
     return;
   }
   switch (f.kind) {
@@ -423,8 +425,9 @@ void Session::handle(const Frame& f, const std::string& file, Descriptor* descri
 
 int Session::serve(int pidfd, pid_t pid, const std::string& file, Descriptor* descriptor,
                    rusage* usage) {
-  bool socket_open = true, killed = false, asked = false;
-  auto deadline = Clock::time_point::max();
+  bool socket_open = true, killed = false;
+  // Only the handshake: the process has the grace period to say hello.
+  auto deadline = host_ ? Clock::time_point::max() : Clock::now() + options_.grace;
   for (;;) {
     pollfd p[2] = {{pidfd, POLLIN, 0}, {socket_open ? sock_ : -1, POLLIN, 0}};
     const auto wait =
@@ -450,7 +453,7 @@ int Session::serve(int pidfd, pid_t pid, const std::string& file, Descriptor* de
       return status;
     }
     if (socket_open && (p[1].revents & (POLLIN | POLLHUP | POLLERR))) {
-      Frame f;
+      Frame& f = call_frame_;
       try {
         if (!read_frame(sock_, f))
           socket_open = false;
@@ -462,9 +465,10 @@ int Session::serve(int pidfd, pid_t pid, const std::string& file, Descriptor* de
     }
     if (killed) continue;
     const auto now = Clock::now();
-    if (!asked && !done_ && host_.should_stop()) {
-      // Told at once (once it can listen), killed after the grace period.
-      asked = true;
+    // Inspecting, hello is all: stop instead of start ends the process.
+    if (!asked_ && !done_ && (host_ ? host_->should_stop() : hello_)) {
+      // Told at once (or right after start), killed after the grace period.
+      asked_ = true;
       if (hello_) send(FrameWriter(Kind::stop).finish());
       deadline = std::min(deadline, now + options_.grace);
     }
@@ -472,7 +476,7 @@ int Session::serve(int pidfd, pid_t pid, const std::string& file, Descriptor* de
     // process has the grace period to exit.
     if (!socket_open) deadline = std::min(deadline, now + options_.grace);
     if (!broken_.empty() || now >= deadline) {
-      killed_after_stop_ = broken_.empty() && asked;
+      killed_after_stop_ = broken_.empty() && asked_ && host_ != nullptr;
       ::kill(pid, SIGKILL);
       killed = true;
     }
@@ -480,7 +484,13 @@ int Session::serve(int pidfd, pid_t pid, const std::string& file, Descriptor* de
 }
 
 // Everything the helper's processes reported before they ended.
-void read_report(int fd, std::string* setup_failed, std::optional<SyscallDenied>* denied) {
+struct Report {
+  std::string setup_failed, unavailable;
+  std::optional<SyscallDenied> denied;
+};
+
+Report read_report(int fd) {
+  Report report;
   std::string bytes;
   char buf[4096];
   for (ssize_t n; bytes.size() < (64u << 10) && (n = ::read(fd, buf, sizeof buf)) > 0;)
@@ -492,37 +502,27 @@ void read_report(int fd, std::string* setup_failed, std::optional<SyscallDenied>
       if (rest.size() - header_size < h.body_size) break;
       std::string_view body = rest.substr(header_size, h.body_size);
       rest.remove_prefix(header_size + h.body_size);
-      if (h.kind == Kind::setup_failed && setup_failed->empty())
-        *setup_failed = std::string(parse_setup_failed(body));
-      else if (h.kind == Kind::syscall_denied && !*denied)
-        *denied = parse_syscall_denied(body);
+      if (h.kind == Kind::setup_failed && report.setup_failed.empty())
+        report.setup_failed = std::string(parse_setup_failed(body));
+      else if (h.kind == Kind::unavailable && report.unavailable.empty())
+        report.unavailable = std::string(parse_setup_failed(body));
+      else if (h.kind == Kind::syscall_denied && !report.denied)
+        report.denied = parse_syscall_denied(body);
     }
   } catch (const FrameError&) {
     // What was read before the garbage stands.
   }
+  return report;
 }
 
 }  // namespace
 
-PluginFile::PluginFile(const std::filesystem::path& file, const std::string& pinned, bool allow_any)
-    : path_(file.string()) {
-  auto refuse = [&](const std::string& why) {
-    throw Error(ErrorKind::refused, "plugin " + path_ + " refused: " + why);
-  };
-  if (pinned == "any" && !allow_any)
-    refuse("its schema pins sha256: any, which only a host started with --dev accepts");
-  fd_ = ::open(file.c_str(), O_RDONLY | O_CLOEXEC);
-  if (fd_ < 0) refuse(std::string("cannot open it: ") + std::strerror(errno));
-  const std::string digest = sha256_hex_fd(fd_);
-  if (pinned != "any" && !constant_time_equal(digest, pinned)) {
-    ::close(fd_);
-    refuse("its SHA-256 is " + digest + " but the schema pins " + pinned +
-           ": this is not the reviewed build; review it and pin the new digest");
-  }
-}
-
-PluginFile::~PluginFile() {
-  if (fd_ >= 0) ::close(fd_);
+Limits limits_of(const ResourceLimits& l) {
+  return {.memory = l.memory.value_or(0),
+          .cpu_time = l.cpu_time.value_or(0),
+          .open_files = l.open_files.value_or(0),
+          .tmp = l.tmp.value_or(0),
+          .processes = l.processes.value_or(0)};
 }
 
 std::filesystem::path default_helper() {
@@ -533,17 +533,48 @@ std::filesystem::path default_helper() {
   return self.parent_path() / "taskhost-sandbox";
 }
 
-int run_in_process(const SandboxOptions& options, int plugin_fd, const std::string& file,
-                   HostServices& host, const GrantedServices& granted, std::string* message,
-                   Descriptor* descriptor) {
+// A started taskhost-sandbox: once prepared, it builds the walls and its
+// plugin process waits for go.
+struct Helper {
+  pid_t pid = -1;
+  bool reaped = false;
+  Fd pidfd, sock, report;
+  std::unique_ptr<Cgroup> cgroup;
+
+  Helper() = default;
+  Helper(const Helper&) = delete;
+  Helper& operator=(const Helper&) = delete;
+  ~Helper() {
+    if (pid <= 0 || reaped) return;
+    // By its pidfd: the pid alone may name another process once reaped.
+    ::syscall(SYS_pidfd_send_signal, pidfd.get(), SIGKILL, nullptr, 0);
+    siginfo_t info;
+    while (::waitid(P_PIDFD, static_cast<id_t>(pidfd.get()), &info, WEXITED) < 0 &&
+           errno == EINTR) {
+    }
+  }
+};
+
+namespace {
+
+// Bodies stream in chunks of max_chunk: a send buffer of several lets the
+// writer run ahead of the reader instead of waking it for every piece.
+constexpr int socket_buffer = 4 << 20;
+
+std::unique_ptr<Helper> start_helper(const SandboxOptions& options) {
+  auto h = std::make_unique<Helper>();
   int sv[2];
   if (::socketpair(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0, sv) < 0) environment("socketpair");
-  Fd parent_end(sv[0]), child_end(sv[1]);
+  h->sock = Fd(sv[0]);
+  Fd child_end(sv[1]);
+  for (int fd : {sv[0], sv[1]})
+    if (::setsockopt(fd, SOL_SOCKET, SO_SNDBUFFORCE, &socket_buffer, sizeof socket_buffer) < 0)
+      ::setsockopt(fd, SOL_SOCKET, SO_SNDBUF, &socket_buffer, sizeof socket_buffer);
   int pp[2];
   if (::pipe2(pp, O_CLOEXEC) < 0) environment("pipe");
-  Fd report_read(pp[0]), report_write(pp[1]);
-  Fd broker = above_helper_fds(child_end.get()), image = above_helper_fds(plugin_fd),
-     report = above_helper_fds(report_write.get());
+  h->report = Fd(pp[0]);
+  Fd report_write(pp[1]);
+  Fd broker = above_helper_fds(child_end.get()), report = above_helper_fds(report_write.get());
   child_end.reset();
   report_write.reset();
 
@@ -556,9 +587,8 @@ int run_in_process(const SandboxOptions& options, int plugin_fd, const std::stri
   posix_spawn_file_actions_addopen(&actions, 0, "/dev/null", O_RDWR, 0);
   posix_spawn_file_actions_adddup2(&actions, 0, 1);
   posix_spawn_file_actions_adddup2(&actions, 0, 2);
-  posix_spawn_file_actions_adddup2(&actions, broker.get(), 3);
-  posix_spawn_file_actions_adddup2(&actions, image.get(), 4);
-  posix_spawn_file_actions_adddup2(&actions, report.get(), 5);
+  posix_spawn_file_actions_adddup2(&actions, broker.get(), broker_fd);
+  posix_spawn_file_actions_adddup2(&actions, report.get(), report_fd);
   posix_spawnattr_t attr;
   posix_spawnattr_init(&attr);
   sigset_t none, all;
@@ -571,105 +601,163 @@ int run_in_process(const SandboxOptions& options, int plugin_fd, const std::stri
   const std::string helper = options.helper.string();
   char* argv[] = {const_cast<char*>("taskhost-sandbox"), nullptr};
   char* envp[] = {nullptr};
-  pid_t pid = -1;
-  int rc = ::posix_spawn(&pid, helper.c_str(), &actions, &attr, argv, envp);
+  int rc = ::posix_spawn(&h->pid, helper.c_str(), &actions, &attr, argv, envp);
   posix_spawn_file_actions_destroy(&actions);
   posix_spawnattr_destroy(&attr);
-  broker.reset();
-  image.reset();
-  report.reset();
   if (rc != 0) {
+    h->pid = -1;
     errno = rc;
     environment("start " + helper);
   }
-  Fd pidfd(static_cast<int>(::syscall(SYS_pidfd_open, pid, 0)));
-  if (pidfd.get() < 0) {
-    ::kill(pid, SIGKILL);
-    ::waitpid(pid, nullptr, 0);
+  h->pidfd = Fd(static_cast<int>(::syscall(SYS_pidfd_open, h->pid, 0)));
+  if (h->pidfd.get() < 0) {
+    const int err = errno;
+    ::kill(h->pid, SIGKILL);
+    ::waitpid(h->pid, nullptr, 0);
+    h->pid = -1;
+    errno = err;
     environment("pidfd_open");
   }
+  h->cgroup = std::make_unique<Cgroup>(h->pid);
+  // A peer that stops reading or writing mid-frame must not hold a thread
+  // longer than the grace period.
+  timeval tv{static_cast<time_t>(options.grace.count() / 1000),
+             static_cast<suseconds_t>(options.grace.count() % 1000 * 1000)};
+  ::setsockopt(h->sock.get(), SOL_SOCKET, SO_RCVTIMEO, &tv, sizeof tv);
+  ::setsockopt(h->sock.get(), SOL_SOCKET, SO_SNDTIMEO, &tv, sizeof tv);
+  write_all(h->sock.get(), encode(Prepare{options.drop_uid, options.fail_at}));
+  return h;
+}
 
-  std::optional<Cgroup> cgroup;
-  try {
-    cgroup.emplace(pid, options.limits);
-  } catch (...) {
-    ::kill(pid, SIGKILL);
-    ::waitpid(pid, nullptr, 0);
-    throw;
+}  // namespace
+
+Sandbox::Sandbox(SandboxOptions options) : options_(std::move(options)) {
+  if (options_.warm) starter_ = std::thread([this] { keep_warm(); });
+}
+
+Sandbox::~Sandbox() {
+  {
+    std::lock_guard lock(mutex_);
+    ending_ = true;
   }
+  wanted_.notify_all();
+  if (starter_.joinable()) starter_.join();
+}
+
+// Starts a sandbox in place of each one taken, on this thread of its own:
+// the helper dies with the thread that started it (PR_SET_PDEATHSIG), and
+// this one lives as long as the Sandbox.
+void Sandbox::keep_warm() {
+  std::unique_lock lock(mutex_);
+  for (;;) {
+    wanted_.wait(lock, [&] { return ending_ || wanted_count_ > 0; });
+    if (ending_) break;
+    --wanted_count_;
+    lock.unlock();
+    std::unique_ptr<Helper> h;
+    try {
+      h = start_helper(options_);
+    } catch (const std::exception&) {
+      // The attempt that finds none ready starts its own and reports why.
+    }
+    lock.lock();
+    if (h) ready_.push_back(std::move(h));
+  }
+  ready_.clear();  // killed and reaped here, by the thread that started them
+}
+
+std::unique_ptr<Helper> Sandbox::take() {
+  std::unique_ptr<Helper> h;
+  if (options_.warm) {
+    std::lock_guard lock(mutex_);
+    if (!ready_.empty()) {
+      h = std::move(ready_.front());
+      ready_.pop_front();
+    }
+    // One more kept ready for each attempt started: as many as run at once.
+    ++wanted_count_;
+  }
+  if (options_.warm) wanted_.notify_one();
+  return h ? std::move(h) : start_helper(options_);
+}
+
+Descriptor Sandbox::inspect(const PluginImage& image, const std::string& file) {
+  Descriptor d;
+  std::string message;
+  attempt(limits_of(default_limits), image, file, nullptr, {}, &message, &d);
+  if (d.name.empty()) throw Error(ErrorKind::refused, "plugin " + file + " refused: " + message);
+  return d;
+}
+
+int Sandbox::run(const Limits& limits, const PluginImage& image, const std::string& file,
+                 HostServices& host, const GrantedServices& granted, std::string* message) {
+  return attempt(limits, image, file, &host, granted, message, nullptr);
+}
+
+int Sandbox::attempt(const Limits& limits, const PluginImage& image, const std::string& file,
+                     HostServices* host, const GrantedServices& granted, std::string* message,
+                     Descriptor* descriptor) {
+  std::unique_ptr<Helper> h = take();
+  h->cgroup->limit(limits);
 
   Go go;
-  go.memory = options.limits.memory;
-  go.cpu_time = options.limits.cpu_time;
-  go.open_files = options.limits.open_files;
-  go.tmp = options.limits.tmp;
-  go.processes = options.limits.processes;
-  go.drop_uid = options.drop_uid;
-  go.fail_at = options.fail_at;
+  go.memory = limits.memory;
+  go.cpu_time = limits.cpu_time;
+  go.open_files = limits.open_files;
+  go.tmp = limits.tmp;
+  go.processes = limits.processes;
   auto bit = [](Method m) { return 1u << static_cast<uint8_t>(m); };
   go.granted = (granted.object_storage ? bit(Method::object_storage) : 0) |
                (granted.sftp ? bit(Method::sftp) : 0) | (granted.db ? bit(Method::db) : 0) |
                (granted.http ? bit(Method::http) : 0);
 
-  // A peer that stops reading or writing mid-frame must not hold this
-  // thread longer than the grace period.
-  timeval tv{static_cast<time_t>(options.grace.count() / 1000),
-             static_cast<suseconds_t>(options.grace.count() % 1000 * 1000)};
-  ::setsockopt(parent_end.get(), SOL_SOCKET, SO_RCVTIMEO, &tv, sizeof tv);
-  ::setsockopt(parent_end.get(), SOL_SOCKET, SO_SNDTIMEO, &tv, sizeof tv);
-
-  Session session(options, parent_end.get(), host, granted);
-  int status = 0;
+  // Any way out of here ends the helper's processes (~Helper).
+  Session session(options_, h->sock.get(), host, granted);
   rusage usage{};
-  try {
-    write_all(parent_end.get(), encode(go));
-    status = session.serve(pidfd.get(), pid, file, descriptor, &usage);
-  } catch (...) {
-    ::kill(pid, SIGKILL);
-    while (::waitpid(pid, nullptr, 0) < 0 && errno == EINTR) {
-    }
-    throw;
-  }
+  session.go(encode(go), image.fd());
+  const int status = session.serve(h->pidfd.get(), h->pid, file, descriptor, &usage);
+  h->reaped = true;
 
-  std::string setup_failed;
-  std::optional<SyscallDenied> denied;
-  read_report(report_read.get(), &setup_failed, &denied);
+  const Report report = read_report(h->report.get());
+  if (!report.unavailable.empty())
+    throw Error(ErrorKind::refused, "plugin " + file + " refused: this kernel cannot sandbox it: " +
+                                        report.unavailable);
   const int exit_code = WIFEXITED(status) ? WEXITSTATUS(status) : 128 + WTERMSIG(status);
   if (session.done() && exit_code == 0) {
     if (session.code() != TH_OK)
       *message = session.message().empty() ? "plugin failed without a message" : session.message();
     return session.code();
   }
-  if (denied) {
-    *message = syscall_text(*denied);
+  if (report.denied) {
+    *message = syscall_text(*report.denied);
     return TH_ERR_PERMISSION;
   }
-  if (!setup_failed.empty()) {
-    *message = "the plugin's sandbox could not be set up: " + setup_failed;
+  if (!report.setup_failed.empty()) {
+    *message = "the plugin's sandbox could not be set up: " + report.setup_failed;
     return TH_ERR_INTERNAL;
   }
   if (!session.broken().empty()) {
     *message = "plugin process stopped: " + session.broken();
     return TH_ERR_RETRYABLE;
   }
-  if (cgroup->oom_killed()) {
-    *message = "memory limit " + bytes_text(options.limits.memory) + " exceeded";
+  if (h->cgroup->oom_killed()) {
+    *message = "memory limit " + format_size(limits.memory) + " exceeded";
     return TH_ERR_RETRYABLE;
   }
   if (session.killed_after_stop()) {
     *message = "plugin process killed: it did not stop within " +
-               std::to_string(options.grace.count()) + " ms of being asked";
+               std::to_string(options_.grace.count()) + " ms of being asked";
     return TH_ERR_CANCELLED;
   }
   if (exit_code > 128) {
     const int sig = exit_code - 128;
     // RLIMIT_CPU sends SIGXCPU at the limit and SIGKILL a second later.
     const auto cpu = usage.ru_utime.tv_sec + usage.ru_stime.tv_sec;
-    if (sig == SIGXCPU || (sig == SIGKILL && options.limits.cpu_time &&
-                           static_cast<uint64_t>(cpu) >= options.limits.cpu_time))
-      *message = "cpu_time limit " + std::to_string(options.limits.cpu_time) + "s exceeded";
+    if (sig == SIGXCPU ||
+        (sig == SIGKILL && limits.cpu_time && static_cast<uint64_t>(cpu) >= limits.cpu_time))
+      *message = "cpu_time limit " + std::to_string(limits.cpu_time) + "s exceeded";
     else if (sig == SIGXFSZ)
-      *message = "tmp limit " + bytes_text(options.limits.tmp) + " exceeded";
+      *message = "tmp limit " + format_size(limits.tmp) + " exceeded";
     else
       *message = "plugin process died: " + signal_name(sig);
     return TH_ERR_RETRYABLE;

@@ -12,6 +12,7 @@
 #include <sys/mount.h>
 #include <sys/prctl.h>
 #include <sys/resource.h>
+#include <sys/sendfile.h>
 #include <sys/stat.h>
 #include <sys/syscall.h>
 #include <termios.h>
@@ -78,28 +79,21 @@ void bind_file(const std::string& source, unsigned long flags) {
   bind(source, target, flags);
 }
 
-void copy_plugin() {
+void copy_plugin(int image) {
   struct stat st {};
-  check(::fstat(plugin_fd, &st), "fstat the plugin");
-  std::string target = inside(plugin_path);
-  int out = ::open(target.c_str(), O_CREAT | O_EXCL | O_WRONLY | O_CLOEXEC, 0555);
-  if (out < 0) fail("create " + target);
-  char buf[1 << 16];
+  check(::fstat(image, &st), "fstat the plugin");
+  int out = ::open(plugin_path, O_CREAT | O_EXCL | O_WRONLY | O_CLOEXEC, 0555);
+  if (out < 0) fail(std::string("create ") + plugin_path);
   off_t off = 0;
-  for (;;) {
-    ssize_t n = ::pread(plugin_fd, buf, sizeof buf, off);
+  while (off < st.st_size) {
+    ssize_t n = ::sendfile(out, image, &off, static_cast<size_t>(st.st_size - off));
     if (n < 0 && errno == EINTR) continue;
-    if (n < 0) fail("read the plugin");
-    if (n == 0) break;
-    for (ssize_t done = 0; done < n;) {
-      ssize_t w = ::write(out, buf + done, static_cast<size_t>(n - done));
-      if (w < 0) fail("copy the plugin");
-      done += w;
+    if (n <= 0) {
+      ::close(out);
+      fail("copy the plugin");
     }
-    off += n;
   }
   ::close(out);
-  if (off != st.st_size) throw std::runtime_error("the plugin's size changed while copying it");
 }
 
 // Seccomp's view of a denied syscall, written from the SIGSYS handler:
@@ -120,6 +114,18 @@ void Steps::next(const char* name) {
                              "): injected failure");
 }
 
+// A syscall that only fails where the kernel (or a container's policy)
+// withholds a feature.
+void need(int rc, const std::string& call, const std::string& feature, const std::string& how) {
+  if (rc < 0)
+    throw Unavailable(feature + " not available (" + call + ": " + std::strerror(errno) +
+                      "): " + how);
+}
+
+constexpr const char* container_hint =
+    "; in a container, allow unshare and mount in its seccomp profile (Docker's default "
+    "profile forbids them)";
+
 void enter_namespaces(Steps& steps) {
   if (::geteuid() != 0) {
     // Unprivileged: a user namespace gives the capabilities the mounts need,
@@ -127,27 +133,29 @@ void enter_namespaces(Steps& steps) {
     const uid_t uid = ::geteuid();
     const gid_t gid = ::getegid();
     steps.next("user namespace");
-    check(::unshare(CLONE_NEWUSER), "unshare(CLONE_NEWUSER)");
+    need(::unshare(CLONE_NEWUSER), "unshare(CLONE_NEWUSER)", "user namespaces are",
+         std::string("enable them with sysctl user.max_user_namespaces=10000 (and "
+                     "kernel.unprivileged_userns_clone=1 where the kernel has it), or run "
+                     "taskhost as root") +
+             container_hint);
     steps.next("id maps");
     write_file("/proc/self/setgroups", "deny");
     write_file("/proc/self/uid_map", std::to_string(uid) + " " + std::to_string(uid) + " 1\n");
     write_file("/proc/self/gid_map", std::to_string(gid) + " " + std::to_string(gid) + " 1\n");
   }
   steps.next("namespaces");
-  check(::unshare(CLONE_NEWNS | CLONE_NEWPID | CLONE_NEWNET | CLONE_NEWIPC | CLONE_NEWUTS |
-                  CLONE_NEWCGROUP),
-        "unshare(mount, pid, network, ipc, uts, cgroup namespaces)");
+  need(::unshare(CLONE_NEWNS | CLONE_NEWPID | CLONE_NEWNET | CLONE_NEWIPC | CLONE_NEWUTS |
+                 CLONE_NEWCGROUP),
+       "unshare", "mount, pid, network, ipc, uts and cgroup namespaces are",
+       std::string("the kernel needs CONFIG_NAMESPACES with each of them") + container_hint);
 }
 
-void build_root(Steps& steps, const Go& go) {
+void build_root(Steps& steps) {
   steps.next("private mounts");
   check(::mount(nullptr, "/", nullptr, MS_REC | MS_PRIVATE, nullptr), "make / private");
   steps.next("root tmpfs");
-  struct stat st {};
-  check(::fstat(plugin_fd, &st), "fstat the plugin");
-  const std::string root_opts =
-      "mode=0755,size=" + std::to_string(static_cast<uint64_t>(st.st_size) + (1u << 20));
-  check(::mount("tmpfs", new_root, "tmpfs", MS_NOSUID | MS_NODEV, root_opts.c_str()),
+  // Written by this helper only (the plugin's copy), then read-only.
+  check(::mount("tmpfs", new_root, "tmpfs", MS_NOSUID | MS_NODEV, "mode=0755"),
         "mount the root tmpfs");
   steps.next("library binds");
   for (const char* dir : library_dirs) {
@@ -170,24 +178,27 @@ void build_root(Steps& steps, const Go& go) {
   steps.next("device nodes");
   for (const char* dev : {"/dev/null", "/dev/zero", "/dev/urandom"})
     bind_file(dev, MS_NOSUID | MS_NOEXEC);
-  steps.next("tmp");
   make_dirs(inside("/tmp"));
-  const std::string tmp_opts = "mode=1777,size=" + std::to_string(go.tmp);
-  check(::mount("tmpfs", inside("/tmp").c_str(), "tmpfs", MS_NOSUID | MS_NODEV,
-                go.tmp ? tmp_opts.c_str() : "mode=1777"),
-        "mount /tmp");
-  steps.next("plugin copy");
-  copy_plugin();
   steps.next("pivot_root");
   check(::chdir(new_root), "chdir to the new root");
   check(static_cast<int>(::syscall(SYS_pivot_root, ".", ".")), "pivot_root");
   check(::umount2(".", MNT_DETACH), "detach the old root");
   check(::chdir("/"), "chdir /");
+  check(::sethostname("sandbox", 7), "sethostname");
+}
+
+void finish_root(Steps& steps, const Go& go, int image) {
+  steps.next("tmp");
+  const std::string tmp_opts = "mode=1777,size=" + std::to_string(go.tmp);
+  check(::mount("tmpfs", "/tmp", "tmpfs", MS_NOSUID | MS_NODEV,
+                go.tmp ? tmp_opts.c_str() : "mode=1777"),
+        "mount /tmp");
+  steps.next("plugin copy");
+  copy_plugin(image);
   steps.next("read-only root");
   check(::mount(nullptr, "/", nullptr, MS_BIND | MS_REMOUNT | MS_RDONLY | MS_NOSUID | MS_NODEV,
                 nullptr),
         "remount / read-only");
-  check(::sethostname("sandbox", 7), "sethostname");
 }
 
 void set_limits(Steps& steps, const Go& go) {
@@ -208,7 +219,7 @@ void set_limits(Steps& steps, const Go& go) {
   if (go.tmp) limit(RLIMIT_FSIZE, go.tmp, go.tmp, "RLIMIT_FSIZE");
 }
 
-void drop_privileges(Steps& steps, const Go& go) {
+void drop_privileges(Steps& steps, uint32_t drop_uid) {
   steps.next("drop privileges");
   // Root inside the sandbox must not regain capabilities through execve
   // before seccomp forbids it.
@@ -218,11 +229,11 @@ void drop_privileges(Steps& steps, const Go& go) {
   for (int cap = 0; cap <= CAP_LAST_CAP; ++cap)
     check(::prctl(PR_CAPBSET_DROP, cap, 0, 0, 0), "drop capability " + std::to_string(cap));
   check(::prctl(PR_CAP_AMBIENT, PR_CAP_AMBIENT_CLEAR_ALL, 0, 0, 0), "clear ambient capabilities");
-  if (::geteuid() == 0 && go.drop_uid != 0) {
+  if (::geteuid() == 0 && drop_uid != 0) {
     const gid_t none[] = {0};
     check(::setgroups(0, none), "setgroups");
-    check(::setresgid(go.drop_uid, go.drop_uid, go.drop_uid), "setresgid");
-    check(::setresuid(go.drop_uid, go.drop_uid, go.drop_uid), "setresuid");
+    check(::setresgid(drop_uid, drop_uid, drop_uid), "setresgid");
+    check(::setresuid(drop_uid, drop_uid, drop_uid), "setresuid");
   }
   __user_cap_header_struct header{_LINUX_CAPABILITY_VERSION_3, 0};
   __user_cap_data_struct data[2] = {};
@@ -306,7 +317,8 @@ void install_seccomp(Steps& steps) {
 
   if (int rc = seccomp_load(ctx); rc < 0) {
     errno = -rc;
-    fail("seccomp_load");
+    need(-1, "seccomp_load", "seccomp filters are",
+         "the kernel needs CONFIG_SECCOMP and CONFIG_SECCOMP_FILTER");
   }
 }
 

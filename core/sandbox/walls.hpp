@@ -5,6 +5,7 @@
 // calling process). Every function throws std::runtime_error naming what
 // failed; the helper reports it and the attempt fails closed.
 
+#include <stdexcept>
 #include <string>
 
 #include "sandbox/frame.hpp"
@@ -13,12 +14,19 @@ namespace taskhost::sandbox {
 
 // The descriptors the helper is started with.
 inline constexpr int broker_fd = 3;  // socket to the host
-inline constexpr int plugin_fd = 4;  // the plugin's verified bytes
-inline constexpr int report_fd = 5;  // pipe: why the process could not go on
+inline constexpr int report_fd = 4;  // pipe: why the process could not go on
 
-// The plugin's file inside the sandbox, copied from the descriptor the host
-// hashed.
+// The plugin's file inside the sandbox, copied from the sealed image of the
+// bytes the host verified (sent with go).
 inline constexpr const char* plugin_path = "/plugin.so";
+
+// The kernel lacks a feature the sandbox needs: the message names it and
+// how to enable it. Reported apart from other setup failures, because the
+// host then refuses plugins instead of retrying them.
+class Unavailable : public std::runtime_error {
+ public:
+  using std::runtime_error::runtime_error;
+};
 
 // Counts the setup steps and fails the one numbered fail_at (1-based; 0
 // fails none), so tests can prove each step fails closed.
@@ -38,16 +46,20 @@ class Steps {
 // new mount, pid, network, ipc, uts and cgroup namespaces.
 void enter_namespaces(Steps& steps);
 
-// In the namespace's first process: a tmpfs root holding read-only binds of
-// the library directories and ld.so.cache, /dev/{null,zero,urandom}, a
-// size-limited /tmp, and the plugin's bytes copied from plugin_fd; then
-// pivot_root into it and make it read-only.
-void build_root(Steps& steps, const Go& go);
+// In the namespace's first process, before any attempt is known: a tmpfs
+// root holding read-only binds of the library directories and ld.so.cache,
+// /dev/{null,zero,urandom}; pivot_root into it.
+void build_root(Steps& steps);
+
+// In the plugin process, once go came with the plugin's image: the
+// size-limited /tmp, the plugin's bytes copied from image, and the root
+// made read-only.
+void finish_root(Steps& steps, const Go& go, int image);
 
 // In the plugin process: limits, then no capabilities, no new privileges,
-// an unprivileged uid when the host is root.
+// and uid/gid drop_uid when the host is root.
 void set_limits(Steps& steps, const Go& go);
-void drop_privileges(Steps& steps, const Go& go);
+void drop_privileges(Steps& steps, uint32_t drop_uid);
 
 // The seccomp allowlist, after the plugin is loaded and before it runs.
 // A refused syscall raises SIGSYS, whose handler reports it on report_fd.

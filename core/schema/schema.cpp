@@ -535,9 +535,9 @@ std::optional<TaskSchema> parse_schema(const std::string& yaml, const std::strin
   const YAML::Node& root = *loaded;
   Reader r(file, collected);
   static const std::vector<std::string> top = {
-      "name",       "version",    "description", "plugin",      "params",   "capabilities",
-      "retry",      "timeout",    "isolation",   "concurrency", "schedule", "timezone",
-      "on_success", "on_failure", "hooks",       "permissions"};
+      "name",     "version",    "description", "plugin", "params",      "capabilities",
+      "retry",    "timeout",    "isolation",   "limits", "concurrency", "schedule",
+      "timezone", "on_success", "on_failure",  "hooks",  "permissions"};
   if (!r.mapping(root, "", top)) return std::nullopt;
 
   TaskSchema s;
@@ -604,6 +604,11 @@ std::optional<TaskSchema> parse_schema(const std::string& yaml, const std::strin
                     *text + "'");
     }
   }
+  if (auto v = root["limits"]; v.IsDefined())
+    s.limits = read_limits(v, "limits",
+                           [&](const YAML::Node& at, const std::string& f, const std::string& m) {
+                             r.error(at, f, m);
+                           });
   if (auto v = root["concurrency"]; v.IsDefined())
     if (auto c = r.integer(v, "concurrency", 1, 10000)) s.concurrency = static_cast<uint32_t>(*c);
   if (auto v = root["schedule"]; v.IsDefined()) {
@@ -706,6 +711,7 @@ Json TaskSchema::to_json() const {
         {"max", format_duration(retry.max)}}},
       {"timeout", format_duration(timeout)},
       {"isolation", in_process ? "none" : "process"},
+      {"limits", limits.to_json()},
       {"concurrency", concurrency ? Json(*concurrency) : Json()},
       {"schedule", schedule ? Json(*schedule) : Json()},
       {"timezone", timezone},

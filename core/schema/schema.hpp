@@ -10,6 +10,7 @@
 
 #include "common/diagnostic.hpp"
 #include "schema/cron.hpp"
+#include "schema/limits.hpp"
 #include "schema/semver.hpp"
 
 namespace taskhost {
@@ -105,6 +106,8 @@ struct TaskSchema {
   // isolation: process (the default: a sandboxed child per attempt) or none
   // (inside the host, only where the host config allows it).
   bool in_process = false;
+  // Per attempt; what is not set here comes from the host config.
+  ResourceLimits limits;
   std::optional<uint32_t> concurrency;  // unlimited when absent
   std::optional<std::string> schedule;  // validated cron text
   std::string timezone = "UTC";

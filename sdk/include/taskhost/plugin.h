@@ -25,8 +25,13 @@
  * broker stubs with the same signatures and the plugin cannot tell.
  *
  * What the sandbox (the default, `isolation: process`) makes true:
- *   - Each attempt runs in a fresh process: nothing survives an attempt in
- *     memory, and run may execute concurrently in several processes.
+ *   - Each attempt runs in a fresh process that has run no other plugin:
+ *     nothing survives an attempt in memory, and run may execute
+ *     concurrently in several processes. Static initialisers run there
+ *     too, never in the host.
+ *   - The process starts with an empty environment and no descriptor but
+ *     0-2 (/dev/null), the broker and the host's report pipe; it holds no
+ *     credential of the host's.
  *   - No host call may be made from inside a th_sink or th_source callback:
  *     a callback runs while the broker is in the middle of the call that
  *     invoked it.
@@ -37,6 +42,12 @@
  *     syscalls a multithreaded program needs: no socket, exec, fork,
  *     ptrace, new executable mapping or signal to another process. A
  *     refused syscall ends the attempt with an error naming it.
+ *   - The attempt's limits (memory, cpu_time, open_files, tmp, processes:
+ *     the schema's, else the host's) hold; exceeding memory, cpu_time or
+ *     tmp ends the attempt with an error naming the limit.
+ *   - A call's string arguments may total 1 MiB; a bigger one fails that
+ *     call with TH_ERR_INVALID. progress() may be coalesced (its last value
+ *     always arrives); should_stop() costs no round trip.
  */
 #ifndef TASKHOST_PLUGIN_H
 #define TASKHOST_PLUGIN_H

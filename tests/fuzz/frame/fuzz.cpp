@@ -18,6 +18,9 @@ extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
       std::string_view body = rest.substr(header_size, h.body_size);
       rest.remove_prefix(header_size + h.body_size);
       switch (h.kind) {
+        case Kind::prepare:
+          parse_prepare(body);
+          break;
         case Kind::go:
           parse_go(body);
           break;
@@ -44,6 +47,7 @@ extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
           parse_abort(body);
           break;
         case Kind::setup_failed:
+        case Kind::unavailable:
           parse_setup_failed(body);
           break;
         case Kind::syscall_denied:

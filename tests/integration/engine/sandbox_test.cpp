@@ -3,6 +3,9 @@
 // the host goes on serving other runs.
 #include <gtest/gtest.h>
 
+#include <cstdlib>
+#include <filesystem>
+
 #include "engine/submit.hpp"
 #include "support/fixtures.hpp"
 #include "support/test_database.hpp"
@@ -44,6 +47,35 @@ TEST_F(SandboxEngineTest, ARefusedSyscallIsNamedAndNotRetried) {
   taskhost::Run r = run(s, {{"mode", "tcp"}, {"arg", "5432"}});
   EXPECT_EQ(r.state, RunState::failed);
   EXPECT_EQ(r.error, "sandbox: syscall socket not allowed");
+}
+
+TEST_F(SandboxEngineTest, ThePlatformsDatabaseSocketIsOutOfReach) {
+  // The embedded cluster's unix socket, which this host itself connects to.
+  std::string socket;
+  for (const auto& e :
+       std::filesystem::directory_iterator(std::string(std::getenv("TASKHOST_TEST_HOME")) + "/run"))
+    if (e.path().filename().string().starts_with(".s.PGSQL.") && e.path().extension() != ".lock")
+      socket = e.path();
+  ASSERT_FALSE(socket.empty());
+  auto s = install_fixture(conn, "escape", "escape.so", escape_params);
+  taskhost::Run r = run(s, {{"mode", "unix"}, {"arg", socket}});
+  EXPECT_EQ(r.state, RunState::failed);
+  EXPECT_EQ(r.error, "sandbox: syscall socket not allowed");
+}
+
+TEST_F(SandboxEngineTest, TheSchemasLimitsOverTheHostsEndTheAttemptNamingTheLimit) {
+  HostConfig host;
+  host.sandbox_limits.cpu_time = 3600;
+  host.sandbox_limits.tmp = 64ull << 20;
+  auto s = install_fixture(conn, "escape", "escape.so",
+                           escape_params + "limits: { cpu_time: 1s, tmp: 8MiB }\n");
+  EXPECT_EQ(run(s, {{"mode", "busy"}}, host).error, "cpu_time limit 1s exceeded");
+  EXPECT_EQ(run(s, {{"mode", "write_tmp"}, {"arg", std::to_string(32u << 20)}}, host).error,
+            "tmp limit 8MiB exceeded");
+  // Where the schema sets none, the host's.
+  auto t = install_fixture(conn, "escape2", "escape.so", escape_params);
+  EXPECT_EQ(run(t, {{"mode", "write_tmp"}, {"arg", std::to_string(128u << 20)}}, host).error,
+            "tmp limit 64MiB exceeded");
 }
 
 TEST_F(SandboxEngineTest, IsolationNoneOnlyWhereTheHostConfigAllowsItAndAudited) {

@@ -29,6 +29,36 @@ s3:
   EXPECT_EQ(c.s3.at("raw").endpoint, "http://127.0.0.1:4568");
 }
 
+TEST(HostConfig, SandboxLimitsAreTheHostsDefaults) {
+  auto c =
+      parse_host_config("sandbox: { limits: { memory: 512MiB, processes: 16 } }\n", "taskhost.yml");
+  EXPECT_EQ(c.sandbox_limits.memory, 512ull << 20);
+  EXPECT_EQ(c.sandbox_limits.processes, 16u);
+  EXPECT_FALSE(c.sandbox_limits.cpu_time);
+  EXPECT_EQ(problems("sandbox:\n  limits: { tmp: 1G }\n"),
+            "taskhost.yml:2:18: sandbox.limits.tmp: expected a size of at least 1MiB like 512MiB "
+            "or 2GiB, got '1G'");
+}
+
+TEST(HostConfig, CliRolesAndTheApi) {
+  auto c = parse_host_config(
+      "cli: { roles: { alice: [admin], '*': [viewer] } }\n"
+      "api: { listen: '[::1]:9090', pepper: { file: /etc/taskhost/api.pepper } }\n",
+      "taskhost.yml");
+  ASSERT_TRUE(c.cli_roles);
+  EXPECT_EQ(c.cli_roles->at("alice"), std::vector<std::string>{"admin"});
+  EXPECT_EQ(c.cli_roles->at("*"), std::vector<std::string>{"viewer"});
+  EXPECT_EQ(c.api_listen, "[::1]:9090");
+  ASSERT_TRUE(c.api_pepper);
+  EXPECT_EQ(c.api_pepper->setting, "api.pepper");
+  EXPECT_EQ(parse_host_config("", "taskhost.yml").api_listen, "127.0.0.1:8080");
+  EXPECT_EQ(problems("api: { pepper: s3cret }\n"),
+            "taskhost.yml:1:16: api.pepper: secret values are never written here: use { env: NAME "
+            "} or { file: PATH }");
+  EXPECT_EQ(problems("cli: { roles: { bob: [Admin!] } }\n"),
+            "taskhost.yml:1:23: cli.roles.bob: expected a role name like operator, got 'Admin!'");
+}
+
 TEST(HostConfig, DuplicateKeysAreRefused) {
   // yaml-cpp keeps the first: a second allow_destinations opened the SSRF guard silently.
   EXPECT_EQ(problems("allow_destinations: [127.0.0.0/8]\nallow_destinations: [0.0.0.0/0]\n"),

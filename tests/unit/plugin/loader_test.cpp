@@ -162,14 +162,14 @@ TEST(Loader, CheckingAFileRunsNoneOfItsCode) {
   EXPECT_NE(std::find(info.elf.needed.begin(), info.elf.needed.end(), "libc.so.6"),
             info.elf.needed.end());
   EXPECT_FALSE(std::filesystem::exists(mark));
-  EXPECT_EQ(inspect_plugin(so).info().name, "ctor_writes");
+  EXPECT_EQ(load_plugin(so, "any", true).info().name, "ctor_writes");
   EXPECT_TRUE(std::filesystem::exists(mark));
   ::unsetenv("TASKHOST_TEST_CTOR_MARK");
   std::filesystem::remove(mark);
 }
 
-TEST(Loader, InspectReportsWithoutAPin) {
-  auto p = inspect_plugin(fixtures + "/probe.so");
+TEST(Loader, LoadingReadsTheDescriptor) {
+  auto p = load_plugin(fixtures + "/probe.so", "any", true);
   EXPECT_EQ(p.info().name, "probe");
   EXPECT_EQ(p.info().version, "0.1.0");
   EXPECT_EQ(p.info().description, "exercises the host API");

@@ -58,8 +58,8 @@ TEST(Frame, AHelloRoundTrips) {
 TEST(Frame, TheHeaderIsCheckedBeforeTheBodyIsRead) {
   std::string frame = encode(Kind::done, Result{0, ""});
   std::string v = frame;
-  v[4] = 2;
-  EXPECT_EQ(error_of([&] { parse_header(v); }), "protocol version 2, expected 1");
+  v[4] = 1;
+  EXPECT_EQ(error_of([&] { parse_header(v); }), "protocol version 1, expected 2");
   v = frame;
   v[5] = 99;
   EXPECT_EQ(error_of([&] { parse_header(v); }), "unknown frame kind 99");
@@ -69,7 +69,7 @@ TEST(Frame, TheHeaderIsCheckedBeforeTheBodyIsRead) {
   v = frame;
   v[0] = v[1] = v[2] = v[3] = '\xff';
   EXPECT_EQ(error_of([&] { parse_header(v); }),
-            "a frame body of 4294967295 bytes exceeds the 1048576 byte maximum");
+            "a frame body of 4294967295 bytes exceeds the 1052672 byte maximum");
 }
 
 TEST(Frame, ABodyIsReadWithinItsBounds) {
@@ -92,7 +92,10 @@ TEST(Frame, ABodyIsReadWithinItsBounds) {
 
 TEST(Frame, AFrameLargerThanTheMaximumIsNotWritten) {
   EXPECT_EQ(error_of([&] { FrameWriter(Kind::data).bytes(std::string(max_body, 'x')).finish(); }),
-            "a frame body of 1048580 bytes exceeds the 1048576 byte maximum");
+            "a frame body of 1052676 bytes exceeds the 1052672 byte maximum");
+  // Head and bytes apart (chunks, data): the same bound.
+  EXPECT_EQ(error_of([&] { chunk_head(Stream::out, max_body); }),
+            "a frame body of 1052677 bytes exceeds the 1052672 byte maximum");
 }
 
 TEST(Frame, TheSignalSafeEncodingMatchesTheWriter) {

@@ -10,9 +10,18 @@
 #include <sys/socket.h>
 #include <unistd.h>
 
+#include <seccomp.h>
+#include <sys/prctl.h>
+
 #include <atomic>
 #include <chrono>
+#include <cinttypes>
+#include <cstdio>
 #include <filesystem>
+#include <fstream>
+#include <map>
+#include <optional>
+#include <sstream>
 #include <thread>
 
 #include "common/error.hpp"
@@ -84,6 +93,17 @@ struct Outcome {
   std::string message;
 };
 
+// One attempt in a sandbox of its own; the tests' default limits are none.
+int sandbox_run(const std::string& path, HostServices& host, const GrantedServices& granted,
+                SandboxOptions options, const Limits& limits, std::string* message) {
+  options.helper = SANDBOX_HELPER;
+  if (options.grace == std::chrono::milliseconds(30'000)) options.grace = std::chrono::seconds(2);
+  options.warm = false;
+  const VerifiedPlugin plugin = verify_plugin(path, nullptr, false);
+  taskhost::sandbox::Sandbox sandbox(options);
+  return sandbox.run(limits, plugin.image, path, host, granted, message);
+}
+
 enum class Isolation { none, process };
 
 class Runners : public ::testing::TestWithParam<Isolation> {
@@ -98,12 +118,7 @@ class Runners : public ::testing::TestWithParam<Isolation> {
       o.code = p.run(&api, as_host(host), &o.message);
       return o;
     }
-    options.helper = SANDBOX_HELPER;
-    if (options.grace == std::chrono::milliseconds(30'000)) options.grace = std::chrono::seconds(2);
-    int fd = ::open(path.c_str(), O_RDONLY | O_CLOEXEC);
-    EXPECT_GE(fd, 0);
-    o.code = run_in_process(options, fd, path, host, granted, &o.message);
-    ::close(fd);
+    o.code = sandbox_run(path, host, granted, options, {}, &o.message);
     return o;
   }
   bool sandboxed() const { return GetParam() == Isolation::process; }
@@ -146,6 +161,23 @@ TEST_P(Runners, BodiesStreamBothWays) {
   EXPECT_EQ(put.output["stored"], 5u << 20);
 }
 
+TEST_P(Runners, ProgressArrivesCoalescedAndItsLastValueAlways) {
+  struct Counting : RecordingHost {
+    using RecordingHost::RecordingHost;
+    void progress(uint64_t done, uint64_t total) override {
+      ++calls;
+      RecordingHost::progress(done, total);
+    }
+    int calls = 0;
+  } host(Json{{"mode", "progress"}, {"arg", "5000"}});
+  Outcome o = run("escape", host);
+  ASSERT_EQ(o.code, TH_OK) << o.message;
+  EXPECT_EQ(host.last_progress, (std::pair<uint64_t, uint64_t>{5000, 5001}));
+  if (sandboxed()) {
+    EXPECT_LT(host.calls, 100);  // not a round trip per call
+  }
+}
+
 TEST_P(Runners, AServiceNotGrantedIsAbsent) {
   RecordingHost host(Json{{"mode", "get"}, {"arg", "1"}});
   Outcome o = run("escape", host);
@@ -178,28 +210,23 @@ INSTANTIATE_TEST_SUITE_P(Isolation, Runners, ::testing::Values(Isolation::none, 
 
 // What only the sandbox can do: each way out is refused or killed, with a
 // message that says which.
-class Sandbox : public ::testing::Test {
+class Walls : public ::testing::Test {
  protected:
-  Outcome run(const std::string& plugin, RecordingHost& host, SandboxOptions options = {}) {
-    const std::string path = fixtures + "/" + plugin + ".so";
-    options.helper = SANDBOX_HELPER;
-    if (options.grace == std::chrono::milliseconds(30'000)) options.grace = std::chrono::seconds(2);
-    int fd = ::open(path.c_str(), O_RDONLY | O_CLOEXEC);
+  Outcome run(const std::string& plugin, RecordingHost& host, SandboxOptions options = {},
+              const Limits& limits = {}) {
     Outcome o;
-    o.code = run_in_process(options, fd, path, host, {}, &o.message);
-    ::close(fd);
+    o.code = sandbox_run(fixtures + "/" + plugin + ".so", host, {}, options, limits, &o.message);
     return o;
   }
-  Outcome escape(const std::string& mode, const std::string& arg = "",
-                 SandboxOptions options = {}) {
+  Outcome escape(const std::string& mode, const std::string& arg = "", const Limits& limits = {}) {
     RecordingHost host(Json{{"mode", mode}, {"arg", arg}});
-    Outcome o = run("escape", host, options);
+    Outcome o = run("escape", host, {}, limits);
     if (o.code == TH_OK) o.message = "succeeded: " + host.output.dump();
     return o;
   }
 };
 
-TEST_F(Sandbox, NoSocketReachesALoopbackListener) {
+TEST_F(Walls, NoSocketReachesALoopbackListener) {
   int l = ::socket(AF_INET, SOCK_STREAM | SOCK_NONBLOCK, 0);
   sockaddr_in a{};
   a.sin_family = AF_INET;
@@ -214,7 +241,7 @@ TEST_F(Sandbox, NoSocketReachesALoopbackListener) {
   ::close(l);
 }
 
-TEST_F(Sandbox, EachForbiddenSyscallIsNamed) {
+TEST_F(Walls, EachForbiddenSyscallIsNamed) {
   EXPECT_EQ(escape("exec").message, "sandbox: syscall execve not allowed");
   EXPECT_EQ(escape("fork").message, "sandbox: syscall clone not allowed");
   EXPECT_EQ(escape("tiocsti").message, "sandbox: syscall ioctl not allowed");
@@ -229,38 +256,47 @@ TEST_F(Sandbox, EachForbiddenSyscallIsNamed) {
       << int80;
 }
 
-TEST_F(Sandbox, Clone3IsAnsweredEnosys) {
+TEST_F(Walls, Clone3IsAnsweredEnosys) {
   Outcome o = escape("clone3_userns");
   EXPECT_EQ(o.message, R"(succeeded: {"clone3":"Function not implemented"})");
 }
 
-TEST_F(Sandbox, TheHostsFilesAreNotThere) {
-  for (const char* path : {"/etc/shadow", "/etc/passwd", "/proc/1/environ", "/proc/self/environ",
-                           "/work", "/root/.ssh/id_ed25519"})
+TEST_F(Walls, TheHostsFilesAreNotThere) {
+  const std::string host = "/proc/" + std::to_string(::getpid());
+  for (const std::string& path :
+       {std::string("/etc/shadow"), std::string("/etc/passwd"), std::string("/proc/1/environ"),
+        std::string("/proc/self/environ"), host + "/environ", host + "/mem", std::string("/work"),
+        std::string("/root/.ssh/id_ed25519")})
     EXPECT_EQ(escape("read", path).message,
               R"(succeeded: {"read":"cannot open: No such file or directory"})")
         << path;
 }
 
-TEST_F(Sandbox, ASymlinkInTmpLeadsNowhere) {
+TEST_F(Walls, AnArgumentOverTheFrameCapFailsTheCallNotTheAttempt) {
+  EXPECT_EQ(escape("big_checkpoint", std::to_string(2u << 20)).message,
+            R"(succeeded: {"checkpoint":"checkpoint is 2097154 bytes, over the limit of )"
+            R"(1048576 bytes"})");
+}
+
+TEST_F(Walls, ASymlinkInTmpLeadsNowhere) {
   EXPECT_EQ(escape("symlink", "/etc/shadow").message,
             R"(succeeded: {"through_link":"cannot open: No such file or directory"})");
 }
 
-TEST_F(Sandbox, OnlyTheBrokerAndStandardFdsAreOpen) {
+TEST_F(Walls, OnlyTheBrokerAndStandardFdsAreOpen) {
   Outcome o = escape("fds");
-  // 0-2 are /dev/null, 3 the broker socket, 5 the report pipe.
-  EXPECT_EQ(o.message, R"(succeeded: {"fds":[0,1,2,3,5]})");
+  // 0-2 are /dev/null, 3 the broker socket, 4 the report pipe.
+  EXPECT_EQ(o.message, R"(succeeded: {"fds":[0,1,2,3,4]})");
 }
 
-TEST_F(Sandbox, ACrashFailsTheAttemptNamingTheSignal) {
+TEST_F(Walls, ACrashFailsTheAttemptNamingTheSignal) {
   Outcome o = escape("segv");
   EXPECT_EQ(o.code, TH_ERR_RETRYABLE);
   EXPECT_EQ(o.message, "plugin process died: SIGSEGV");
   EXPECT_EQ(escape("abort").message, "plugin process died: SIGABRT");
 }
 
-TEST_F(Sandbox, APluginIgnoringStopIsKilledAfterGrace) {
+TEST_F(Walls, APluginIgnoringStopIsKilledAfterGrace) {
   RecordingHost host(Json{{"mode", "ignore_stop"}});
   host.stop = true;
   SandboxOptions o;
@@ -272,24 +308,19 @@ TEST_F(Sandbox, APluginIgnoringStopIsKilledAfterGrace) {
   EXPECT_EQ(r.message, "plugin process killed: it did not stop within 300 ms of being asked");
 }
 
-TEST_F(Sandbox, LimitsAreNamed) {
-  SandboxOptions o;
-  o.limits.cpu_time = 1;
-  EXPECT_EQ(escape("busy", "", o).message, "cpu_time limit 1s exceeded");
-  o = {};
-  o.limits.tmp = 8u << 20;
-  EXPECT_EQ(escape("write_tmp", std::to_string(64u << 20), o).message, "tmp limit 8MiB exceeded");
+TEST_F(Walls, LimitsAreNamed) {
+  EXPECT_EQ(escape("busy", "", {.cpu_time = 1}).message, "cpu_time limit 1s exceeded");
+  EXPECT_EQ(escape("write_tmp", std::to_string(64u << 20), {.tmp = 8u << 20}).message,
+            "tmp limit 8MiB exceeded");
 }
 
-TEST_F(Sandbox, TheMemoryLimitIsNamed) {
+TEST_F(Walls, TheMemoryLimitIsNamed) {
 #if defined(__SANITIZE_ADDRESS__)
   // Only a cgroup limits an ASan build's memory (it cannot take RLIMIT_AS),
   // and an unprivileged host here has no writable cgroup.
   if (::geteuid() != 0) GTEST_SKIP() << "no memory limit for an unprivileged sanitizer build";
 #endif
-  SandboxOptions o;
-  o.limits.memory = 256u << 20;
-  Outcome r = escape("alloc", std::to_string(4ull << 30), o);
+  Outcome r = escape("alloc", std::to_string(4ull << 30), {.memory = 256u << 20});
   // The cgroup's OOM kill, or (without a writable cgroup) RLIMIT_AS making
   // the allocation fail inside the plugin.
   EXPECT_TRUE(r.message == "memory limit 256MiB exceeded" ||
@@ -297,7 +328,7 @@ TEST_F(Sandbox, TheMemoryLimitIsNamed) {
       << r.message;
 }
 
-TEST_F(Sandbox, StaticInitialisersRunOnlyInTheChild) {
+TEST_F(Walls, StaticInitialisersRunOnlyInTheChild) {
   std::filesystem::remove("/tmp/taskhost-static-init-marker");
   RecordingHost host(Json::object());
   Outcome o = run("static_init", host);
@@ -306,7 +337,7 @@ TEST_F(Sandbox, StaticInitialisersRunOnlyInTheChild) {
   EXPECT_FALSE(std::filesystem::exists("/tmp/taskhost-static-init-marker"));
 }
 
-TEST_F(Sandbox, TheHandshakeRefusesWhatTheLoaderRefuses) {
+TEST_F(Walls, TheHandshakeRefusesWhatTheLoaderRefuses) {
   for (const char* plugin : {"no_entry", "bad_magic", "abi_major", "abi_minor"}) {
     RecordingHost host(Json::object());
     try {
@@ -324,10 +355,11 @@ TEST_F(Sandbox, TheHandshakeRefusesWhatTheLoaderRefuses) {
   }
 }
 
-TEST_F(Sandbox, EverySetupStepFailsClosed) {
+TEST_F(Walls, EverySetupStepFailsClosed) {
   // The steps as root: namespaces, private mounts, root tmpfs, library
-  // binds, device nodes, tmp, plugin copy, pivot_root, read-only root,
-  // limits, drop privileges, load the plugin, seccomp.
+  // binds, device nodes, pivot_root (all before the sandbox is ready), tmp,
+  // plugin copy, read-only root, limits, drop privileges, load the plugin,
+  // seccomp.
   const uint32_t steps = ::geteuid() == 0 ? 13 : 15;
   for (uint32_t step = 1; step <= steps; ++step) {
     RecordingHost host(Json{{"mode", "all"}});
@@ -337,6 +369,161 @@ TEST_F(Sandbox, EverySetupStepFailsClosed) {
     EXPECT_EQ(r.code, TH_ERR_INTERNAL) << step;
     EXPECT_NE(r.message.find("injected failure"), std::string::npos) << step << ": " << r.message;
     EXPECT_TRUE(host.output.is_null()) << step;
+  }
+}
+
+// The processes this test process started, and theirs.
+std::vector<pid_t> descendants() {
+  std::map<pid_t, pid_t> parent;
+  for (const auto& e : std::filesystem::directory_iterator("/proc")) {
+    const std::string name = e.path().filename();
+    if (name.find_first_not_of("0123456789") != std::string::npos) continue;  // self, net, ...
+    std::ifstream stat(e.path() / "stat");
+    std::string line;
+    if (!std::getline(stat, line)) continue;
+    // pid (comm) state ppid ...: comm may hold spaces, so read after ')'.
+    std::istringstream rest(line.substr(line.rfind(')') + 2));
+    char state;
+    pid_t ppid;
+    if (rest >> state >> ppid) parent[std::stoi(name)] = ppid;
+  }
+  std::vector<pid_t> out;
+  for (auto [pid, ppid] : parent)
+    for (pid_t p = ppid; p > 1 && parent.count(p); p = parent[p])
+      if (p == ::getpid()) {
+        out.push_back(pid);
+        break;
+      }
+  return out;
+}
+
+// Whether needle is in any readable mapping of process pid.
+bool memory_holds(pid_t pid, const std::string& needle) {
+  const std::string dir = "/proc/" + std::to_string(pid);
+  std::ifstream maps(dir + "/maps");
+  int mem = ::open((dir + "/mem").c_str(), O_RDONLY | O_CLOEXEC);
+  if (mem < 0) return false;
+  bool found = false;
+  std::string window(1u << 20, '\0');
+  for (std::string line; !found && std::getline(maps, line);) {
+    uint64_t from = 0, to = 0;
+    char perms[5] = {};
+    // Regions over 1 GiB are reservations (a sanitizer's shadow), not data.
+    if (std::sscanf(line.c_str(), "%" SCNx64 "-%" SCNx64 " %4s", &from, &to, perms) != 3 ||
+        perms[0] != 'r' || to - from > (1ull << 30))
+      continue;
+    // Windows overlap by the needle's size, so none is missed at an edge.
+    for (uint64_t at = from; !found && at < to; at += window.size() - needle.size()) {
+      const size_t want = static_cast<size_t>(std::min<uint64_t>(window.size(), to - at));
+      ssize_t n = ::pread(mem, window.data(), want, static_cast<off_t>(at));
+      if (n <= 0) break;
+      found = std::string_view(window.data(), static_cast<size_t>(n)).find(needle) !=
+              std::string_view::npos;
+    }
+  }
+  ::close(mem);
+  return found;
+}
+
+TEST_F(Walls, TheHostsSecretsAreNotInThePluginsMemory) {
+  // A credential as the host holds one: in its environment (a host config's
+  // { env: ... }) and in its memory.
+  const std::string canary = "canary-" + std::to_string(::getpid()) + "-5b1f0c7e9a";
+  ::setenv("TASKHOST_TEST_CANARY", canary.c_str(), 1);
+  const std::string held = canary;
+  ASSERT_TRUE(memory_holds(::getpid(), canary)) << "the scan finds what is there";
+
+  for (bool warm : {false, true}) {
+    SandboxOptions options;
+    options.helper = SANDBOX_HELPER;
+    options.warm = warm;
+    taskhost::sandbox::Sandbox sandbox(options);
+    const VerifiedPlugin plugin = verify_plugin(fixtures + "/probe.so", nullptr, false);
+    if (warm) {  // this attempt readies the next sandbox, which the scan sees too
+      RecordingHost first(Json{{"mode", "all"}});
+      std::string message;
+      ASSERT_EQ(sandbox.run({}, plugin.image, "probe.so", first, {}, &message), TH_OK) << message;
+    }
+    RecordingHost host(Json{{"mode", "wait_stop"}});
+    std::vector<pid_t> scanned;
+    std::thread scanner([&] {
+      // Once the plugin runs (it waits for stop), every process of the
+      // sandbox, the ready one included, is scanned.
+      for (int i = 0; i < 100 && descendants().size() < (warm ? 6u : 3u); ++i)
+        std::this_thread::sleep_for(std::chrono::milliseconds(50));
+      std::this_thread::sleep_for(std::chrono::milliseconds(200));
+      for (pid_t pid : descendants()) {
+        scanned.push_back(pid);
+        EXPECT_FALSE(memory_holds(pid, canary)) << "process " << pid;
+      }
+      host.stop = true;
+    });
+    std::string message;
+    sandbox.run({}, plugin.image, "probe.so", host, {}, &message);
+    scanner.join();
+    EXPECT_GE(scanned.size(), warm ? 6u : 3u) << "helper, pid 1 and the plugin's process";
+  }
+  ::unsetenv("TASKHOST_TEST_CANARY");
+}
+
+// A ready sandbox serves the next attempt, and ending the Sandbox ends the
+// ready ones.
+TEST(ReadySandboxes, ServeAttemptsAndEndWithTheirSandbox) {
+  {
+    SandboxOptions options;
+    options.helper = SANDBOX_HELPER;
+    taskhost::sandbox::Sandbox sandbox(options);
+    const VerifiedPlugin plugin = verify_plugin(fixtures + "/probe.so", nullptr, false);
+    for (int i = 0; i < 3; ++i) {
+      RecordingHost host(Json{{"mode", "all"}});
+      std::string message;
+      ASSERT_EQ(sandbox.run({}, plugin.image, "probe.so", host, {}, &message), TH_OK) << message;
+      EXPECT_EQ(host.events, (std::vector<std::string>{"item.done", "item.failed"}));
+    }
+  }
+  EXPECT_TRUE(descendants().empty());
+}
+
+// Where the kernel (here: a seccomp filter on this test's thread, which the
+// helper inherits) withholds a feature, plugins are refused with its name.
+TEST(Unavailable, AMissingKernelFeatureRefusesPluginsNamingIt) {
+  struct Rule {
+    int syscall, error;
+    std::optional<scmp_datum_t> arg0;
+  };
+  const std::vector<std::pair<std::vector<Rule>, std::string>> cases = {
+      {{{SCMP_SYS(unshare), EPERM, {}}},
+       ::geteuid() == 0 ? "mount, pid, network, ipc, uts and cgroup namespaces are not available "
+                          "(unshare: Operation not permitted): the kernel needs CONFIG_NAMESPACES"
+                        : "user namespaces are not available (unshare(CLONE_NEWUSER): Operation "
+                          "not permitted): enable them with sysctl"},
+      {{{SCMP_SYS(seccomp), ENOSYS, {}}, {SCMP_SYS(prctl), EINVAL, PR_SET_SECCOMP}},
+       "seccomp filters are not available (seccomp_load: "},
+  };
+  for (const auto& [rules, expected] : cases) {
+    std::string what;
+    std::thread t([&] {
+      scmp_filter_ctx f = seccomp_init(SCMP_ACT_ALLOW);
+      for (const Rule& r : rules)
+        ASSERT_EQ(r.arg0 ? seccomp_rule_add(f, SCMP_ACT_ERRNO(r.error), r.syscall, 1,
+                                            SCMP_A0(SCMP_CMP_EQ, *r.arg0))
+                         : seccomp_rule_add(f, SCMP_ACT_ERRNO(r.error), r.syscall, 0),
+                  0);
+      ASSERT_EQ(seccomp_load(f), 0);
+      seccomp_release(f);
+      RecordingHost host(Json{{"mode", "all"}});
+      std::string message;
+      try {
+        sandbox_run(fixtures + "/probe.so", host, {}, {}, {}, &message);
+        what = "ran: " + message;
+      } catch (const Error& e) {
+        EXPECT_EQ(e.kind(), ErrorKind::refused);
+        what = e.what();
+      }
+    });
+    t.join();
+    EXPECT_NE(what.find("refused: this kernel cannot sandbox it: " + expected), std::string::npos)
+        << what;
   }
 }
 

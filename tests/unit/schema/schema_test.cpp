@@ -93,10 +93,72 @@ TEST(Schema, UnknownKeyNamesFileLineColumnAndSuggests) {
   EXPECT_EQ(
       first_error(minimal("timout: 5m\n")),
       "bad.yaml:4:1: timout: unknown key; did you mean 'timeout'? (expected one of: name, "
-      "version, description, plugin, params, capabilities, retry, timeout, isolation, concurrency, "
+      "version, description, plugin, params, capabilities, retry, timeout, isolation, limits, "
+      "concurrency, "
       "schedule, timezone, on_success, on_failure, hooks, permissions)");
   EXPECT_EQ(first_error(minimal("retry: { max_attempt: 3 }\n")).substr(0, 60),
             "bad.yaml:4:10: retry.max_attempt: unknown key; did you mean ");
+}
+
+TEST(Schema, LimitsTakeSizesDurationsAndCounts) {
+  std::vector<Diagnostic> errors;
+  auto s =
+      parse_schema(minimal("limits: { memory: 2GiB, cpu_time: 1h, open_files: 256, tmp: 512MiB, "
+                           "processes: 64 }\n"),
+                   "t.yaml", &errors);
+  ASSERT_TRUE(s) << (errors.empty() ? "" : errors.front().str());
+  EXPECT_EQ(s->limits.memory, 2ull << 30);
+  EXPECT_EQ(s->limits.cpu_time, 3600u);
+  EXPECT_EQ(s->limits.open_files, 256u);
+  EXPECT_EQ(s->limits.tmp, 512ull << 20);
+  EXPECT_EQ(s->limits.processes, 64u);
+  EXPECT_EQ(s->to_json()["limits"], (Json{{"memory", "2GiB"},
+                                          {"cpu_time", "1h"},
+                                          {"open_files", 256},
+                                          {"tmp", "512MiB"},
+                                          {"processes", 64}}));
+  // What the schema leaves out comes from the host, then the defaults.
+  ResourceLimits host;
+  host.memory = 1ull << 30;
+  host.processes = 8;
+  ResourceLimits only_memory;
+  only_memory.memory = 4ull << 30;
+  const ResourceLimits l = only_memory.over(host).over(default_limits);
+  EXPECT_EQ(l.memory, 4ull << 30);
+  EXPECT_EQ(l.processes, 8u);
+  EXPECT_EQ(l.cpu_time, 3600u);
+}
+
+TEST(Schema, BadLimitsAreLocated) {
+  auto errors = errors_of(
+      minimal("limits:\n  memory: 2GB\n  cpu_time: 1500ms\n  open_files: 3\n  processes: x\n  "
+              "swap: 1GiB\n"));
+  ASSERT_EQ(errors.size(), 5u);
+  EXPECT_EQ(errors[0].str(),
+            "bad.yaml:5:11: limits.memory: expected a size of at least 64MiB like 512MiB or 2GiB, "
+            "got '2GB'");
+  EXPECT_EQ(errors[1].str(),
+            "bad.yaml:6:13: limits.cpu_time: expected a duration in whole seconds like 30s, 10m, "
+            "1h, got '1500ms'");
+  EXPECT_EQ(errors[2].str(),
+            "bad.yaml:7:15: limits.open_files: expected an integer from 16 to 1048576, got '3'");
+  EXPECT_EQ(errors[3].field, "limits.processes");
+  EXPECT_EQ(errors[4].str(),
+            "bad.yaml:9:3: limits.swap: unknown key (expected one of: memory, cpu_time, "
+            "open_files, tmp, processes)");
+}
+
+TEST(Schema, SizesReadBackAsWritten) {
+  EXPECT_EQ(parse_size("2GiB"), 2ull << 30);
+  EXPECT_EQ(parse_size("1536MiB"), 1536ull << 20);
+  EXPECT_EQ(parse_size("100B"), 100u);
+  EXPECT_FALSE(parse_size("2G"));
+  EXPECT_FALSE(parse_size("GiB"));
+  EXPECT_FALSE(parse_size("-1GiB"));
+  EXPECT_FALSE(parse_size("99999999999TiB"));
+  EXPECT_EQ(format_size(2ull << 30), "2GiB");
+  EXPECT_EQ(format_size(1536ull << 20), "1536MiB");
+  EXPECT_EQ(format_size(1000), "1000B");
 }
 
 TEST(Schema, MissingRequiredFields) {
