@@ -299,7 +299,8 @@ TEST(FixedWidthCli, CheckPrintsEveryProblemAndExitsOne) {
   EXPECT_NE(out.find("line 2 DT date_of_service '20241340': not a date (CCYYMMDD)"),
             std::string::npos)
       << out;
-  EXPECT_NE(out.find("line 5: the record is 1100 bytes"), std::string::npos) << out;
+  EXPECT_NE(out.find("line 5 '                ': the record is 1101 bytes"), std::string::npos)
+      << out;
   EXPECT_NE(out.find("5 lines (HD 1, DT 3, TR 0); 3 problems (2 structural, 1 records with field "
                      "problems)"),
             std::string::npos)
