@@ -349,6 +349,9 @@ void Session::serve_call(const Call& c) {
     case Method::http:
       service = api_.http;
       break;
+    case Method::pgp:
+      service = api_.pgp;
+      break;
   }
   if (c.method >= Method::object_storage) {
     if (service == nullptr) {
@@ -609,7 +612,7 @@ int run_in_process(const SandboxOptions& options, int plugin_fd, const std::stri
   auto bit = [](Method m) { return 1u << static_cast<uint8_t>(m); };
   go.granted = (granted.object_storage ? bit(Method::object_storage) : 0) |
                (granted.sftp ? bit(Method::sftp) : 0) | (granted.db ? bit(Method::db) : 0) |
-               (granted.http ? bit(Method::http) : 0);
+               (granted.http ? bit(Method::http) : 0) | (granted.pgp ? bit(Method::pgp) : 0);
 
   // A peer that stops reading or writing mid-frame must not hold this
   // thread longer than the grace period.

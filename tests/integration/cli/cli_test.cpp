@@ -138,7 +138,7 @@ TEST_F(Cli, InstallRunAndInspectHello) {
   ASSERT_EQ(r.exit_code, 0) << r.err;
   Json info = Json::parse(r.out);
   EXPECT_EQ(info["name"], "hello");
-  EXPECT_EQ(info["abi"], "1.0");
+  EXPECT_EQ(info["abi"], "1.1");
   EXPECT_EQ(info["sha256"].get<std::string>().size(), 64u);
 }
 
