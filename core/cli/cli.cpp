@@ -1,4 +1,5 @@
 #include "cli/cli.hpp"
+#include "cli/fixedwidth_cli.hpp"
 
 #include <pthread.h>
 #include <pwd.h>
@@ -1109,6 +1110,9 @@ void apply_environment(Globals& g) {
 }  // namespace
 
 int run_cli(int argc, char** argv) {
+  // The fixed-width toolkit needs no database or host config.
+  if (argc >= 2 && std::string_view(argv[1]) == "fixedwidth")
+    return run_fixedwidth_cli(argc - 1, argv + 1);
   Globals g;
   try {
     // Pass 1: the global options and the command words.

@@ -156,6 +156,18 @@ HttpCredentialConfig read_credential(const Reader& r, const YAML::Node& n,
   return c;
 }
 
+PgpKeyConfig read_pgp(const Reader& r, const YAML::Node& n, const std::string& field) {
+  PgpKeyConfig k;
+  if (!r.mapping(n, field, {"secret_key", "passphrase", "public_key"})) return k;
+  if (n["secret_key"]) k.secret_key = r.secret(n["secret_key"], field + ".secret_key");
+  if (n["passphrase"]) k.passphrase = r.secret(n["passphrase"], field + ".passphrase");
+  if (n["public_key"]) k.public_key = r.secret(n["public_key"], field + ".public_key");
+  if (k.secret_key.has_value() == k.public_key.has_value())
+    r.error(n, field, "give exactly one of secret_key (with its passphrase) or public_key");
+  if (k.passphrase && !k.secret_key) r.error(n, field, "a passphrase belongs to a secret_key");
+  return k;
+}
+
 SftpHostConfig read_sftp(const Reader& r, const YAML::Node& n, const std::string& field) {
   SftpHostConfig h;
   if (!r.mapping(n, field, {"address", "port", "user", "private_key", "known_hosts"})) return h;
@@ -267,7 +279,7 @@ void read_config(const Reader& r, const YAML::Node& root, HostConfig& config) {
   if (!r.mapping(
           root, "",
           {"allow_destinations", "s3", "object_store_dir", "http_credentials", "sftp", "databases",
-           "webhooks", "sandbox", "host_key", "previous_host_keys", "audit", "cli", "api"}))
+           "webhooks", "sandbox", "host_key", "previous_host_keys", "audit", "cli", "api", "pgp"}))
     return;
   if (auto v = root["api"]; v && r.mapping(v, "api", {"listen", "pepper"})) {
     if (auto l = v["listen"]) config.api_listen = r.scalar(l, "api.listen");
@@ -279,6 +291,7 @@ void read_config(const Reader& r, const YAML::Node& root, HostConfig& config) {
   }
   read_keys_and_audit(r, root, config);
   read_named(r, root, "sftp", "host names", read_sftp, config.sftp);
+  read_named(r, root, "pgp", "key names", read_pgp, config.pgp);
   read_named(r, root, "databases", "connection names", read_database, config.databases);
   if (auto v = root["webhooks"]; v && r.mapping(v, "webhooks", {"default_url"}))
     if (auto u = v["default_url"])

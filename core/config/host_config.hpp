@@ -42,6 +42,13 @@ struct SftpHostConfig {
   std::filesystem::path known_hosts;  // must hold the server's host key
 };
 
+// An OpenPGP key schemas may be granted, by name: a secret key (with its
+// passphrase) to decrypt with, or a public key to verify signatures with.
+struct PgpKeyConfig {
+  std::optional<SecretRef> secret_key, passphrase;  // armored or binary
+  std::optional<SecretRef> public_key;
+};
+
 // A credential outbound HTTP injects for a plugin, by name.
 struct HttpCredentialConfig {
   enum class Kind { bearer, header, oauth2 };
@@ -86,6 +93,7 @@ struct HostConfig {
   std::filesystem::path object_store_dir;
   std::map<std::string, HttpCredentialConfig> http_credentials;
   std::map<std::string, SftpHostConfig> sftp;
+  std::map<std::string, PgpKeyConfig> pgp;
   // Databases by the name schemas grant. Without any, the connection named
   // "default" is the platform's own database (the embedded default).
   std::map<std::string, DatabaseConfig> databases;

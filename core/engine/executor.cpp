@@ -11,6 +11,7 @@
 #include "services/database.hpp"
 #include "services/http_service.hpp"
 #include "services/object_storage.hpp"
+#include "services/pgp_service.hpp"
 #include "services/sftp_service.hpp"
 #include "store/audit.hpp"
 
@@ -200,6 +201,15 @@ class RunHost : public HostServices {
     return db_->call(op, request, in, out);
   }
 
+  Json pgp(const std::string& op, const Json& request, const ByteSource& in,
+           const ByteSink& out) override {
+    if (!pgp_)
+      pgp_.emplace(schema_.schema.name, schema_.schema.capabilities.pgp,
+                   schema_.schema.capabilities.s3, config_,
+                   [this](const ServiceCall& c) { audit(c); });
+    return pgp_->call(op, request, in, out);
+  }
+
   bool timed_out() const { return Clock::now() >= deadline_; }
 
  private:
@@ -231,6 +241,7 @@ class RunHost : public HostServices {
   std::optional<HttpService> http_;
   std::optional<SftpService> sftp_;
   std::optional<DatabaseService> db_;
+  std::optional<PgpService> pgp_;
   const std::atomic<bool>& stop_;
   Clock::time_point deadline_;
   const ProgressObserver& observer_;
@@ -340,6 +351,7 @@ Completion Executor::execute(pg::Pool& pool, const ClaimedRun& run, const std::a
   granted.http = !schema->schema.capabilities.http.empty();
   granted.sftp = !schema->schema.capabilities.sftp.empty();
   granted.db = schema->schema.capabilities.db.has_value();
+  granted.pgp = !schema->schema.capabilities.pgp.empty();
   std::string message;
   int rc;
   try {

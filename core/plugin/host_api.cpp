@@ -104,6 +104,11 @@ int service_call(th_host* h, th_str op, th_str request, th_source* in, th_sink* 
 
 }  // namespace
 
+nlohmann::json HostServices::pgp(const std::string&, const nlohmann::json&, const ByteSource&,
+                                 const ByteSink&) {
+  throw Error(ErrorKind::invalid, "this host offers no OpenPGP service");
+}
+
 th_host_api make_host_api(const GrantedServices& granted) {
   th_host_api api{};
   api.struct_size = sizeof(th_host_api);
@@ -168,6 +173,11 @@ th_host_api make_host_api(const GrantedServices& granted) {
     api.db = [](th_host* h, th_str op, th_str request, th_source* in, th_sink* out, th_sink* reply,
                 th_error* err) {
       return service_call(h, op, request, in, out, reply, err, &HostServices::db);
+    };
+  if (granted.pgp)
+    api.pgp = [](th_host* h, th_str op, th_str request, th_source* in, th_sink* out, th_sink* reply,
+                 th_error* err) {
+      return service_call(h, op, request, in, out, reply, err, &HostServices::pgp);
     };
   return api;
 }

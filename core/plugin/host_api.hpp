@@ -40,6 +40,10 @@ class HostServices {
                               const ByteSource& in, const ByteSink& out) = 0;
   virtual nlohmann::json db(const std::string& op, const nlohmann::json& request,
                             const ByteSource& in, const ByteSink& out) = 0;
+  // OpenPGP (services/pgp_service.hpp). Hosts that serve no schema granting
+  // it (benchmarks, tests of other services) need not implement it.
+  virtual nlohmann::json pgp(const std::string& op, const nlohmann::json& request,
+                             const ByteSource& in, const ByteSink& out);
 };
 
 // Which service entry points a run gets: those its schema grants. The rest
@@ -49,6 +53,7 @@ struct GrantedServices {
   bool http = false;
   bool sftp = false;
   bool db = false;
+  bool pgp = false;
 };
 
 // The ABI table; pass as_host(services) as the th_host*.

@@ -238,6 +238,7 @@ th_host_api Client::api() const {
   if (granted_ & bit(Method::sftp)) api.sftp = service<Method::sftp>;
   if (granted_ & bit(Method::db)) api.db = service<Method::db>;
   if (granted_ & bit(Method::http)) api.http = service<Method::http>;
+  if (granted_ & bit(Method::pgp)) api.pgp = service<Method::pgp>;
   return api;
 }
 

@@ -45,7 +45,7 @@ bool known(uint8_t kind) {
 }
 
 Method method_of(uint8_t v) {
-  if (v < static_cast<uint8_t>(Method::log) || v > static_cast<uint8_t>(Method::http))
+  if (v < static_cast<uint8_t>(Method::log) || v > static_cast<uint8_t>(Method::pgp))
     throw FrameError("unknown host call " + std::to_string(v));
   return static_cast<Method>(v);
 }
@@ -63,6 +63,7 @@ uint8_t allowed_bodies(Method m) {
     case Method::sftp:
     case Method::db:
     case Method::http:
+    case Method::pgp:
       return body_in | body_out | body_reply;
     default:
       return 0;
@@ -207,6 +208,7 @@ std::string encode(const Call& m) {
     case Method::sftp:
     case Method::db:
     case Method::http:
+    case Method::pgp:
       w.bytes(m.s1).bytes(m.s2);
       break;
   }
@@ -290,6 +292,7 @@ Call parse_call(std::string_view body) {
     case Method::sftp:
     case Method::db:
     case Method::http:
+    case Method::pgp:
       m.s1 = r.bytes();
       m.s2 = r.bytes();
       break;

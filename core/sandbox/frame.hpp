@@ -91,6 +91,7 @@ enum class Method : uint8_t {
   sftp,
   db,
   http,
+  pgp,
 };
 
 // Which of a call's sinks a chunk belongs to.

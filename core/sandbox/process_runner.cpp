@@ -369,6 +369,9 @@ void Session::serve_call(const Call& c) {
     case Method::http:
       service = api_.http;
       break;
+    case Method::pgp:
+      service = api_.pgp;
+      break;
   }
   if (c.method >= Method::object_storage) {
     if (service == nullptr) {
@@ -709,7 +712,7 @@ int Sandbox::attempt(const Limits& limits, const PluginImage& image, const std::
   auto bit = [](Method m) { return 1u << static_cast<uint8_t>(m); };
   go.granted = (granted.object_storage ? bit(Method::object_storage) : 0) |
                (granted.sftp ? bit(Method::sftp) : 0) | (granted.db ? bit(Method::db) : 0) |
-               (granted.http ? bit(Method::http) : 0);
+               (granted.http ? bit(Method::http) : 0) | (granted.pgp ? bit(Method::pgp) : 0);
 
   // Any way out of here ends the helper's processes (~Helper).
   Session session(options_, h->sock.get(), host, granted);

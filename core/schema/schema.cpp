@@ -370,7 +370,20 @@ void read_param(Reader& r, const std::string& name, const YAML::Node& n, const s
 
 void read_capabilities(Reader& r, const YAML::Node& n, Capabilities& caps) {
   const std::string field = "capabilities";
-  if (!r.mapping(n, field, {"s3", "sftp", "db", "http"})) return;
+  if (!r.mapping(n, field, {"s3", "sftp", "db", "http", "pgp"})) return;
+  if (auto pgp = n["pgp"]; pgp.IsDefined())
+    r.each(pgp, "capabilities.pgp", [&](const YAML::Node& g, const std::string& f) {
+      if (!r.mapping(g, f, {"key", "verify"})) return;
+      static const Pattern key_re("[a-z0-9][a-z0-9_-]*");
+      PgpGrant grant;
+      if (auto k = r.get(g, "key", f, true); k.IsDefined())
+        grant.key =
+            r.matching(k, child(f, "key"), key_re, "a key name from the host config").value_or("");
+      if (auto v = g["verify"]; v.IsDefined())
+        grant.verify = r.matching(v, child(f, "verify"), key_re, "a key name from the host config")
+                           .value_or("");
+      caps.pgp.push_back(grant);
+    });
   if (auto s3 = n["s3"]; s3.IsDefined())
     r.each(s3, "capabilities.s3", [&](const YAML::Node& g, const std::string& f) {
       if (!r.mapping(g, f, {"bucket", "prefix", "access"})) return;
@@ -692,6 +705,8 @@ Json TaskSchema::to_json() const {
   }
   for (const auto& g : capabilities.http)
     caps["http"].push_back({{"base_url", g.base_url}, {"credential", g.credential}});
+  for (const auto& g : capabilities.pgp)
+    caps["pgp"].push_back({{"key", g.key}, {"verify", g.verify}});
   auto chain = [](const std::vector<ChainStep>& steps) {
     Json out = Json::array();
     for (const auto& s : steps) out.push_back({{"run", s.run}, {"params", s.params}});

@@ -57,6 +57,11 @@ struct DbGrant {
 struct HttpGrant {
   std::string base_url, credential;
 };
+// Decryption with the host config's secret key `key`; with `verify`, only
+// files signed by that public key open.
+struct PgpGrant {
+  std::string key, verify;
+};
 
 // What a plugin may touch. Empty means nothing: deny by default.
 struct Capabilities {
@@ -64,6 +69,7 @@ struct Capabilities {
   std::vector<SftpGrant> sftp;
   std::optional<DbGrant> db;
   std::vector<HttpGrant> http;
+  std::vector<PgpGrant> pgp;
 };
 
 struct RetryPolicy {

@@ -60,7 +60,7 @@ extern "C" {
 #endif
 
 #define TH_ABI_MAJOR 1u
-#define TH_ABI_MINOR 0u
+#define TH_ABI_MINOR 1u
 #define TH_PLUGIN_MAGIC 0x54534b48u /* "TSKH" */
 #define TH_PLUGIN_ENTRY_SYMBOL "taskhost_plugin_descriptor"
 
@@ -166,6 +166,8 @@ typedef struct th_host_api {
   th_service_fn sftp;
   th_service_fn db;
   th_service_fn http;
+  /* Appended in ABI 1.1: OpenPGP decryption (capabilities.pgp). */
+  th_service_fn pgp;
 } th_host_api;
 
 #define TH_HOST_HAS(api, field)                                                 \

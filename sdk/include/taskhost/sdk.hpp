@@ -327,6 +327,47 @@ class Sftp {
   std::string host_;
 };
 
+// Decryption with a secret key the schema grants (capabilities.pgp: key,
+// verify), of an object its s3 grants let it read. The key never reaches the
+// plugin: the host decrypts and the plugin pulls the plaintext in chunks,
+// making any other host calls (a COPY of the rows so far) between them.
+//   Pgp pgp = ctx.pgp("esi");
+//   pgp.open("raw-bucket", "in/file.pgp");
+//   for (std::string chunk; !(chunk = pgp.read()).empty();) ...
+//   pgp.result()  // after the last read: size, source_sha256, signer ...
+// The last read (the one returning "") checks the signature and integrity:
+// until it returned, treat the plaintext as unverified (commit nothing). A
+// refused file throws Error(TH_ERR_INVALID) naming why. Valid only during run().
+class Pgp {
+ public:
+  Pgp(Service service, std::string key) : service_(service), key_(std::move(key)) {}
+
+  void open(std::string_view bucket, std::string_view object_key) {
+    result_ = Json();
+    call("open", {{"pgp_key", key_}, {"bucket", bucket}, {"key", object_key}});
+  }
+  // The next piece of plaintext, at most max bytes (up to 8 MiB); "" at the end.
+  std::string read(size_t max = 1 << 20) {
+    std::string out;
+    th_sink sink{&out, detail::append_to_string};
+    Json r = call("read", {{"max", max}}, &sink);
+    if (r.value("eof", false)) result_ = r;
+    return out;
+  }
+  // After the last read: {size, source_size, source_sha256, signer, verified}.
+  const Json& result() const { return result_; }
+
+ private:
+  Json call(const char* op, const Json& request, th_sink* out = nullptr) const {
+    Result<Json> r = service_.call(op, request, nullptr, out);
+    if (!r.ok()) throw Error(r.status());
+    return r.value();
+  }
+  Service service_;
+  std::string key_;
+  Json result_;
+};
+
 struct HttpOptions {
   std::map<std::string, std::string> headers;
   bool idempotent = false;  // retry a POST or PATCH too (e.g. a bulk status query)
@@ -562,6 +603,14 @@ class Db {
     detail::FillSource<decltype(fill)> in(fill);
     return call("copy_in", {{"table", table}, {"columns", columns}}, &in.source)["rows"];
   }
+  // The same from rows already in COPY's text format (tab-separated, \N for
+  // null, backslash escapes, one row per line): for loaders that format
+  // values themselves. Returns the rows loaded.
+  int64_t copy_in_text(std::string_view table, const std::vector<std::string>& columns,
+                       std::string_view rows) const {
+    detail::BytesSource in(rows);
+    return call("copy_in", {{"table", table}, {"columns", columns}}, &in.source)["rows"];
+  }
 
  private:
   Json call(const char* op, const Json& request, th_source* in = nullptr) const {
@@ -681,9 +730,17 @@ class Context {
     return Http(*s, std::string(credential));
   }
 
+  // OpenPGP with a secret key the schema grants. Throws
+  // Error(TH_ERR_NOT_SUPPORTED) when it grants none (or the host is older).
+  Pgp pgp(std::string_view key) const {
+    auto s = TH_HOST_HAS(api_, pgp) ? service(api_->pgp) : std::nullopt;
+    if (!s) throw Error(TH_ERR_NOT_SUPPORTED, "the schema grants no OpenPGP (capabilities.pgp)");
+    return Pgp(*s, std::string(key));
+  }
+
   // Which services the schema grants; the handles of the others throw.
   struct Grants {
-    bool object_storage = false, sftp = false, db = false, http = false;
+    bool object_storage = false, sftp = false, db = false, http = false, pgp = false;
   };
   Grants grants() const {
     Grants g;
@@ -691,6 +748,7 @@ class Context {
     g.sftp = api_->sftp != nullptr;
     g.db = api_->db != nullptr;
     g.http = api_->http != nullptr;
+    g.pgp = TH_HOST_HAS(api_, pgp);
     return g;
   }
 

@@ -106,5 +106,28 @@ TEST(HostConfig, EmptyIsTheDefault) {
   EXPECT_TRUE(parse_host_config("# nothing\n", "taskhost.yml").s3.empty());
 }
 
+TEST(HostConfig, PgpKeysAreSecretReferences) {
+  auto c = parse_host_config(R"(pgp:
+  esi: { secret_key: { file: /run/esi.asc }, passphrase: { env: ESI_PASS } }
+  esi-vendor: { public_key: { file: /etc/vendor.asc } }
+)",
+                             "taskhost.yml");
+  EXPECT_EQ(c.pgp.at("esi").secret_key->file, "/run/esi.asc");
+  EXPECT_EQ(c.pgp.at("esi").passphrase->env, "ESI_PASS");
+  EXPECT_EQ(c.pgp.at("esi-vendor").public_key->file, "/etc/vendor.asc");
+  const std::string p = problems(R"(pgp:
+  a: { secret_key: "-----BEGIN PGP PRIVATE KEY BLOCK-----" }
+  b: { secret_key: { env: A }, public_key: { env: B } }
+  c: { public_key: { env: B }, passphrase: { env: C } }
+)");
+  EXPECT_NE(p.find("taskhost.yml:2:20: pgp.a.secret_key: secret values are never written here"),
+            std::string::npos)
+      << p;
+  EXPECT_NE(p.find("pgp.b: give exactly one of secret_key (with its passphrase) or public_key"),
+            std::string::npos)
+      << p;
+  EXPECT_NE(p.find("pgp.c: a passphrase belongs to a secret_key"), std::string::npos) << p;
+}
+
 }  // namespace
 }  // namespace taskhost

@@ -24,6 +24,7 @@ capabilities:
   sftp: [ { host: esi, path: /From_ESI, access: read } ]
   db:   { connection: main, tables: { esi_accumulators: write } }
   http: [ { base_url: https://api.example/, credential: lighthouse } ]
+  pgp:  [ { key: esi, verify: esi-vendor } ]
 retry:   { max_attempts: 5, backoff: exponential, initial: 30s, max: 1h }
 timeout: 30m
 concurrency: 1
@@ -67,6 +68,9 @@ TEST(Schema, ParsesEveryField) {
   EXPECT_EQ(s->capabilities.sftp[0].path, "/From_ESI");
   EXPECT_EQ(s->capabilities.db->tables.at("esi_accumulators"), Access::write);
   EXPECT_EQ(s->capabilities.http[0].credential, "lighthouse");
+  ASSERT_EQ(s->capabilities.pgp.size(), 1u);
+  EXPECT_EQ(s->capabilities.pgp[0].key, "esi");
+  EXPECT_EQ(s->capabilities.pgp[0].verify, "esi-vendor");
   EXPECT_EQ(s->retry.max_attempts, 5u);
   EXPECT_EQ(s->retry.initial, std::chrono::seconds(30));
   EXPECT_EQ(s->timeout, std::chrono::minutes(30));

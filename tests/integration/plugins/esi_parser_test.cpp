@@ -1,0 +1,251 @@
+// esi-parser end to end with real parts: files made by the tests' own
+// generator, encrypted and signed with the real gpg, decrypted by the host's
+// OpenPGP service (librnp), parsed and loaded by the sandboxed plugin into
+// PostgreSQL; the totals checked against what the generator expected.
+#include <gtest/gtest.h>
+#include <taskhost/fixedwidth.hpp>
+
+#include <cstdlib>
+#include <filesystem>
+#include <fstream>
+#include <sstream>
+
+#include "engine/submit.hpp"
+#include "services/database.hpp"
+#include "support/esi_synth.hpp"
+#include "support/fixtures.hpp"
+#include "support/test_database.hpp"
+
+namespace taskhost {
+namespace {
+
+namespace fs = std::filesystem;
+namespace fw = fixedwidth;
+using testing::EsiExpected;
+using testing::EsiSynthOptions;
+
+const std::string passphrase = "canary-passphrase-7f3a9c";
+
+std::string read_file(const fs::path& p) {
+  std::ifstream in(p, std::ios::binary);
+  std::ostringstream s;
+  s << in.rdbuf();
+  return s.str();
+}
+
+void sh(const std::string& cmd) { ASSERT_EQ(std::system(cmd.c_str()), 0) << cmd; }
+
+const fw::Layout& layout() {
+  static const fw::Layout l =
+      fw::load_layout_file(SOURCE_DIR "/schemas/layouts/esi_rxaccum_v10.yaml");
+  return l;
+}
+
+class EsiParser : public ::testing::Test {
+ protected:
+  // Three key pairs made by gpg: ours (esi, which files are encrypted to),
+  // the vendor's (which signs them) and a stranger's.
+  static void SetUpTestSuite() {
+    dir_ = new fs::path(fs::temp_directory_path() / ("esi-parser-" + std::to_string(getpid())));
+    fs::create_directories(*dir_ / "gnupg");
+    fs::permissions(*dir_ / "gnupg", fs::perms::owner_all);
+    const std::string gpg = "GNUPGHOME=" + (*dir_ / "gnupg").string() +
+                            " gpg --batch --quiet --pinentry-mode loopback --passphrase " +
+                            passphrase + " ";
+    for (const char* who : {"esi", "vendor", "stranger"})
+      sh(gpg + "--quick-gen-key '" + who + " <" + who +
+         "@test.invalid>' future-default default never");
+    sh(gpg + "--armor --export-secret-keys esi@test.invalid > " + (*dir_ / "esi.asc").string());
+    sh(gpg + "--armor --export vendor@test.invalid > " + (*dir_ / "vendor.pub.asc").string());
+    gpg_ = new std::string(gpg);
+  }
+  static void TearDownTestSuite() {
+    std::system(("GNUPGHOME=" + (*dir_ / "gnupg").string() + " gpgconf --kill gpg-agent").c_str());
+    fs::remove_all(*dir_);
+    delete dir_;
+    delete gpg_;
+  }
+
+  void SetUp() override {
+    conn_.emplace(db_.connect());
+    owner_.emplace(db_.connect_as_owner());
+    // The plugin's tables as its data migration makes them, granted on the
+    // way `schema install` expects for the platform's database.
+    db_.connect_as_owner().exec_script(
+        read_file(SOURCE_DIR "/plugins/esi_parser/esi.sql") +
+        ";GRANT SELECT, INSERT, UPDATE, DELETE ON esi_accumulators, esi_accumulators_staging, "
+        "esi_rejects, esi_ingestion_meta TO taskhost_provisioner WITH GRANT OPTION;"
+        "GRANT USAGE ON SEQUENCE esi_rejects_id_seq TO taskhost_provisioner WITH GRANT OPTION");
+    std::vector<Diagnostic> errors;
+    auto s = load_schema_file(BUNDLED_SCHEMA_DIR "/esi-parser.yaml", &errors);
+    ASSERT_TRUE(s) << format_diagnostics(errors);
+    install_schema(*conn_, *s, "test");
+    schema_ = find_schema(*conn_, SchemaRef::parse("esi-parser"));
+    provision_db_roles(schema_.schema, database_target({}, db_.conninfo(), "default"));
+    objects_ = *dir_ / ("objects-" + std::to_string(counter_++));
+    fs::create_directories(objects_ / "esi-raw" / "in");
+    config_.object_store_dir = objects_;
+    auto secret = [](const fs::path& p) {
+      SecretRef r;
+      r.file = p;
+      return r;
+    };
+    fs::path pass = *dir_ / "passphrase";
+    std::ofstream(pass) << passphrase;
+    config_.pgp["esi"].secret_key = secret(*dir_ / "esi.asc");
+    config_.pgp["esi"].passphrase = secret(pass);
+    config_.pgp["esi-vendor"].public_key = secret(*dir_ / "vendor.pub.asc");
+  }
+
+  // Encrypts plain to esi, signed by signer, as in/NAME in the raw bucket.
+  std::string put(const std::string& name, const std::string& plain,
+                  const std::string& signer = "vendor") {
+    const fs::path in = *dir_ / ("plain-" + name), out = objects_ / "esi-raw" / "in" / name;
+    std::ofstream(in, std::ios::binary) << plain;
+    sh(*gpg_ + "--yes --trust-model always -r esi@test.invalid --local-user " + signer +
+       "@test.invalid --sign --encrypt -o '" + out.string() + "' '" + in.string() + "'");
+    return "in/" + name;
+  }
+
+  taskhost::Run parse(const std::string& key, Json params = Json::object()) {
+    params["key"] = key;
+    const std::string id = submit_run(*conn_, schema_, params, "cli:test").run_id;
+    return test::execute(db_.conninfo(), id, BUNDLED_PLUGIN_DIR, config_);
+  }
+
+  // As the tables' owner: the runtime role has no privilege on them.
+  int64_t count(const std::string& sql) { return owner_->exec(sql).integer(0, 0); }
+
+  test::TestDatabase db_;
+  std::optional<pg::Connection> conn_, owner_;
+  InstalledSchema schema_;
+  HostConfig config_;
+  fs::path objects_;
+  static inline fs::path* dir_ = nullptr;
+  static inline std::string* gpg_ = nullptr;
+  static inline int counter_ = 0;
+};
+
+TEST_F(EsiParser, LoadsAFileOnceWithTheTotalsItsGeneratorExpects) {
+  EsiExpected ex;
+  EsiSynthOptions o;
+  o.records = 400;
+  o.crlf = true;
+  const std::string key =
+      put("MAVN_RxAccum_20261130_235900.pgp", testing::esi_synth_file(layout(), o, &ex));
+  taskhost::Run r;
+  const std::string logs = test::capture_logs([&] { r = parse(key); });
+  ASSERT_EQ(r.state, RunState::succeeded) << r.error.value_or("");
+  EXPECT_EQ(r.output["dt_records"], ex.dt);
+  EXPECT_EQ(r.output["dq"], ex.dq);
+  EXPECT_EQ(r.output["dr_accepted"], ex.dr_accepted);
+  EXPECT_EQ(r.output["dr_rejected"], ex.dr_rejected);
+  EXPECT_EQ(r.output["rejects"], 0);
+  EXPECT_EQ(count("SELECT count(*) FROM esi_accumulators"), static_cast<int64_t>(ex.dt));
+  EXPECT_EQ(count("SELECT count(*) FROM esi_accumulators_staging"), 0);
+  auto totals =
+      owner_->exec("SELECT policy_id, deductible_cents, oop_cents FROM esi_policy_totals");
+  std::map<std::string, std::pair<int64_t, int64_t>> got;
+  for (int i = 0; i < totals.rows(); ++i)
+    got[totals.text(i, 0)] = {std::stoll(totals.text(i, 1)), std::stoll(totals.text(i, 2))};
+  EXPECT_EQ(got, ex.totals);
+  // Latin-1 names arrive as UTF-8.
+  EXPECT_GT(count("SELECT count(*) FROM esi_accumulators WHERE patient_last_name = 'Müller'"), 0);
+  EXPECT_EQ(count("SELECT count(*) FROM esi_ingestion_meta WHERE job_type = 'parser' AND "
+                  "status = 'succeeded' AND most_recent_parsed = '" +
+                  key + "'"),
+            1);
+  // The secret key and its passphrase appear nowhere.
+  const std::string secret_key = read_file(*dir_ / "esi.asc");
+  const std::string key_body = secret_key.substr(secret_key.find("\n\n") + 2, 64);
+  const std::string everything =
+      logs + r.output.dump() + r.error.value_or("") +
+      owner_->exec("SELECT coalesce(string_agg(t::text, ''), '') FROM taskhost.audit_log t")
+          .text(0, 0) +
+      owner_->exec("SELECT coalesce(string_agg(t::text, ''), '') FROM esi_ingestion_meta t")
+          .text(0, 0);
+  EXPECT_EQ(everything.find(passphrase), std::string::npos);
+  EXPECT_EQ(everything.find(key_body), std::string::npos);
+  auto calls = test::service_calls(*conn_, r.id, "pgp");
+  EXPECT_EQ(calls.outcomes["ok"], 2);  // open and decrypt
+
+  // The same file again is skipped; in fixup mode it is loaded over itself.
+  taskhost::Run again = parse(key);
+  ASSERT_EQ(again.state, RunState::succeeded) << again.error.value_or("");
+  EXPECT_EQ(again.output["skipped"], true);
+  taskhost::Run fixup = parse(key, {{"mode", "fixup"}});
+  ASSERT_EQ(fixup.state, RunState::succeeded) << fixup.error.value_or("");
+  EXPECT_EQ(fixup.output["dt_records"], ex.dt);
+  EXPECT_EQ(count("SELECT count(*) FROM esi_accumulators"), static_cast<int64_t>(ex.dt));
+  EXPECT_EQ(count("SELECT count(*) FROM esi_accumulators WHERE run_id = '" + fixup.id + "'"),
+            static_cast<int64_t>(ex.dt));
+}
+
+TEST_F(EsiParser, RefusesAFileSignedByAnotherKeyOrAltered) {
+  EsiSynthOptions o;
+  o.records = 20;
+  const std::string plain = testing::esi_synth_file(layout(), o);
+  taskhost::Run wrong = parse(put("wrong.pgp", plain, "stranger"));
+  ASSERT_EQ(wrong.state, RunState::failed);
+  EXPECT_NE(wrong.error->find("in/wrong.pgp refused: it is signed by key"), std::string::npos)
+      << *wrong.error;
+  EXPECT_NE(wrong.error->find("not by esi-vendor"), std::string::npos) << *wrong.error;
+
+  const std::string key = put("altered.pgp", plain);
+  const fs::path file = objects_ / "esi-raw" / key;
+  std::string bytes = read_file(file);
+  bytes[bytes.size() / 2] ^= 0x20;
+  std::ofstream(file, std::ios::binary | std::ios::trunc) << bytes;
+  taskhost::Run altered = parse(key);
+  ASSERT_EQ(altered.state, RunState::failed);
+  EXPECT_NE(altered.error->find("in/altered.pgp refused"), std::string::npos) << *altered.error;
+  EXPECT_EQ(count("SELECT count(*) FROM esi_accumulators"), 0);
+}
+
+TEST_F(EsiParser, AStructuralErrorLoadsNothingAndNamesTheLine) {
+  EsiSynthOptions o;
+  o.records = 30;
+  std::string plain = testing::esi_synth_file(layout(), o);
+  std::string wrong_count = plain;
+  wrong_count.replace(wrong_count.size() - 1 - 1700 + 209, 10, "0000000031");
+  taskhost::Run r = parse(put("count.pgp", wrong_count));
+  ASSERT_EQ(r.state, RunState::failed);
+  EXPECT_NE(r.error->find("nothing was loaded: line 32 TR: the trailer's record_count is 31 but "
+                          "the file has 30 DT records"),
+            std::string::npos)
+      << *r.error;
+  std::string truncated = plain;
+  truncated.erase(1701 * 5 + 100, 50);  // line 6 loses 50 bytes
+  r = parse(put("short.pgp", truncated));
+  ASSERT_EQ(r.state, RunState::failed);
+  EXPECT_NE(r.error->find("line 6"), std::string::npos) << *r.error;
+  EXPECT_NE(r.error->find("the record is 1650 bytes, the layout's are 1700"), std::string::npos)
+      << *r.error;
+  EXPECT_EQ(count("SELECT count(*) FROM esi_accumulators"), 0);
+}
+
+TEST_F(EsiParser, FieldRejectsFailTheRunUnlessMaxRejectsAllowsThem) {
+  EsiSynthOptions o;
+  o.records = 10;
+  std::string plain = testing::esi_synth_file(layout(), o);
+  plain.replace(1701 * 3 + 315, 8, "20261399");  // line 4's date_of_service
+  const std::string key = put("rejects.pgp", plain);
+  taskhost::Run strict = parse(key);
+  ASSERT_EQ(strict.state, RunState::failed);
+  EXPECT_NE(strict.error->find("1 records have field problems, more than max_rejects (0); the "
+                               "first: line 4 DT date_of_service '20261399': not a date"),
+            std::string::npos)
+      << *strict.error;
+  EXPECT_EQ(count("SELECT count(*) FROM esi_accumulators"), 0);
+  EXPECT_EQ(count("SELECT count(*) FROM esi_rejects WHERE line = 4 AND field = 'date_of_service' "
+                  "AND value = '20261399'"),
+            1);
+  taskhost::Run lenient = parse(key, {{"max_rejects", 1}});
+  ASSERT_EQ(lenient.state, RunState::succeeded) << lenient.error.value_or("");
+  EXPECT_EQ(lenient.output["rejects"], 1);
+  EXPECT_EQ(lenient.output["dt_records"], 9);
+  EXPECT_EQ(count("SELECT count(*) FROM esi_accumulators"), 9);
+}
+
+}  // namespace
+}  // namespace taskhost
