@@ -69,19 +69,15 @@ class EsiParser : public ::testing::Test {
   void SetUp() override {
     conn_.emplace(db_.connect());
     owner_.emplace(db_.connect_as_owner());
-    // The plugin's tables as its data migration makes them, granted on the
-    // way `schema install` expects for the platform's database.
-    db_.connect_as_owner().exec_script(
-        read_file(SOURCE_DIR "/plugins/esi_parser/esi.sql") +
-        ";GRANT SELECT, INSERT, UPDATE, DELETE ON esi_accumulators, esi_accumulators_staging, "
-        "esi_rejects, esi_ingestion_meta TO taskhost_provisioner WITH GRANT OPTION;"
-        "GRANT USAGE ON SEQUENCE esi_rejects_id_seq TO taskhost_provisioner WITH GRANT OPTION");
+    // As `schema install` does: the plugin's tables, its roles, the schema.
     std::vector<Diagnostic> errors;
     auto s = load_schema_file(BUNDLED_SCHEMA_DIR "/esi-parser.yaml", &errors);
     ASSERT_TRUE(s) << format_diagnostics(errors);
+    const auto target = database_target({}, db_.conninfo(), "default");
+    apply_data_migrations(*s, target, BUNDLED_PLUGIN_DIR);
+    provision_db_roles(*s, target);
     install_schema(*conn_, *s, "test");
     schema_ = find_schema(*conn_, SchemaRef::parse("esi-parser"));
-    provision_db_roles(schema_.schema, database_target({}, db_.conninfo(), "default"));
     objects_ = *dir_ / ("objects-" + std::to_string(counter_++));
     fs::create_directories(objects_ / "esi-raw" / "in");
     config_.object_store_dir = objects_;
