@@ -70,7 +70,7 @@ std::string load_or_make_key_file(const std::filesystem::path& file, const std::
     }
     if (::link(tmp.c_str(), file.c_str()) == 0)
       spdlog::warn(
-          "generated {} {} (mode 0600); back it up apart from the database, or set it in "
+          "generated {}: {} (mode 0600); back it up apart from the database, or set it in "
           "the host config",
           what, file.string());
     ::unlink(tmp.c_str());
@@ -93,7 +93,7 @@ HostKeys HostKeys::load(const HostConfig& config) {
     throw Error(ErrorKind::environment,
                 "no host key to seal stored secrets with: set host_key in the host config");
   const auto& file = config.host_key_file;
-  load_or_make_key_file(file, "the host key, which seals the secrets stored in the database,");
+  load_or_make_key_file(file, "the host key (it seals the secrets stored in the database)");
   for (const auto& f : {file, next_file(config)})
     if (f == file || std::filesystem::exists(f))
       add(f.string(), SecretRef{f.string(), std::nullopt, f}.resolve());

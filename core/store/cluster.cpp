@@ -219,6 +219,11 @@ void EmbeddedCluster::bootstrap_roles() const {
     return;
   }
   // A cluster made before the split: the runtime role owned everything.
+  if (admin
+          .exec("SELECT pg_get_userbyid(datdba) = 'taskhost_owner' FROM pg_database "
+                "WHERE datname = 'taskhost'")
+          .boolean(0, 0))
+    return;  // only a role was missing
   spdlog::info("moving the platform database's objects from role taskhost to taskhost_owner");
   admin.exec("ALTER DATABASE taskhost OWNER TO taskhost_owner");
   pg::Connection platform(conninfo("taskhost", "postgres"));
