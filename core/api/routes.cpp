@@ -26,18 +26,6 @@ Response json_response(http::status status, const Json& body) {
   return r;
 }
 
-Response problem(http::status status, const std::string& detail) {
-  Response r{status, 11};
-  r.set(http::field::content_type, "application/problem+json");
-  r.body() = Json{
-      {"type", "about:blank"},
-      {"title", std::string(http::obsolete_reason(status))},
-      {"status", static_cast<int>(status)},
-      {"detail",
-       detail}}.dump();
-  return r;
-}
-
 http::status status_of(ErrorKind k) {
   switch (k) {
     case ErrorKind::invalid:
@@ -213,7 +201,7 @@ Response run_events(Call& c) {
   Run r = c.app.run(c.path["id"]);
   Json out = Json::array();
   for (const auto& e : c.app.events(r, int_param(c, "limit", 1000, 10000)))
-    out.push_back({{"attempt", e.attempt}, {"name", e.name}, {"payload", e.payload}, {"at", e.at}});
+    out.push_back(app::run_event_json(e));
   return json_response(http::status::ok, {{"events", out}});
 }
 
@@ -305,18 +293,6 @@ Response redeliver(Call& c) {
   return json_response(http::status::ok, {{"id", std::stoll(id)}, {"state", "pending"}});
 }
 
-Json api_key_json(const app::ApiKey& k) {
-  auto o = [](const std::optional<std::string>& v) { return v ? Json(*v) : Json(); };
-  return {{"id", k.id},
-          {"actor", k.actor},
-          {"roles", k.roles},
-          {"created_at", k.created_at},
-          {"created_by", k.created_by},
-          {"expires_at", o(k.expires_at)},
-          {"last_used_at", o(k.last_used_at)},
-          {"revoked_at", o(k.revoked_at)}};
-}
-
 Response create_key(Call& c) {
   Json body = body_object(c);
   std::vector<std::string> roles;
@@ -332,14 +308,14 @@ Response create_key(Call& c) {
   }
   auto made = app::create_api_key(c.db, c.host.api_pepper(), c.app.actor(),
                                   string_field(body, "actor", true), roles, expires);
-  Json j = api_key_json(made.key);
+  Json j = app::api_key_json(made.key);
   j["token"] = made.token;
   return json_response(http::status::created, j);
 }
 
 Response list_keys(Call& c) {
   Json out = Json::array();
-  for (const auto& k : app::list_api_keys(c.db, c.app.actor())) out.push_back(api_key_json(k));
+  for (const auto& k : app::list_api_keys(c.db, c.app.actor())) out.push_back(app::api_key_json(k));
   return json_response(http::status::ok, {{"keys", out}});
 }
 
@@ -349,6 +325,18 @@ Response revoke_key(Call& c) {
 }
 
 }  // namespace
+
+Response problem(http::status status, const std::string& detail) {
+  Response r{status, 11};
+  r.set(http::field::content_type, "application/problem+json");
+  r.body() = Json{
+      {"type", "about:blank"},
+      {"title", std::string(http::obsolete_reason(status))},
+      {"status", static_cast<int>(status)},
+      {"detail",
+       detail}}.dump();
+  return r;
+}
 
 const std::vector<Route>& routes() {
   using V = http::verb;

@@ -35,6 +35,9 @@ struct Route {
 };
 const std::vector<Route>& routes();
 
+// An RFC 9457 problem document (application/problem+json).
+Response problem(http::status status, const std::string& detail);
+
 // One request from start to finish: /healthz and /readyz as they are, /v1
 // after a Bearer API key, failed authentications rate limited per client
 // address. Thread-safe.

@@ -62,11 +62,7 @@ struct Shared {
       db = pool.take();
     } catch (const Error& e) {
       spdlog::error("api: {}", e.what());
-      Response r{http::status::service_unavailable, request.version()};
-      r.set(http::field::content_type, "application/problem+json");
-      r.body() = R"({"type":"about:blank","title":"Service Unavailable","status":503,)"
-                 R"("detail":"the database is unreachable"})";
-      return r;
+      return problem(http::status::service_unavailable, "the database is unreachable");
     }
     Response r = router.handle(request, *db, client);
     pool.give_back(std::move(db));
@@ -100,7 +96,9 @@ class Session : public std::enable_shared_from_this<Session<Stream>> {
     if (ec == http::error::body_limit || ec == http::error::header_limit) {
       return reply(too_large(ec == http::error::body_limit), false);
     }
-    if (ec) return reply(bad_request(ec.message()), false);
+    if (ec)
+      return reply(problem(http::status::bad_request, "malformed HTTP request: " + ec.message()),
+                   false);
     stream_.expires_never();  // the handler may take its time; the write sets its own
     auto request = std::make_shared<Request>(parser_->release());
     // Off the I/O thread: a handler blocks on the database.
@@ -129,31 +127,12 @@ class Session : public std::enable_shared_from_this<Session<Stream>> {
   }
 
   Response too_large(bool body) {
-    Response r{
-        body ? http::status::payload_too_large : http::status::request_header_fields_too_large, 11};
-    r.set(http::field::content_type, "application/problem+json");
-    r.body() =
-        nlohmann::json{
-            {"type", "about:blank"},
-            {"status", static_cast<int>(r.result())},
-            {"title", std::string(r.reason())},
-            {"detail",
-             std::string(body ? "the body is over " : "the headers are over ") +
-                 std::to_string(body ? shared_.options.body_limit : shared_.options.header_limit) +
-                 " bytes"}}
-            .dump();
-    return r;
-  }
-
-  Response bad_request(const std::string& why) {
-    Response r{http::status::bad_request, 11};
-    r.set(http::field::content_type, "application/problem+json");
-    r.body() = nlohmann::json{{"type", "about:blank"},
-                              {"status", 400},
-                              {"title", "Bad Request"},
-                              {"detail", "malformed HTTP request: " + why}}
-                   .dump();
-    return r;
+    return body ? problem(
+                      http::status::payload_too_large,
+                      "the body is over " + std::to_string(shared_.options.body_limit) + " bytes")
+                : problem(http::status::request_header_fields_too_large,
+                          "the headers are over " + std::to_string(shared_.options.header_limit) +
+                              " bytes");
   }
 
   void close() {

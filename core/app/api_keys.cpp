@@ -20,16 +20,6 @@ std::string random_bytes(size_t n) {
   return b;
 }
 
-std::string hex(const std::string& bytes) {
-  static const char* digits = "0123456789abcdef";
-  std::string out;
-  for (unsigned char c : bytes) {
-    out += digits[c >> 4];
-    out += digits[c & 15];
-  }
-  return out;
-}
-
 // base64url without padding: no character a header or URL would mangle.
 std::string base64url(const std::string& bytes) {
   std::string s = base64_encode(bytes);
@@ -97,14 +87,14 @@ NewApiKey create_api_key(pg::Connection& db, const std::string& pepper, const Ac
     if (std::find(api_roles().begin(), api_roles().end(), r) == api_roles().end())
       throw Error(ErrorKind::invalid, "roles: '" + printable(storable(r, 70)) +
                                           "' is not a role (viewer, operator, admin)");
-  const std::string id = hex(random_bytes(6)), secret = base64url(random_bytes(32));
+  const std::string id = hex_lower(random_bytes(6)), secret = base64url(random_bytes(32));
   std::vector<std::optional<std::string>> role_items(roles.begin(), roles.end());
   pg::Transaction tx(db);
   auto r = tx.exec(
       "INSERT INTO taskhost.api_keys (id, actor, roles, secret_hmac, created_by, expires_at) "
       "VALUES ($1, $2, $3::text[], $4, $5, now() + make_interval(secs => $6::float8)) "
       "RETURNING created_at::text, expires_at::text",
-      {id, actor, pg::array_literal(role_items), hex(hmac_sha256(pepper, secret)), by.name,
+      {id, actor, pg::array_literal(role_items), hex_lower(hmac_sha256(pepper, secret)), by.name,
        expires_in ? std::optional<std::string>(std::to_string(expires_in->count()))
                   : std::nullopt});
   const auto expires_at = r.optional(0, 1);
@@ -148,7 +138,7 @@ std::optional<Actor> authenticate_api_key(pg::Connection& db, const std::string&
       "WHERE id = $1 AND revoked_at IS NULL AND (expires_at IS NULL OR expires_at > now())",
       {t->id});
   // The HMAC is computed either way, so an unknown id costs what a known one does.
-  const std::string presented = hex(hmac_sha256(pepper, t->secret));
+  const std::string presented = hex_lower(hmac_sha256(pepper, t->secret));
   if (r.rows() == 0 || !constant_time_equal(presented, r.text(0, 2))) return std::nullopt;
   db.exec(
       "UPDATE taskhost.api_keys SET last_used_at = now() WHERE id = $1 AND "

@@ -71,10 +71,12 @@ Json run_detail_json(const Run& r, const std::vector<Transition>& transitions,
                                 {"reason", t.reason},
                                 {"at", t.at}});
   j["events"] = Json::array();
-  for (const auto& e : events)
-    j["events"].push_back(
-        {{"attempt", e.attempt}, {"name", e.name}, {"payload", e.payload}, {"at", e.at}});
+  for (const auto& e : events) j["events"].push_back(run_event_json(e));
   return j;
+}
+
+Json run_event_json(const RunEvent& e) {
+  return {{"attempt", e.attempt}, {"name", e.name}, {"payload", e.payload}, {"at", e.at}};
 }
 
 Json run_file_json(const RunFile& f) {
@@ -99,6 +101,17 @@ Json delivery_json(const Delivery& d) {
           {"created_at", d.created_at},
           {"next_attempt_at", opt(d.next_attempt_at)},
           {"finished_at", opt(d.finished_at)}};
+}
+
+Json api_key_json(const ApiKey& k) {
+  return {{"id", k.id},
+          {"actor", k.actor},
+          {"roles", k.roles},
+          {"created_at", k.created_at},
+          {"created_by", k.created_by},
+          {"expires_at", opt(k.expires_at)},
+          {"last_used_at", opt(k.last_used_at)},
+          {"revoked_at", opt(k.revoked_at)}};
 }
 
 }  // namespace taskhost::app

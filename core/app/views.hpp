@@ -4,6 +4,7 @@
 #include <nlohmann/json.hpp>
 #include <vector>
 
+#include "app/api_keys.hpp"
 #include "store/runs.hpp"
 #include "store/schemas.hpp"
 #include "webhooks/outbox.hpp"
@@ -19,8 +20,11 @@ Json run_json(const Run& r, bool listing = false);
 // attempt runs.
 Json run_detail_json(const Run& r, const std::vector<Transition>& transitions,
                      const std::vector<RunEvent>& events);
+Json run_event_json(const RunEvent& e);
 Json run_file_json(const RunFile& f);
 Json delivery_json(const Delivery& d);
+// Never the secret: it is shown once, at creation.
+Json api_key_json(const ApiKey& k);
 
 // Items per second of the current (or last) attempt: a resumed or rescued
 // run is not credited with the items of earlier attempts.

@@ -677,14 +677,7 @@ int api_key_list(Session& s, const po::variables_map& vm) {
   auto keys = app::list_api_keys(s.host().db(), s.app().actor());
   if (vm.count("json")) {
     Json out = Json::array();
-    for (const auto& k : keys)
-      out.push_back({{"id", k.id},
-                     {"actor", k.actor},
-                     {"roles", k.roles},
-                     {"created_at", k.created_at},
-                     {"expires_at", k.expires_at ? Json(*k.expires_at) : Json()},
-                     {"last_used_at", k.last_used_at ? Json(*k.last_used_at) : Json()},
-                     {"revoked_at", k.revoked_at ? Json(*k.revoked_at) : Json()}});
+    for (const auto& k : keys) out.push_back(app::api_key_json(k));
     print_json(out);
     return exit_ok;
   }
