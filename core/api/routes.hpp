@@ -32,13 +32,16 @@ struct Route {
   http::verb method;
   std::string path;  // "/v1/runs/{id}"
   std::function<Response(Call&)> handle;
+  // Served without an API key (health, readiness): the call's actor then
+  // has no roles, so no operation that authorizes is reachable.
+  bool open = false;
 };
 const std::vector<Route>& routes();
 
 // An RFC 9457 problem document (application/problem+json).
 Response problem(http::status status, const std::string& detail);
 
-// One request from start to finish: /healthz and /readyz as they are, /v1
+// One request from start to finish: open routes as they are, the others
 // after a Bearer API key, failed authentications rate limited per client
 // address. Thread-safe.
 class Router {
