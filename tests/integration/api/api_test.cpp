@@ -379,10 +379,11 @@ TEST_F(Api, FourEyesOnTheCliAndTheApi) {
   auto rejected = request("GET", base + "/v1/audit?run=" + by_cli + "&action=run.rejected", root);
   EXPECT_EQ(rejected.json()["entries"].size(), 1u);
   std::vector<std::string> events;
-  for (const std::string& run_id : {id, by_cli})
-    for (const auto& d :
-         request("GET", base + "/v1/webhooks/deliveries?run=" + run_id, root).json()["deliveries"])
-      events.push_back(d["event"]);
+  for (const std::string& run_id : {id, by_cli}) {
+    const Json deliveries =
+        request("GET", base + "/v1/webhooks/deliveries?run=" + run_id, root).json();
+    for (const auto& d : deliveries["deliveries"]) events.push_back(d["event"]);
+  }
   std::sort(events.begin(), events.end());
   EXPECT_EQ(events, (std::vector<std::string>{"run.approved", "run.awaiting_approval",
                                               "run.awaiting_approval", "run.rejected"}));

@@ -143,7 +143,7 @@ TEST(Schema, HttpGrantsMayDeclareSafeMethodsForDryRuns) {
   EXPECT_EQ(
       first_error(minimal("capabilities:\n  http:\n    - { base_url: 'https://api.example/', "
                           "safe_methods: [post] }\n")),
-      "bad.yaml:6:55: capabilities.http[0].safe_methods[0]: expected POST, PUT, DELETE, PATCH or "
+      "bad.yaml:6:58: capabilities.http[0].safe_methods[0]: expected POST, PUT, DELETE, PATCH or "
       "OPTIONS (GET and HEAD are always allowed in a dry run), got 'post'");
 }
 
