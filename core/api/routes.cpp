@@ -161,7 +161,9 @@ Response submit(Call& c) {
   std::optional<std::string> key;
   if (auto h = c.request.find("Idempotency-Key"); h != c.request.end())
     key = std::string(h->value());
-  auto submitted = c.app.submit(schema, params, key);
+  auto dry_run = body.value("dry_run", Json(false));
+  if (!dry_run.is_boolean()) throw Error(ErrorKind::invalid, "dry_run: expected true or false");
+  auto submitted = c.app.submit(schema, params, key, dry_run.get<bool>());
   return json_response(submitted.created ? http::status::created : http::status::ok,
                        app::run_json(c.app.run(submitted.run_id)));
 }
@@ -193,6 +195,15 @@ Response control(Call& c, app::RunControl op) {
   std::string reason = string_field(body, "reason", false);
   if (reason.empty()) reason = "operator request";
   RunState now = c.app.control(op, c.path["id"], reason);
+  return json_response(http::status::ok,
+                       {{"id", c.app.run(c.path["id"]).id}, {"state", to_string(now)}});
+}
+
+// Four eyes: approve or reject a run awaiting approval.
+Response decide(Call& c, bool approve) {
+  Json body = body_object(c);
+  const std::string reason = string_field(body, "reason", !approve);
+  RunState now = approve ? c.app.approve(c.path["id"], reason) : c.app.reject(c.path["id"], reason);
   return json_response(http::status::ok,
                        {{"id", c.app.run(c.path["id"]).id}, {"state", to_string(now)}});
 }
@@ -372,6 +383,9 @@ const std::vector<Route>& routes() {
       {V::get, "/v1/api-keys", list_keys},
       {V::post, "/v1/api-keys", create_key},
       {V::delete_, "/v1/api-keys/{id}", revoke_key},
+      // Dry runs and approvals
+      {V::post, "/v1/runs/{id}/approve", [](Call& c) { return decide(c, true); }},
+      {V::post, "/v1/runs/{id}/reject", [](Call& c) { return decide(c, false); }},
   };
   return table;
 }

@@ -108,16 +108,18 @@ InstalledSchema App::runnable(const std::string& ref) {
 }
 
 Submitted App::submit(const InstalledSchema& schema, const Json& params,
-                      const std::optional<std::string>& idempotency_key) {
+                      const std::optional<std::string>& idempotency_key, bool dry_run) {
   authorize(actor_, SchemaAction::run, schema.schema);
-  return submit_run(db_, schema, params, actor_.name, idempotency_key);
+  return submit_run(db_, schema, params, actor_.name, idempotency_key, dry_run);
 }
 
 InlineSubmitted App::submit_inline(const InstalledSchema& schema, const Json& params,
                                    const std::optional<std::string>& idempotency_key,
-                                   const std::string& owner, std::chrono::milliseconds lease) {
+                                   const std::string& owner, std::chrono::milliseconds lease,
+                                   bool dry_run) {
   authorize(actor_, SchemaAction::run, schema.schema);
-  return taskhost::submit_inline(db_, schema, params, actor_.name, idempotency_key, owner, lease);
+  return taskhost::submit_inline(db_, schema, params, actor_.name, idempotency_key, owner, lease,
+                                 dry_run);
 }
 
 InstalledSchema App::schema_of(const Run& run) { return schema_by_id(db_, run.schema_id); }
@@ -166,6 +168,23 @@ RunState App::control(RunControl op, const std::string& id_or_prefix, const std:
       return retry_run(db_, r.id, actor_.name, reason);
   }
   return r.state;
+}
+
+RunState App::decide(const std::string& id_or_prefix, const std::string& reason, bool approve) {
+  Run r = run(id_or_prefix);
+  authorize_decision(actor_, schema_of(r).schema, r.id, r.actor);
+  if (!approve && reason.empty())
+    throw Error(ErrorKind::invalid, "a rejection needs a reason, for the submitter and the record");
+  return approve ? approve_run(db_, r.id, actor_.name, reason)
+                 : reject_run(db_, r.id, actor_.name, reason);
+}
+
+RunState App::approve(const std::string& id_or_prefix, const std::string& reason) {
+  return decide(id_or_prefix, reason, true);
+}
+
+RunState App::reject(const std::string& id_or_prefix, const std::string& reason) {
+  return decide(id_or_prefix, reason, false);
 }
 
 // ---- audit -----------------------------------------------------------------

@@ -58,11 +58,13 @@ class App {
   // -- runs
   // The schema a run would be bound to, if the actor may run it.
   InstalledSchema runnable(const std::string& ref);
+  // dry_run: the run's services refuse every write; it needs no approval.
   Submitted submit(const InstalledSchema& schema, const Json& params,
-                   const std::optional<std::string>& idempotency_key);
+                   const std::optional<std::string>& idempotency_key, bool dry_run = false);
   InlineSubmitted submit_inline(const InstalledSchema& schema, const Json& params,
                                 const std::optional<std::string>& idempotency_key,
-                                const std::string& owner, std::chrono::milliseconds lease);
+                                const std::string& owner, std::chrono::milliseconds lease,
+                                bool dry_run = false);
   Run run(const std::string& id_or_prefix);  // if it may view it
   std::vector<Run> runs(RunFilter filter);   // of the schemas it may view
   std::vector<Transition> transitions(const Run& run);
@@ -70,6 +72,13 @@ class App {
   std::vector<RunFile> files(const Run& run);
   std::string file_content(const Run& run, const std::string& name);
   RunState control(RunControl op, const std::string& id_or_prefix, const std::string& reason);
+  // Four eyes: a run awaiting approval goes to queued (approve) or rejected
+  // (reject, which needs a reason), decided by an actor holding one of the
+  // schema's approval.approvers roles who did not submit it (see
+  // authorize_decision). Error(refused) otherwise, Error(conflict) for a run
+  // not awaiting approval.
+  RunState approve(const std::string& id_or_prefix, const std::string& reason);
+  RunState reject(const std::string& id_or_prefix, const std::string& reason);
 
   // -- audit (admin)
   AuditFilter audit_filter(const AuditQuery& q);
@@ -92,6 +101,7 @@ class App {
 
  private:
   InstalledSchema schema_of(const Run& run);
+  RunState decide(const std::string& id_or_prefix, const std::string& reason, bool approve);
   Installed install(const TaskSchema& schema, bool dry_run);
 
   Host& host_;

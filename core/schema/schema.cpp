@@ -26,11 +26,15 @@ const Pattern param_name_re("[a-z_][a-z0-9_]{0,62}");
 const Pattern role_re("[a-z_][a-z0-9_]{0,62}");
 const Pattern sha256_re("[0-9a-f]{64}");
 const Pattern plugin_event_re("[a-z][a-z0-9_]*(\\.[a-z][a-z0-9_]*)+");
+// Methods a schema may declare safe for dry runs (GET and HEAD always are).
+const Pattern safe_method_re("POST|PUT|DELETE|PATCH|OPTIONS");
 const Pattern timezone_re("[A-Za-z][A-Za-z0-9_+-]*(/[A-Za-z0-9_+-]+)*");
 
 const std::set<std::string> run_events = {
-    "run.queued",  "run.started",   "run.progress", "run.paused",
-    "run.resumed", "run.succeeded", "run.failed",   "run.cancelled",
+    "run.queued",   "run.started",           "run.progress",
+    "run.paused",   "run.resumed",           "run.succeeded",
+    "run.failed",   "run.cancelled",         "run.approved",
+    "run.rejected", "run.awaiting_approval",
 };
 
 std::string join(const std::vector<std::string>& items, const char* sep = ", ") {
@@ -466,13 +470,18 @@ void read_capabilities(Reader& r, const YAML::Node& n, Capabilities& caps) {
   }
   if (auto http = n["http"]; http.IsDefined())
     r.each(http, "capabilities.http", [&](const YAML::Node& g, const std::string& f) {
-      if (!r.mapping(g, f, {"base_url", "credential"})) return;
+      if (!r.mapping(g, f, {"base_url", "credential", "safe_methods"})) return;
       HttpGrant grant;
       if (auto u = r.get(g, "base_url", f, true); u.IsDefined())
         grant.base_url = r.url(u, child(f, "base_url")).value_or("");
       if (auto c = g["credential"]; c.IsDefined())
         grant.credential =
             r.matching(c, child(f, "credential"), role_re, "a credential name").value_or("");
+      // GET and HEAD are always safe; these are the others a dry run may send.
+      if (auto m = g["safe_methods"]; m.IsDefined())
+        grant.safe_methods = r.strings(m, child(f, "safe_methods"), safe_method_re,
+                                       "POST, PUT, DELETE, PATCH or OPTIONS (GET and HEAD are "
+                                       "always allowed in a dry run)");
       caps.http.push_back(grant);
     });
 }
@@ -550,7 +559,7 @@ std::optional<TaskSchema> parse_schema(const std::string& yaml, const std::strin
   static const std::vector<std::string> top = {
       "name",     "version",    "description", "plugin", "params",      "capabilities",
       "retry",    "timeout",    "isolation",   "limits", "concurrency", "schedule",
-      "timezone", "on_success", "on_failure",  "hooks",  "permissions"};
+      "timezone", "on_success", "on_failure",  "hooks",  "permissions", "approval"};
   if (!r.mapping(root, "", top)) return std::nullopt;
 
   TaskSchema s;
@@ -654,6 +663,16 @@ std::optional<TaskSchema> parse_schema(const std::string& yaml, const std::strin
     if (auto control = v["control"]; control.IsDefined())
       s.permissions.control = r.strings(control, "permissions.control", role_re, "a role name");
   }
+  if (auto v = root["approval"];
+      v.IsDefined() && r.mapping(v, "approval", {"required", "approvers"})) {
+    if (auto req = r.get(v, "required", "approval", true); req.IsDefined())
+      s.approval.required = r.boolean(req, "approval.required").value_or(false);
+    if (auto a = v["approvers"]; a.IsDefined()) {
+      s.approval.approvers = r.strings(a, "approval.approvers", role_re, "a role name");
+      if (a.IsSequence() && a.size() == 0)
+        r.error(a, "approval.approvers", "lists no role: name at least one role that may approve");
+    }
+  }
   if (collected.count() > 0) return std::nullopt;
   return s;
 }
@@ -704,7 +723,8 @@ Json TaskSchema::to_json() const {
       caps["db"]["migrations"].push_back({{"path", m.path}, {"sha256", m.sha256}});
   }
   for (const auto& g : capabilities.http)
-    caps["http"].push_back({{"base_url", g.base_url}, {"credential", g.credential}});
+    caps["http"].push_back(
+        {{"base_url", g.base_url}, {"credential", g.credential}, {"safe_methods", g.safe_methods}});
   for (const auto& g : capabilities.pgp)
     caps["pgp"].push_back({{"key", g.key}, {"verify", g.verify}});
   auto chain = [](const std::vector<ChainStep>& steps) {
@@ -735,6 +755,7 @@ Json TaskSchema::to_json() const {
       {"hooks", hooks ? Json{{"url", hooks->url}, {"events", hooks->events}} : Json()},
       {"permissions",
        {{"run", permissions.run}, {"view", permissions.view}, {"control", permissions.control}}},
+      {"approval", {{"required", approval.required}, {"approvers", approval.approvers}}},
       {"digest", digest},
   };
   return j;

@@ -56,6 +56,9 @@ struct DbGrant {
 };
 struct HttpGrant {
   std::string base_url, credential;
+  // Methods besides GET and HEAD that change nothing under base_url (RFC
+  // 9110 "safe", e.g. a status query sent as POST): a dry run may send them.
+  std::vector<std::string> safe_methods;
 };
 // Decryption with the host config's secret key `key`; with `verify`, only
 // files signed by that public key open.
@@ -98,6 +101,14 @@ struct Permissions {
   std::vector<std::string> control{"admin"};
 };
 
+// Four eyes: a run (other than a dry run) waits in awaiting_approval until
+// an actor holding one of the approvers' roles, other than its submitter,
+// approves or rejects it.
+struct ApprovalPolicy {
+  bool required = false;
+  std::vector<std::string> approvers{"admin"};
+};
+
 // One version of a task, as parsed and validated from its YAML file.
 struct TaskSchema {
   std::string name;
@@ -120,6 +131,7 @@ struct TaskSchema {
   std::vector<ChainStep> on_success, on_failure;
   std::optional<Hooks> hooks;
   Permissions permissions;
+  ApprovalPolicy approval;
 
   std::string yaml;    // the exact text installed
   std::string digest;  // SHA-256 of yaml

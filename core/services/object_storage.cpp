@@ -68,18 +68,24 @@ void check_object_key(const std::string& key) {
 void check_object_prefix(const std::string& prefix) { check_segments(prefix, "prefix", true); }
 
 ObjectStorageService::ObjectStorageService(std::string schema, std::vector<S3Grant> grants,
-                                           const HostConfig& config, ServiceAudit audit)
+                                           const HostConfig& config, ServiceAudit audit,
+                                           bool dry_run)
     : schema_(std::move(schema)),
       grants_(std::move(grants)),
       config_(config),
-      audit_(std::move(audit)) {}
+      audit_(std::move(audit)),
+      dry_run_(dry_run) {}
 
 void ObjectStorageService::authorize(const std::string& bucket, const std::string& key,
                                      Access need) const {
   std::string granted;
   for (const auto& g : grants_) {
     if (g.bucket != bucket) continue;
-    if (key.rfind(g.prefix, 0) == 0 && allows(g.access, need)) return;
+    if (key.rfind(g.prefix, 0) == 0 && allows(g.access, need)) {
+      if (need == Access::write && dry_run_)
+        throw dry_run_refusal("s3 write of " + bucket + "/" + key);
+      return;
+    }
     granted += (granted.empty() ? "" : ", ") + std::string(access_name(g.access)) + " " + g.bucket +
                "/" + g.prefix + "*";
   }

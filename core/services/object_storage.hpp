@@ -29,10 +29,12 @@ void check_object_prefix(const std::string& prefix);
 //   delete {bucket, key}                -> {}
 //   copy {bucket, from, to}             -> {}   (read on from, write on to)
 //   presign {bucket, key, expires}      -> {url} (read; expires in seconds)
+// In a dry run every write (put, delete, copy's target) is refused after the
+// grant check, so the dry run meets the refusals the real run would.
 class ObjectStorageService {
  public:
   ObjectStorageService(std::string schema, std::vector<S3Grant> grants, const HostConfig& config,
-                       ServiceAudit audit);
+                       ServiceAudit audit, bool dry_run = false);
   Json call(const std::string& op, const Json& request, const ByteSource& in, const ByteSink& out);
 
  private:
@@ -44,6 +46,7 @@ class ObjectStorageService {
   std::vector<S3Grant> grants_;
   const HostConfig& config_;
   ServiceAudit audit_;
+  bool dry_run_;
   std::map<std::string, std::unique_ptr<ObjectStore>> stores_;
 };
 

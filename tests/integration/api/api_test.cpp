@@ -2,10 +2,12 @@
 // loopback (and on a unix socket), a real database, keys made by the CLI.
 #include <curl/curl.h>
 #include <gtest/gtest.h>
+#include <pwd.h>
 #include <signal.h>
 #include <sys/wait.h>
 #include <unistd.h>
 
+#include <algorithm>
 #include <chrono>
 #include <filesystem>
 #include <fstream>
@@ -278,6 +280,114 @@ TEST_F(Api, LimitsRateLimitsAndAUnixSocket) {
   EXPECT_EQ(refused, 5) << "20 failures a minute, then 429";
   EXPECT_EQ(request("GET", base + "/v1/runs", ops, "", {}, socket).status, 429)
       << "the address is throttled, whatever key it brings next";
+}
+
+// Four eyes through the CLI and the API: a run of a schema requiring
+// approval waits until an approver who did not submit it decides; the
+// submitter is refused on every path whatever its roles (admin included,
+// cli:USER and api:USER being the same person); each step is audited and
+// announced; a dry run needs no approval.
+TEST_F(Api, FourEyesOnTheCliAndTheApi) {
+  std::ifstream in(BUNDLED_SCHEMA_DIR "/hello.yaml");
+  std::stringstream yaml;
+  yaml << in.rdbuf();
+  std::string text = yaml.str();
+  text.replace(text.find("name: hello"), 11, "name: four-eyes");
+  text +=
+      "approval: { required: true, approvers: [admin] }\n"
+      "hooks: { url: 'https://hooks.example/taskhost', events: [run.awaiting_approval, "
+      "run.approved, run.rejected] }\n";
+  std::ofstream(tmp_ / "four-eyes.yaml") << text;
+  ASSERT_EQ(cli({"schema", "install", (tmp_ / "four-eyes.yaml").string()}).first, 0);
+  const std::string base = serve();
+  // The CLI's actor is cli:<OS user>; this key is the same person's.
+  const std::string me = ::getpwuid(::geteuid())->pw_name;
+  const std::string alice = key("alice", "operator"), bob = key("bob", "admin"),
+                    carol = key("carol", "operator"), root = key(me, "admin");
+  auto submit = [&](const std::string& who, const std::string& extra = "") {
+    auto r = request("POST", base + "/v1/runs", who, R"({"schema":"four-eyes")" + extra + "}");
+    EXPECT_EQ(r.status, 201) << r.body;
+    return r.json();
+  };
+  auto decide = [&](const std::string& who, const std::string& id, const std::string& what,
+                    const std::string& body = "") {
+    return request("POST", base + "/v1/runs/" + id + "/" + what, who, body);
+  };
+
+  // The API: the submitter, an operator, then another admin.
+  Json run = submit(alice);
+  const std::string id = run["id"];
+  EXPECT_EQ(run["state"], "awaiting_approval");
+  EXPECT_EQ(run["approval"], (Json{{"decision", nullptr}}));
+  auto own = decide(alice, id, "approve");
+  EXPECT_EQ(own.status, 403);
+  EXPECT_NE(own.json()["detail"].get<std::string>().find("api:alice submitted run " + id),
+            std::string::npos)
+      << own.body;
+  EXPECT_EQ(decide(carol, id, "approve").status, 403) << "operators are no approvers here";
+  EXPECT_EQ(decide(bob, id, "reject").status, 422) << "a rejection needs a reason";
+  auto approved = decide(bob, id, "approve", R"({"reason":"checked the batch"})");
+  ASSERT_EQ(approved.status, 200) << approved.body;
+  EXPECT_EQ(approved.json()["state"], "queued");
+  EXPECT_EQ(decide(bob, id, "approve").status, 409) << "decided once";
+  EXPECT_EQ(request("GET", base + "/v1/runs/" + id, bob).json()["approval"]["actor"], "api:bob");
+
+  // An admin who submitted, on the API and on the CLI.
+  const std::string mine = submit(root)["id"];
+  EXPECT_EQ(decide(root, mine, "approve").status, 403);
+  auto [code, out] = cli({"runs", "approve", mine});
+  EXPECT_EQ(code, 5) << "api:" << me << " submitted it, and cli:" << me << " is the same person";
+  auto [submitted_code, submitted] = cli({"run", "four-eyes"});
+  ASSERT_EQ(submitted_code, 0);
+  EXPECT_NE(submitted.find(" awaits approval by another approver"), std::string::npos) << submitted;
+  const std::string by_cli = submitted.substr(4, 36);
+  EXPECT_EQ(cli({"runs", "approve", by_cli}).first, 5) << "an admin approving its own run";
+  EXPECT_EQ(decide(root, by_cli, "approve").status, 403) << "nor through its key";
+  EXPECT_EQ(decide(bob, by_cli, "reject", R"({"reason":"not this month"})").json()["state"],
+            "rejected");
+
+  // The CLI deciding on someone else's run: with the roles its config gives.
+  std::ofstream(tmp_ / "operator.yml") << "cli: { roles: { '*': [operator] } }\n";
+  const std::string alices = submit(alice)["id"];
+  EXPECT_EQ(cli({"--config", (tmp_ / "operator.yml").string(), "runs", "approve", alices}).first,
+            5);
+  EXPECT_EQ(cli({"runs", "reject", alices}).first, 2) << "--reason is required";
+  auto [approve_code, approve_out] = cli({"runs", "approve", alices, "--reason", "ok"});
+  EXPECT_EQ(approve_code, 0);
+  EXPECT_EQ(approve_out, "run " + alices + " queued");
+
+  // A dry run cannot write, so it needs no approval.
+  Json dry = submit(alice, R"(,"dry_run":true)");
+  EXPECT_EQ(dry["state"], "queued");
+  EXPECT_EQ(dry["dry_run"], true);
+  EXPECT_EQ(dry["approval"], nullptr);
+  EXPECT_EQ(
+      request("POST", base + "/v1/runs", alice, R"({"schema":"four-eyes","dry_run":1})").status,
+      422);
+  auto [dry_code, dry_out] = cli({"run", "four-eyes", "--dry-run", "--json"});
+  ASSERT_EQ(dry_code, 0);
+  Json dry_cli = Json::parse(dry_out);
+  EXPECT_EQ(dry_cli["state"], "queued");
+  EXPECT_EQ(dry_cli["dry_run"], true);
+  EXPECT_EQ(dry_cli["actor"].get<std::string>().rfind("cli:", 0), 0u);
+
+  // Every step audited with its actor, and announced.
+  auto audit = request("GET", base + "/v1/audit?run=" + id + "&action=run", root).json();
+  std::vector<std::string> steps;
+  for (const auto& e : audit["entries"])
+    steps.push_back(e["action"].get<std::string>() + " " + e["actor"].get<std::string>());
+  EXPECT_EQ(steps, (std::vector<std::string>{"run.submitted api:alice", "run.approved api:bob"}));
+  auto rejected = request("GET", base + "/v1/audit?run=" + by_cli + "&action=run.rejected", root);
+  EXPECT_EQ(rejected.json()["entries"].size(), 1u);
+  std::vector<std::string> events;
+  for (const std::string& run_id : {id, by_cli}) {
+    const Json deliveries =
+        request("GET", base + "/v1/webhooks/deliveries?run=" + run_id, root).json();
+    for (const auto& d : deliveries["deliveries"]) events.push_back(d["event"]);
+  }
+  std::sort(events.begin(), events.end());
+  EXPECT_EQ(events, (std::vector<std::string>{"run.approved", "run.awaiting_approval",
+                                              "run.awaiting_approval", "run.rejected"}));
 }
 
 }  // namespace
