@@ -13,6 +13,7 @@
 #include <sstream>
 #include <thread>
 
+#include "support/openapi.hpp"
 #include "support/test_database.hpp"
 
 namespace taskhost {
@@ -32,7 +33,8 @@ size_t collect(char* data, size_t size, size_t n, void* out) {
   return size * n;
 }
 
-// One request with libcurl; key empty: no Authorization header.
+// One request with libcurl; key empty: no Authorization header. Every
+// answer is checked against openapi/taskhost.yaml.
 Reply request(const std::string& method, const std::string& url, const std::string& key,
               const std::string& body = "", const std::vector<std::string>& headers = {},
               const std::string& unix_socket = "") {
@@ -61,6 +63,13 @@ Reply request(const std::string& method, const std::string& url, const std::stri
   }
   curl_slist_free_all(list);
   curl_easy_cleanup(c);
+  if (r.status) {
+    const size_t authority = url.find('/', url.find("//") + 2);
+    const std::string path = url.substr(authority, url.find('?', authority) - authority);
+    if (auto why = test::taskhost_spec().check(method, path, r.status, r.content_type, r.body);
+        !why.empty())
+      ADD_FAILURE() << "the contract: " << why;
+  }
   return r;
 }
 
