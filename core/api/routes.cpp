@@ -337,6 +337,13 @@ Response ready(Call& c) {
   return json_response(http::status::ok, {{"status", "ready"}});
 }
 
+Response metrics(Call& c) {
+  Response r{http::status::ok, 11};
+  r.set(http::field::content_type, "text/plain; version=0.0.4; charset=utf-8");
+  r.body() = c.metrics.render(c.db);
+  return r;
+}
+
 Response revoke_key(Call& c) {
   app::revoke_api_key(c.db, c.app.actor(), c.path["id"]);
   return json_response(http::status::ok, {{"id", c.path["id"]}, {"revoked", true}});
@@ -362,6 +369,7 @@ const std::vector<Route>& routes() {
   static const std::vector<Route> table = {
       {V::get, "/healthz", health, true},
       {V::get, "/readyz", ready, true},
+      {V::get, "/metrics", metrics, true},
       {V::get, "/v1/schemas", list_schemas},
       {V::post, "/v1/schemas", install_schema},
       {V::get, "/v1/schemas/{ref}", show_schema},
@@ -412,12 +420,24 @@ void Router::failed(const std::string& client) {
 }
 
 Response Router::handle(const Request& request, pg::Connection& db, const std::string& client) {
+  const auto start = std::chrono::steady_clock::now();
+  const Route* route = nullptr;
+  Response r = dispatch(request, db, client, route);
+  // Unmatched requests share one series whatever their path and method, so
+  // a client cannot make new series at will.
+  metrics_.observe(route ? route->path : "unmatched",
+                   route ? std::string(http::to_string(route->method)) : "other", r.result_int(),
+                   std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count());
+  return r;
+}
+
+Response Router::dispatch(const Request& request, pg::Connection& db, const std::string& client,
+                          const Route*& route) {
   const std::string_view target(request.target().data(), request.target().size());
   const auto qmark = target.find('?');
   const std::string_view path = target.substr(0, qmark);
   try {
     std::map<std::string, std::string> params;
-    const Route* route = nullptr;
     bool path_known = false;
     for (const auto& r : routes()) {
       std::map<std::string, std::string> p;
@@ -467,7 +487,8 @@ Response Router::handle(const Request& request, pg::Connection& db, const std::s
               parse_query(qmark == std::string_view::npos ? "" : target.substr(qmark + 1)),
               a,
               host_,
-              db};
+              db,
+              metrics_};
     return route->handle(call);
   } catch (const Error& e) {
     return problem(status_of(e.kind()), e.what());

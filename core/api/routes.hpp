@@ -11,6 +11,7 @@
 #include <string>
 #include <vector>
 
+#include "api/metrics.hpp"
 #include "app/app.hpp"
 
 namespace taskhost::api {
@@ -26,6 +27,7 @@ struct Call {
   app::App& app;
   app::Host& host;
   pg::Connection& db;
+  const ApiMetrics& metrics;
 };
 
 struct Route {
@@ -43,13 +45,16 @@ Response problem(http::status status, const std::string& detail);
 
 // One request from start to finish: open routes as they are, the others
 // after a Bearer API key, failed authentications rate limited per client
-// address. Thread-safe.
+// address; each answer counted in the API's metrics. Thread-safe.
 class Router {
  public:
   explicit Router(app::Host& host);
   Response handle(const Request& request, pg::Connection& db, const std::string& client);
 
  private:
+  // Sets `route` to the one that answered (nullptr: none matched).
+  Response dispatch(const Request& request, pg::Connection& db, const std::string& client,
+                    const Route*& route);
   bool throttled(const std::string& client);
   void failed(const std::string& client);
 
@@ -61,6 +66,7 @@ class Router {
     std::chrono::steady_clock::time_point since;
   };
   std::map<std::string, Failures> failures_;
+  ApiMetrics metrics_;
 };
 
 }  // namespace taskhost::api

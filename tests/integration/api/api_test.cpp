@@ -11,10 +11,15 @@
 #include <chrono>
 #include <filesystem>
 #include <fstream>
+#include <map>
 #include <nlohmann/json.hpp>
+#include <set>
 #include <sstream>
 #include <thread>
 
+#include "store/audit.hpp"
+#include "store/metrics.hpp"
+#include "support/openapi.hpp"
 #include "support/test_database.hpp"
 
 namespace taskhost {
@@ -34,7 +39,8 @@ size_t collect(char* data, size_t size, size_t n, void* out) {
   return size * n;
 }
 
-// One request with libcurl; key empty: no Authorization header.
+// One request with libcurl; key empty: no Authorization header. Every
+// answer is checked against openapi/taskhost.yaml.
 Reply request(const std::string& method, const std::string& url, const std::string& key,
               const std::string& body = "", const std::vector<std::string>& headers = {},
               const std::string& unix_socket = "") {
@@ -63,6 +69,13 @@ Reply request(const std::string& method, const std::string& url, const std::stri
   }
   curl_slist_free_all(list);
   curl_easy_cleanup(c);
+  if (r.status) {
+    const size_t authority = url.find('/', url.find("//") + 2);
+    const std::string path = url.substr(authority, url.find('?', authority) - authority);
+    if (auto why = test::taskhost_spec().check(method, path, r.status, r.content_type, r.body);
+        !why.empty())
+      ADD_FAILURE() << "the contract: " << why;
+  }
   return r;
 }
 
@@ -388,6 +401,91 @@ TEST_F(Api, FourEyesOnTheCliAndTheApi) {
   std::sort(events.begin(), events.end());
   EXPECT_EQ(events, (std::vector<std::string>{"run.approved", "run.awaiting_approval",
                                               "run.awaiting_approval", "run.rejected"}));
+// "name{a="x",b="y"}" -> value, labels in name order, from a Prometheus text
+// scrape.
+std::map<std::string, double> samples(const std::string& text) {
+  std::map<std::string, double> out;
+  std::istringstream lines(text);
+  std::string line;
+  while (std::getline(lines, line)) {
+    if (line.empty() || line[0] == '#') continue;
+    const size_t brace = line.find('{'), space = line.rfind(' ');
+    std::string key = line.substr(0, std::min(brace, space));
+    if (brace < space) {
+      std::set<std::string> labels;
+      std::istringstream in(line.substr(brace + 1, line.rfind('}') - brace - 1));
+      std::string label;
+      while (std::getline(in, label, ',')) labels.insert(label);
+      key += "{";
+      for (const auto& l : labels) key += (key.back() == '{' ? "" : ",") + l;
+      key += "}";
+    }
+    out[key] = std::stod(line.substr(space + 1));
+  }
+  return out;
+}
+
+TEST_F(Api, MetricsCountRunsQueueServiceCallsAndRequests) {
+  const std::string base = serve();
+  const std::string ops = key("ops", "operator");
+  ASSERT_EQ(cli({"run", "hello", "-p", "count=1", "--inline", "--wait"}).first, 0);
+  ASSERT_EQ(cli({"run", "hello", "-p", "count=1", "--inline", "--wait"}).first, 0);
+  const std::string body = R"({"schema":"hello","params":{"count":1}})";
+  const std::string waiting = request("POST", base + "/v1/runs", ops, body).json()["id"];
+  const std::string again = request("POST", base + "/v1/runs", ops, body).json()["id"];
+  ASSERT_EQ(request("POST", base + "/v1/runs/" + again + "/cancel", ops).status, 200);
+  ASSERT_EQ(request("POST", base + "/v1/runs/" + again + "/retry", ops).status, 200);
+  // Service calls as the executor audits them (engine/executor.cpp).
+  pg::Connection conn = db_.connect();
+  for (const char* outcome : {"ok", "HTTP 404", "denied", "connection refused"})
+    append_audit(conn, "plugin:hello", "service.s3.put_object", waiting, "bucket/key",
+                 {{"bytes", 3}, {"outcome", outcome}});
+  for (int i = 0; i < 3; ++i) request("GET", base + "/v1/runs/" + waiting, ops);
+  // A fold takes at most its bound of entries; the scrapes below catch up
+  // and count each entry once.
+  read_platform_metrics(conn, {1}, 5);
+  EXPECT_EQ(conn.exec("SELECT seq FROM taskhost.metric_fold").integer(0, 0), 5);
+
+  const auto scrape = request("GET", base + "/metrics", "");
+  ASSERT_EQ(scrape.status, 200);
+  EXPECT_EQ(scrape.content_type.rfind("text/plain", 0), 0u) << scrape.content_type;
+  auto m = samples(scrape.body);
+  EXPECT_EQ(m[R"(taskhost_runs{schema="hello",state="queued"})"], 2) << scrape.body;
+  EXPECT_EQ(m[R"(taskhost_runs_finished_total{schema="hello",state="succeeded"})"], 2);
+  EXPECT_EQ(m[R"(taskhost_runs_finished_total{schema="hello",state="cancelled"})"], 1);
+  EXPECT_EQ(m[R"(taskhost_run_duration_seconds_count{schema="hello"})"], 2)
+      << "the cancelled run never started";
+  EXPECT_EQ(m[R"(taskhost_run_duration_seconds_bucket{le="+Inf",schema="hello"})"], 2);
+  EXPECT_EQ(m[R"(taskhost_run_retries_total{schema="hello"})"], 1);
+  EXPECT_EQ(m["taskhost_queue_depth"], 2);
+  EXPECT_GT(m["taskhost_queue_oldest_age_seconds"], 0);
+  const std::string calls = R"(taskhost_service_calls_total{operation="put_object",outcome=)";
+  EXPECT_EQ(m[calls + R"("ok",service="s3"})"], 2) << "ok and HTTP 404: the call was made";
+  EXPECT_EQ(m[calls + R"("denied",service="s3"})"], 1);
+  EXPECT_EQ(m[calls + R"("error",service="s3"})"], 1);
+  const auto head = conn.exec("SELECT max(seq) FROM taskhost.audit_log").integer(0, 0);
+  EXPECT_EQ(m["taskhost_audit_appends_total"], head);
+  EXPECT_EQ(m[R"(taskhost_api_requests_total{method="GET",route="/v1/runs/{id}",status="200"})"], 3)
+      << "by the route, not the raw path";
+  EXPECT_EQ(m[R"(taskhost_api_request_duration_seconds_count{method="GET",route="/v1/runs/{id}"})"],
+            3);
+  EXPECT_EQ(m[R"(taskhost_api_requests_total{method="POST",route="/v1/runs",status="201"})"], 2);
+
+  // A second scrape folds nothing twice.
+  auto m2 = samples(request("GET", base + "/metrics", "").body);
+  EXPECT_EQ(m2[R"(taskhost_runs_finished_total{schema="hello",state="succeeded"})"], 2);
+  EXPECT_EQ(m2[calls + R"("ok",service="s3"})"], 2);
+
+  // Prometheus' own reading of the format.
+  const fs::path file = tmp_ / "scrape.txt";
+  std::ofstream(file) << scrape.body;
+  const std::string check = "promtool check metrics < " + file.string() + " 2>&1";
+  FILE* p = ::popen(check.c_str(), "r");
+  std::string said;
+  char buf[4096];
+  while (size_t n = std::fread(buf, 1, sizeof buf, p)) said.append(buf, n);
+  EXPECT_EQ(::pclose(p), 0) << said;
+  EXPECT_EQ(said, "") << "promtool's lint";
 }
 
 }  // namespace
