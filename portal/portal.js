@@ -33,6 +33,11 @@ function h(tag, attrs, ...children) {
   return el;
 }
 
+// Replaces el's children, skipping absent ones (replaceChildren would write "null").
+function fill(el, ...children) {
+  el.replaceChildren(...children.flat().filter((c) => c !== null && c !== undefined && c !== false));
+}
+
 class ApiError extends Error {
   constructor(status, problem) {
     super(problem && problem.detail ? problem.detail : `HTTP ${status}`);
@@ -75,8 +80,10 @@ function json(value) {
   return h('pre', { class: 'json' }, JSON.stringify(value, null, 2));
 }
 
+// "2026-12-02 04:31:08.123+00" and "2026-12-02T04:31:08Z" alike as
+// "2026-12-02 04:31:08 UTC".
 function when(text) {
-  return text ? text.replace(/\.\d+/, '').replace(/\+00(:00)?$/, ' UTC') : '';
+  return text ? text.replace('T', ' ').replace(/\.\d+/, '').replace(/(\+00(:00)?|Z)$/, ' UTC') : '';
 }
 
 function duration(seconds) {
@@ -352,10 +359,10 @@ async function runsPage(main, query) {
         h('td', {}, stateBadge(r.state)),
         h('td', {}, p === null ? '—' : h('progress', { max: 100, value: p, 'aria-label': `run ${r.id.slice(0, 8)} progress` }), p === null ? '' : ` ${p} %`),
         h('td', {}, r.actor),
-        h('td', {}, when(r.created_at)));
+        h('td', { class: 'when' }, when(r.created_at)));
     });
     const next = data.next ? h('a', { href: `#/runs?${new URLSearchParams({ ...Object.fromEntries(query), after: data.next })}` }, 'Older runs →') : null;
-    holder.replaceChildren(table('Runs, newest first (refreshed every 2 s)',
+    fill(holder, table('Runs, newest first (refreshed every 2 s)',
       ['Run', 'Schema', 'State', 'Progress', 'Actor', 'Created'], rows), next || '');
   };
   await refresh();
@@ -375,11 +382,11 @@ async function runPage(main, id) {
       api('GET', `/v1/runs/${id}`),
       api('GET', `/v1/runs/${id}/output`),
       api('GET', `/v1/runs/${id}/audit`)]);
-    head.replaceChildren(h('h1', {}, `Run ${run.id.slice(0, 8)} `, stateBadge(run.state)),
+    fill(head, h('h1', {}, `Run ${run.id.slice(0, 8)} `, stateBadge(run.state)),
       h('p', { class: 'muted' }, `${run.schema}@${run.schema_version} · attempt ${run.attempt} of ${run.max_attempts} · by ${run.actor} · ${run.id}`),
       run.error ? h('p', { class: 'notice error' }, `${run.error_code || 'error'}: ${run.error}`) : null);
 
-    actions.replaceChildren(...run.allowed_actions.map((a) => h('button', {
+    fill(actions, ...run.allowed_actions.map((a) => h('button', {
       type: 'button', class: a === 'cancel' ? 'danger' : '',
       onclick: async (ev) => {
         ev.target.disabled = true;
@@ -397,7 +404,7 @@ async function runPage(main, id) {
     const p = run.progress;
     const pct = percent(p);
     const failed = run.events.filter((e) => e.name === 'item.failed').length;
-    progress.replaceChildren(h('h2', { id: 'progress-title' }, 'Progress'),
+    fill(progress, h('h2', { id: 'progress-title' }, 'Progress'),
       pct === null ? h('p', { class: 'muted' }, 'No progress reported yet.') : h('div', { class: 'progress' },
         h('progress', { id: 'run-progress', max: 100, value: pct, 'aria-label': 'Run progress', 'aria-valuetext': `${pct} %` }),
         h('span', { id: 'run-percent', class: 'big' }, `${pct} %`)),
@@ -411,18 +418,18 @@ async function runPage(main, id) {
     const files = output.files.map((f) => h('tr', {},
       h('td', {}, h('a', { href: `/v1/runs/${id}/files/${encodeURIComponent(f.name)}`, download: f.name }, f.name)),
       h('td', {}, f.content_type), h('td', {}, `${f.size} bytes`), h('td', { class: 'mono' }, f.sha256.slice(0, 16))));
-    details.replaceChildren(
+    fill(details,
       h('section', {}, h('h2', {}, 'Parameters'), json(run.params)),
       h('section', {}, h('h2', {}, 'Output'), output.output === null ? h('p', { class: 'muted' }, 'none yet') : json(output.output)),
       h('section', { class: 'wide' }, h('h2', {}, 'Output files'), table('Files the run attached', ['File', 'Type', 'Size', 'SHA-256'], files)),
       h('section', { class: 'wide' }, h('h2', {}, 'Transitions'), table('State changes', ['At', 'Attempt', 'From', 'To', 'Actor', 'Reason'],
-        run.transitions.map((t) => h('tr', {}, h('td', {}, when(t.at)), h('td', {}, t.attempt), h('td', {}, t.from || '—'),
+        run.transitions.map((t) => h('tr', {}, h('td', { class: 'when' }, when(t.at)), h('td', {}, t.attempt), h('td', {}, t.from || '—'),
           h('td', {}, stateBadge(t.to)), h('td', {}, t.actor), h('td', {}, t.reason))))),
       h('section', { class: 'wide' }, h('h2', {}, 'Events'), table(`Events the plugin emitted (first ${run.events.length})`, ['At', 'Attempt', 'Event', 'Payload'],
-        run.events.map((e) => h('tr', {}, h('td', {}, when(e.at)), h('td', {}, e.attempt), h('td', {}, e.name),
+        run.events.map((e) => h('tr', {}, h('td', { class: 'when' }, when(e.at)), h('td', {}, e.attempt), h('td', {}, e.name),
           h('td', { class: 'mono' }, JSON.stringify(e.payload)))))),
       h('section', { class: 'wide' }, h('h2', {}, 'Audit trail'), table('Audit entries of this run', ['Seq', 'At', 'Actor', 'Action', 'Subject', 'Detail'],
-        audit.entries.map((a) => h('tr', {}, h('td', {}, a.seq), h('td', {}, when(a.at)), h('td', {}, a.actor), h('td', {}, a.action),
+        audit.entries.map((a) => h('tr', {}, h('td', {}, a.seq), h('td', { class: 'when' }, when(a.at)), h('td', {}, a.actor), h('td', {}, a.action),
           h('td', { class: 'mono' }, a.subject || ''), h('td', { class: 'mono' }, JSON.stringify(a.detail)))))));
     // One more refresh after the run ends catches its last events and output.
     last = { state: run.state, refreshedFinal: last && FINAL.includes(last.state) };
@@ -459,7 +466,7 @@ async function auditPage(main, query) {
   const q = new URLSearchParams(query);
   q.set('limit', '100');
   const data = await api('GET', `/v1/audit?${q}`);
-  const rows = data.entries.map((a) => h('tr', {}, h('td', {}, a.seq), h('td', {}, when(a.at)), h('td', {}, a.actor),
+  const rows = data.entries.map((a) => h('tr', {}, h('td', {}, a.seq), h('td', { class: 'when' }, when(a.at)), h('td', {}, a.actor),
     h('td', {}, a.action), h('td', {}, a.run_id ? h('a', { href: `#/runs/${a.run_id}`, class: 'mono' }, a.run_id.slice(0, 8)) : ''),
     h('td', { class: 'mono' }, a.subject || ''), h('td', { class: 'mono' }, JSON.stringify(a.detail))));
   const next = data.next ? h('a', { href: `#/audit?${new URLSearchParams({ ...Object.fromEntries(query), after: data.next })}` }, 'Later entries →') : null;
@@ -475,7 +482,7 @@ async function webhooksPage(main) {
     h('p', { class: 'muted' }, 'Deliveries that used up their attempts. Redeliver sends the same message (same webhook-id) now.'), holder);
   const refresh = async () => {
     const data = await api('GET', '/v1/webhooks/deliveries?failed=true&limit=200');
-    holder.replaceChildren(table('Dead deliveries', ['Id', 'Event', 'Run', 'URL', 'Attempts', 'Last error', ''],
+    fill(holder, table('Dead deliveries', ['Id', 'Event', 'Run', 'URL', 'Attempts', 'Last error', ''],
       data.deliveries.map((d) => h('tr', {}, h('td', {}, d.id), h('td', {}, d.event),
         h('td', {}, h('a', { href: `#/runs/${d.run_id}`, class: 'mono' }, d.run_id.slice(0, 8))),
         h('td', { class: 'mono' }, d.url), h('td', {}, d.attempts),

@@ -15,11 +15,18 @@ async function open(name) {
   const context = await browser.newContext({ viewport: { width: 1366, height: 800 }, acceptDownloads: true });
   context.setDefaultTimeout(LONG);
   const page = await context.newPage();
-  // Anything the CSP refused or the page threw is a failure.
+  // Anything the CSP refused, the page threw or a missing file of the
+  // portal is a failure. The API's 4xx answers are expected ones (a wrong
+  // parameter, the CSRF probe): the browser logs them as errors too.
   page.on('console', (m) => {
-    if (m.type() === 'error' && !/status of 401/.test(m.text())) problems.push(`${name}: ${m.text()}`);
+    if (m.type() === 'error' && !/^Failed to load resource: the server responded/.test(m.text()))
+      problems.push(`${name}: ${m.text()}`);
   });
   page.on('pageerror', (e) => problems.push(`${name}: ${e.message}`));
+  page.on('response', (r) => {
+    if (!new URL(r.url()).pathname.startsWith('/v1/') && r.status() >= 400)
+      problems.push(`${name}: ${r.status()} for ${r.url()}`);
+  });
   return { context, page };
 }
 

@@ -18,7 +18,7 @@ cleanup() {
   for p in "${pids[@]}"; do kill "$p" 2>/dev/null || true; done
   wait
   psql "$admin" -qc "DROP DATABASE IF EXISTS $db WITH (FORCE)"
-  rm -rf "$work"
+  rm -rf "$work" "${out:-}"
 }
 trap cleanup EXIT
 
@@ -49,17 +49,19 @@ params:
   delay_ms: { type: integer, min: 0, max: 10000, default: 10, description: time per item }
 permissions: { run: [operator, admin], view: [viewer, operator, admin], control: [operator, admin] }
 EOF
-th_db() { "$th" --home "$work/home" --database-url "$url" --plugin-dir "$work/plugins" "$@"; }
+th_args=(--home "$work/home" --database-url "$url" --plugin-dir "$work/plugins")
+th_db() { "$th" "${th_args[@]}" "$@"; }
 th_db schema install "$build/schemas/hello.yaml" "$work/probe.yaml" >/dev/null
 ADMIN_KEY=$(th_db api-key create --actor root --role admin)
 OPS_KEY=$(th_db api-key create --actor ops --role operator)
 VIEWER_KEY=$(th_db api-key create --actor auditor --role viewer)
 export ADMIN_KEY OPS_KEY VIEWER_KEY
 
-th_db serve --listen 127.0.0.1:0 --portal-dir "$build/share/taskhost/portal" \
+# Started directly (not through th_db) so that $! is taskhost itself.
+"$th" "${th_args[@]}" serve --listen 127.0.0.1:0 --portal-dir "$build/share/taskhost/portal" \
   >"$work/serve.out" 2>"$work/serve.err" &
 pids+=($!)
-th_db --log-level warn worker --concurrency 2 2>"$work/worker.err" &
+"$th" "${th_args[@]}" --log-level warn worker --concurrency 2 2>"$work/worker.err" &
 pids+=($!)
 for _ in $(seq 300); do grep -q "listening on" "$work/serve.out" 2>/dev/null && break; sleep 0.1; done
 BASE=$(sed -n 's/^taskhost serve: listening on //p' "$work/serve.out")
@@ -68,8 +70,7 @@ export BASE
 
 # The browser runs as an unprivileged user when we are root: Chromium then
 # keeps its own sandbox (user namespaces), so no --no-sandbox is needed.
-out=$work/browser
-mkdir -p "$out"
+out=$(mktemp -d /tmp/taskhost-portal-browser-XXXXXX)
 export OUT=$out CHROMIUM=${CHROMIUM:-/usr/bin/chromium} HOME=$out
 run_node=(node "$mods/portal.mjs")
 if [ "$(id -u)" -eq 0 ]; then
