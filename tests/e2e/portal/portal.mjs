@@ -215,11 +215,17 @@ try {
     assert.equal(await admin.page.getByRole('cell', { name: 'run.submitted' }).count(), 0);
   });
 
-  await step('an admin sees the webhook dead letters', async () => {
+  await step('an admin redelivers a webhook dead letter', async () => {
     await admin.page.getByRole('link', { name: 'Webhooks' }).click();
     await admin.page.getByRole('heading', { name: 'Webhook dead letters' }).waitFor();
-    await admin.page.getByRole('table', { name: 'Dead deliveries' }).waitFor();
+    const table = admin.page.getByRole('table', { name: 'Dead deliveries' });
+    await table.getByRole('cell', { name: 'run.succeeded' }).first().waitFor();  // hello's, to a 410
+    await table.getByText('HTTP 410').first().waitFor();
     await shot(admin.page, 'webhooks');
+    const button = table.getByRole('button', { name: /^Redeliver delivery \d+$/ }).first();
+    const id = (await button.getAttribute('aria-label')).split(' ').pop();
+    await button.click();
+    await admin.page.locator('#status', { hasText: `Delivery ${id} queued again.` }).waitFor();
   });
 
   assert.deepEqual(problems, [], 'no console errors, no CSP violations');

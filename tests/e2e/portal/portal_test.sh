@@ -51,7 +51,28 @@ permissions: { run: [operator, admin], view: [viewer, operator, admin], control:
 EOF
 th_args=(--home "$work/home" --database-url "$url" --plugin-dir "$work/plugins")
 th_db() { "$th" "${th_args[@]}" "$@"; }
-th_db schema install "$build/schemas/hello.yaml" "$work/probe.yaml" >/dev/null
+
+# A webhook consumer that has gone away (410): hello's deliveries to it
+# become dead letters at once, for the webhooks page to redeliver.
+python3 -c '
+import http.server, sys
+class Gone(http.server.BaseHTTPRequestHandler):
+    def do_POST(self):
+        self.rfile.read(int(self.headers.get("Content-Length", 0)))
+        self.send_response(410); self.end_headers()
+    def log_message(self, *a): pass
+s = http.server.HTTPServer(("127.0.0.1", 0), Gone)
+open(sys.argv[1], "w").write(str(s.server_port))
+s.serve_forever()' "$work/hook.port" &
+pids+=($!)
+for _ in $(seq 100); do [ -s "$work/hook.port" ] && break; sleep 0.1; done
+{ cat "$build/schemas/hello.yaml"
+  echo "hooks: { url: 'http://127.0.0.1:$(cat "$work/hook.port")/hook', events: [run.succeeded] }"
+} >"$work/hello.yaml"
+echo "allow_destinations: [127.0.0.0/8]" >"$work/taskhost.yml"
+export TASKHOST_CONFIG=$work/taskhost.yml
+th_db schema install "$work/hello.yaml" "$work/probe.yaml" >/dev/null
+th_db webhook-key hello >/dev/null
 ADMIN_KEY=$(th_db api-key create --actor root --role admin)
 OPS_KEY=$(th_db api-key create --actor ops --role operator)
 VIEWER_KEY=$(th_db api-key create --actor auditor --role viewer)
