@@ -120,6 +120,16 @@ try {
     await shot(ops.page, 'run-detail');
   });
 
+  await step('a CSV uploads into the granted bucket and fills its parameter', async () => {
+    await ops.page.goto(`${BASE}/#/run/probe`);
+    await ops.page.getByLabel('File for input').setInputFiles(
+      { name: 'ids.csv', mimeType: 'text/csv', buffer: Buffer.from('submission_id\n17\n18\n') });
+    await ops.page.getByText(/^Stored 20 bytes in inbox as portal\/uploads\//).waitFor();
+    const key = await ops.page.getByLabel('input', { exact: true }).inputValue();
+    assert.match(key, /^portal\/uploads\/\d{4}-\d\d-\d\d\/[0-9a-f]{16}\/ids\.csv$/);
+    await shot(ops.page, 'run-form-upload');
+  });
+
   await step('an output file downloads', async () => {
     await submitForm(ops.page, 'probe', { items: 15, delay_ms: 20 });
     await ops.page.waitForURL(/#\/runs\/[0-9a-f-]{36}$/);

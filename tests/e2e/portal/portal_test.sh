@@ -47,6 +47,8 @@ params:
   mode: { type: enum, values: [slow, wait_stop], default: slow, description: how to behave }
   items: { type: integer, min: 1, max: 1000000, default: 10, description: items to process }
   delay_ms: { type: integer, min: 0, max: 10000, default: 10, description: time per item }
+  input: { type: string, upload: inbox, description: a CSV of ids (not read) }
+capabilities: { s3: [ { bucket: inbox, prefix: portal/, access: read } ] }
 permissions: { run: [operator, admin], view: [viewer, operator, admin], control: [operator, admin] }
 EOF
 th_args=(--home "$work/home" --database-url "$url" --plugin-dir "$work/plugins")
