@@ -3,6 +3,7 @@
 #include <spdlog/spdlog.h>
 #include <sys/stat.h>
 
+#include <algorithm>
 #include <boost/asio.hpp>
 #include <boost/beast/core.hpp>
 #include <boost/beast/http.hpp>
@@ -82,7 +83,10 @@ class Session : public std::enable_shared_from_this<Session<Stream>> {
   void read() {
     parser_.emplace();
     parser_->header_limit(static_cast<uint32_t>(shared_.options.header_limit));
-    body_limit_ = shared_.options.body_limit;
+    // The parser refuses a Content-Length over its limit as soon as the
+    // header is complete, before we know the route: so the largest limit
+    // first, and each route's own once the target is known.
+    body_limit_ = std::max(shared_.options.body_limit, shared_.options.upload_limit);
     parser_->body_limit(body_limit_);
     stream_.expires_after(shared_.options.read_timeout);
     http::async_read_header(
@@ -90,12 +94,16 @@ class Session : public std::enable_shared_from_this<Session<Stream>> {
         [self = this->shared_from_this()](beast::error_code ec, size_t) { self->on_header(ec); });
   }
 
-  // Uploads may be larger than any other body; known once the target is.
+  // Uploads may be larger than any other body.
   void on_header(beast::error_code ec) {
     if (ec) return on_read(ec);
     const auto target = parser_->get().target();
-    if (target.starts_with("/v1/schemas/") && target.find("/uploads/") != target.npos)
-      parser_->body_limit(body_limit_ = shared_.options.upload_limit);
+    body_limit_ = target.starts_with("/v1/schemas/") && target.find("/uploads/") != target.npos
+                      ? shared_.options.upload_limit
+                      : shared_.options.body_limit;
+    if (auto length = parser_->content_length(); length && *length > body_limit_)
+      return reply(too_large(true), false);
+    parser_->body_limit(body_limit_);  // a chunked body counts against it as it comes
     http::async_read(
         stream_, buffer_, *parser_,
         [self = this->shared_from_this()](beast::error_code ec, size_t) { self->on_read(ec); });

@@ -401,19 +401,21 @@ TEST_F(Api, WhatTheActorMayDoAndWhichFieldIsWrong) {
                      R"({"schema":"hello","params":{"count":0,"name":"","extra":1}})");
   ASSERT_EQ(bad.status, 422);
   Json fields = Json::object();
-  for (const auto& e : bad.json()["errors"]) fields[e["field"].get<std::string>()] = e["detail"];
+  const Json problem = bad.json();
+  for (const auto& e : problem["errors"]) fields[e["field"].get<std::string>()] = e["detail"];
   EXPECT_EQ(fields["params.count"], "expected an integer from 1 to 10000, got 0") << bad.body;
   EXPECT_TRUE(fields.contains("params.name")) << bad.body;
   EXPECT_TRUE(fields.contains("params.extra")) << bad.body;
 
-  // A run's actions follow the actor's roles (hello: control is admin's)
-  // and its state, as the store decides them.
+  // A run's actions follow the actor's roles (a viewer may control
+  // nothing) and its state, as the store decides them.
   const std::string id =
       request("POST", base + "/v1/runs", ops, R"({"schema":"hello"})").json()["id"];
   auto actions = [&](const std::string& key) {
     return request("GET", base + "/v1/runs/" + id, key).json()["allowed_actions"];
   };
-  EXPECT_EQ(actions(ops), Json::array());
+  EXPECT_EQ(actions(viewer), Json::array());
+  EXPECT_EQ(actions(ops), Json::array({"cancel", "pause"}));
   EXPECT_EQ(actions(admin), Json::array({"cancel", "pause"}));
   EXPECT_EQ(request("POST", base + "/v1/runs/" + id + "/resume", admin).status, 409);
   EXPECT_EQ(request("POST", base + "/v1/runs/" + id + "/pause", admin).status, 200);
