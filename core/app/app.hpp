@@ -99,6 +99,26 @@ class App {
   };
   Rotated rotate_host_key();
 
+  // -- what the portal shows
+  // What this actor may do now: on a schema ("run"), on a run ("cancel",
+  // "pause", "resume", "retry": its roles and the run's state), on the
+  // platform ("install", "audit", "webhooks", "api_keys": the admin role's).
+  std::vector<std::string> schema_actions(const InstalledSchema& schema);
+  std::vector<std::string> run_actions(const Run& run);
+  std::vector<std::string> platform_actions();
+  // A run's audit trail, for whoever may view the run.
+  std::vector<AuditEntry> run_audit(const Run& run, int limit);
+  // An operator's file for a parameter declared `upload: BUCKET`: stored in
+  // that bucket under <grant prefix>uploads/<date>/<random>/<file name>, for
+  // an actor who may run the schema; audited as upload.stored. The content
+  // must be a non-empty text file (no NUL byte).
+  struct Uploaded {
+    std::string bucket, key, sha256;
+    int64_t size = 0;
+  };
+  Uploaded upload(const std::string& schema_ref, const std::string& param,
+                  const std::string& file_name, const std::string& content);
+
  private:
   InstalledSchema schema_of(const Run& run);
   RunState decide(const std::string& id_or_prefix, const std::string& reason, bool approve);

@@ -650,6 +650,8 @@ int serve_cmd(Session& s, const po::variables_map& vm) {
   api::ServeOptions o;
   o.listen = vm.count("listen") ? vm["listen"].as<std::string>() : host.config().api_listen;
   if (vm.count("unix-socket")) o.unix_socket = vm["unix-socket"].as<std::string>();
+  o.portal_dir =
+      vm.count("portal-dir") ? fs::path(vm["portal-dir"].as<std::string>()) : host.portal_dir();
   o.threads = vm["threads"].as<int>();
   if (o.threads < 1 || o.threads > 256)
     throw Error(ErrorKind::invalid, "--threads: expected 1 to 256");
@@ -919,7 +921,9 @@ const std::vector<Command>& commands() {
                          "host:port (default: the host config's api.listen, 127.0.0.1:8080)")(
              "unix-socket", po::value<std::string>(), "listen on this socket file instead")(
              "threads", po::value<int>()->default_value(4),
-             "request handlers, each with a database connection");
+             "request handlers, each with a database connection")(
+             "portal-dir", po::value<std::string>(),
+             "the portal's files (default: share/taskhost/portal beside bin/)");
        },
        {},
        serve_cmd},

@@ -12,9 +12,13 @@ SubmitRequest request_for(const InstalledSchema& schema, const Json& params,
                           const std::optional<std::string>& idempotency_key, bool dry_run) {
   std::vector<Diagnostic> errors;
   Json valid = validate_params(schema.schema, params, &errors);
-  if (!errors.empty())
-    throw Error(ErrorKind::invalid, "invalid parameters for " + schema.schema.ref() + ":\n" +
-                                        format_diagnostics(errors));
+  if (!errors.empty()) {
+    std::vector<FieldErrors::Field> fields;
+    for (const auto& e : errors) fields.push_back({e.field, e.message});
+    throw FieldErrors(
+        "invalid parameters for " + schema.schema.ref() + ":\n" + format_diagnostics(errors),
+        std::move(fields));
+  }
   SubmitRequest request;
   request.schema = &schema;
   request.params = std::move(valid);

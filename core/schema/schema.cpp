@@ -282,7 +282,7 @@ void read_param(Reader& r, const std::string& name, const YAML::Node& n, const s
                 TaskSchema& schema) {
   static const std::vector<std::string> keys = {"type",       "required", "default", "description",
                                                 "values",     "min",      "max",     "min_length",
-                                                "max_length", "pattern",  "items"};
+                                                "max_length", "pattern",  "items",   "upload"};
   if (!r.mapping(n, field, keys)) return;
   ParamSpec p;
   p.name = name;
@@ -355,6 +355,8 @@ void read_param(Reader& r, const std::string& name, const YAML::Node& n, const s
       }
     }
   }
+  if (auto v = allowed_for("upload", {string}); v.IsDefined())
+    p.upload = r.str(v, child(field, "upload")).value_or("");
   if (auto v = n["description"]; v.IsDefined())
     p.description = r.str(v, child(field, "description")).value_or("");
   if (auto v = n["required"]; v.IsDefined())
@@ -612,6 +614,14 @@ std::optional<TaskSchema> parse_schema(const std::string& yaml, const std::strin
     }
   }
   if (auto v = root["capabilities"]; v.IsDefined()) read_capabilities(r, v, s.capabilities);
+  for (const auto& p : s.params) {
+    if (p.upload.empty()) continue;
+    const bool granted = std::any_of(s.capabilities.s3.begin(), s.capabilities.s3.end(),
+                                     [&](const S3Grant& g) { return g.bucket == p.upload; });
+    if (!granted)
+      r.error(root["params"][p.name]["upload"], "params." + p.name + ".upload",
+              "bucket " + quote(p.upload) + " is not one the schema grants (capabilities.s3)");
+  }
   if (auto v = root["retry"]; v.IsDefined()) read_retry(r, v, s.retry);
   if (auto v = root["timeout"]; v.IsDefined())
     s.timeout = r.duration(v, "timeout").value_or(s.timeout);
@@ -707,6 +717,7 @@ Json TaskSchema::to_json() const {
     if (p.min_length) j["min_length"] = *p.min_length;
     if (p.max_length) j["max_length"] = *p.max_length;
     if (!p.pattern.empty()) j["pattern"] = p.pattern;
+    if (!p.upload.empty()) j["upload"] = p.upload;
     params_json[p.name] = j;
   }
   Json caps = Json::object();

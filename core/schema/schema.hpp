@@ -31,6 +31,9 @@ struct ParamSpec {
   std::optional<double> min, max;                  // integer, number
   std::optional<uint64_t> min_length, max_length;  // string, list
   std::string pattern;                             // string, RE2 regex (common/pattern.hpp)
+  // string: a bucket the schema grants, where the portal stores a file the
+  // operator uploads for this parameter; the value is then the object's key.
+  std::string upload;
 };
 
 struct S3Grant {

@@ -19,6 +19,11 @@ namespace taskhost {
 void check_object_key(const std::string& key);
 void check_object_prefix(const std::string& prefix);
 
+// The store behind a bucket name: the host config's s3 entry, or without any
+// a directory under object_store_dir. Throws Error(environment) for a bucket
+// the config does not name.
+std::unique_ptr<ObjectStore> open_bucket(const HostConfig& config, const std::string& bucket);
+
 // A run's object storage: every call checked against the schema's s3 grants
 // ({bucket, prefix, access}), performed by the host and audited. The
 // operations and their JSON (README "Services"):

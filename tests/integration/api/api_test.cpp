@@ -4,6 +4,7 @@
 #include <gtest/gtest.h>
 #include <pwd.h>
 #include <signal.h>
+#include <strings.h>
 #include <sys/wait.h>
 #include <unistd.h>
 
@@ -13,12 +14,14 @@
 #include <fstream>
 #include <map>
 #include <nlohmann/json.hpp>
+#include <regex>
 #include <set>
 #include <sstream>
 #include <thread>
 
 #include "store/audit.hpp"
 #include "store/metrics.hpp"
+#include "support/fixtures.hpp"
 #include "support/openapi.hpp"
 #include "support/test_database.hpp"
 
@@ -31,6 +34,7 @@ using Json = nlohmann::json;
 struct Reply {
   long status = 0;
   std::string body, content_type;
+  std::string headers;  // as received, lower-cased names kept as sent
   Json json() const { return Json::parse(body); }
 };
 
@@ -49,7 +53,10 @@ Reply request(const std::string& method, const std::string& url, const std::stri
   curl_slist* list = nullptr;
   if (!key.empty()) list = curl_slist_append(list, ("Authorization: Bearer " + key).c_str());
   for (const auto& h : headers) list = curl_slist_append(list, h.c_str());
-  if (!body.empty()) list = curl_slist_append(list, "Content-Type: application/json");
+  const bool typed = std::any_of(headers.begin(), headers.end(), [](const std::string& h) {
+    return h.rfind("Content-Type:", 0) == 0;
+  });
+  if (!body.empty() && !typed) list = curl_slist_append(list, "Content-Type: application/json");
   curl_easy_setopt(c, CURLOPT_URL, url.c_str());
   curl_easy_setopt(c, CURLOPT_CUSTOMREQUEST, method.c_str());
   if (!body.empty() || method == "POST") {
@@ -60,6 +67,8 @@ Reply request(const std::string& method, const std::string& url, const std::stri
   curl_easy_setopt(c, CURLOPT_HTTPHEADER, list);
   curl_easy_setopt(c, CURLOPT_WRITEFUNCTION, collect);
   curl_easy_setopt(c, CURLOPT_WRITEDATA, &r.body);
+  curl_easy_setopt(c, CURLOPT_HEADERFUNCTION, collect);
+  curl_easy_setopt(c, CURLOPT_HEADERDATA, &r.headers);
   curl_easy_setopt(c, CURLOPT_TIMEOUT, 30L);
   if (curl_easy_perform(c) == CURLE_OK) {
     curl_easy_getinfo(c, CURLINFO_RESPONSE_CODE, &r.status);
@@ -69,9 +78,11 @@ Reply request(const std::string& method, const std::string& url, const std::stri
   }
   curl_slist_free_all(list);
   curl_easy_cleanup(c);
-  if (r.status) {
-    const size_t authority = url.find('/', url.find("//") + 2);
-    const std::string path = url.substr(authority, url.find('?', authority) - authority);
+  const size_t authority = url.find('/', url.find("//") + 2);
+  const std::string path = url.substr(authority, url.find('?', authority) - authority);
+  const bool portal_file = path.rfind("/v1/", 0) != 0 && r.status == 200 &&
+                           r.content_type.find("json") == std::string::npos;
+  if (r.status && !portal_file) {
     if (auto why = test::taskhost_spec().check(method, path, r.status, r.content_type, r.body);
         !why.empty())
       ADD_FAILURE() << "the contract: " << why;
@@ -267,6 +278,10 @@ TEST_F(Api, AdminsManageKeysAndSchemasAndReadTheAudit) {
   EXPECT_NE(broken.json()["detail"].get<std::string>().find("x.yaml:2:"), std::string::npos)
       << broken.body;
   EXPECT_EQ(request("GET", base + "/v1/schemas/hello", admin).json()["version"], "1.0.1");
+  // '+' in a path is itself (build metadata), not a form-encoded space.
+  const std::string build = test::bundled_ref("hello.yaml");
+  EXPECT_EQ(request("GET", base + "/v1/schemas/" + build, admin).json()["version"],
+            build.substr(build.find('@') + 1));
 
   auto audit = request("GET", base + "/v1/audit?action=api_key", admin).json()["entries"];
   ASSERT_EQ(audit.size(), 3u) << audit.dump();
@@ -401,6 +416,8 @@ TEST_F(Api, FourEyesOnTheCliAndTheApi) {
   std::sort(events.begin(), events.end());
   EXPECT_EQ(events, (std::vector<std::string>{"run.approved", "run.awaiting_approval",
                                               "run.awaiting_approval", "run.rejected"}));
+}
+
 // "name{a="x",b="y"}" -> value, labels in name order, from a Prometheus text
 // scrape.
 std::map<std::string, double> samples(const std::string& text) {
@@ -486,6 +503,206 @@ TEST_F(Api, MetricsCountRunsQueueServiceCallsAndRequests) {
   while (size_t n = std::fread(buf, 1, sizeof buf, p)) said.append(buf, n);
   EXPECT_EQ(::pclose(p), 0) << said;
   EXPECT_EQ(said, "") << "promtool's lint";
+}
+
+// The value of a response header ("" when absent).
+std::string header(const Reply& r, const std::string& name) {
+  std::istringstream in(r.headers);
+  std::string line;
+  while (std::getline(in, line)) {
+    if (line.size() > name.size() && strncasecmp(line.c_str(), name.c_str(), name.size()) == 0 &&
+        line[name.size()] == ':') {
+      std::string v = line.substr(name.size() + 1);
+      while (!v.empty() && (v.front() == ' ')) v.erase(0, 1);
+      while (!v.empty() && (v.back() == '\r' || v.back() == '\n')) v.pop_back();
+      return v;
+    }
+  }
+  return "";
+}
+
+TEST_F(Api, PortalSessionsAreCookiesWhoseStateChangesNeedTheCsrfToken) {
+  const std::string base = serve();
+  const std::string ops = key("ops", "operator"), admin = key("root", "admin");
+  const std::string json = "Content-Type: application/json";
+
+  // The portal's files, with a strict CSP on them as on every response.
+  auto page = request("GET", base + "/", "");
+  ASSERT_EQ(page.status, 200) << page.body;
+  EXPECT_NE(page.content_type.find("text/html"), std::string::npos);
+  EXPECT_NE(page.body.find("<script src=\"/portal.js\""), std::string::npos);
+  const std::string csp = header(page, "Content-Security-Policy");
+  EXPECT_NE(csp.find("default-src 'self'"), std::string::npos) << csp;
+  EXPECT_NE(csp.find("frame-ancestors 'none'"), std::string::npos) << csp;
+  EXPECT_EQ(csp.find("unsafe-inline"), std::string::npos) << csp;
+  EXPECT_EQ(header(page, "Referrer-Policy"), "no-referrer");
+  EXPECT_EQ(header(page, "X-Content-Type-Options"), "nosniff");
+  EXPECT_EQ(request("GET", base + "/portal.js", "").content_type, "text/javascript; charset=utf-8");
+  EXPECT_EQ(request("GET", base + "/../etc/passwd", "").status, 404);
+
+  // Sign-in: a JSON body only (no login CSRF from a form elsewhere).
+  EXPECT_EQ(request("POST", base + "/v1/session", "", R"({"key":")" + ops + "\"}",
+                    {"Content-Type: text/plain"})
+                .status,
+            415);
+  EXPECT_EQ(request("POST", base + "/v1/session", "", R"({"key":"th_000000000000_x"})").status,
+            401);
+  auto signed_in = request("POST", base + "/v1/session", "", R"({"key":")" + ops + "\"}");
+  ASSERT_EQ(signed_in.status, 201) << signed_in.body;
+  const std::string set_cookie = header(signed_in, "Set-Cookie");
+  EXPECT_NE(set_cookie.find("; HttpOnly"), std::string::npos) << set_cookie;
+  EXPECT_NE(set_cookie.find("; SameSite=Strict"), std::string::npos) << set_cookie;
+  EXPECT_EQ(set_cookie.find("Secure"), std::string::npos) << "plain HTTP: " << set_cookie;
+  const std::string cookie = "Cookie: " + set_cookie.substr(0, set_cookie.find(';'));
+  const std::string csrf = signed_in.json()["csrf_token"];
+  EXPECT_EQ(signed_in.json()["actor"], "api:ops");
+  EXPECT_EQ(signed_in.json()["allowed_actions"], Json::array());
+  auto over_tls = request("POST", base + "/v1/session", "", R"({"key":")" + ops + "\"}",
+                          {"X-Forwarded-Proto: https"});
+  EXPECT_NE(header(over_tls, "Set-Cookie").find("; Secure"), std::string::npos);
+
+  auto me = request("GET", base + "/v1/session", "", "", {cookie});
+  ASSERT_EQ(me.status, 200) << me.body;
+  EXPECT_EQ(me.json()["csrf_token"], csrf);
+
+  // The cookie authenticates; a state change also needs the token.
+  const std::string body = R"({"schema":"hello","params":{"count":2}})";
+  auto refused = request("POST", base + "/v1/runs", "", body, {cookie});
+  EXPECT_EQ(refused.status, 403);
+  EXPECT_NE(refused.json()["detail"].get<std::string>().find("X-CSRF-Token"), std::string::npos);
+  EXPECT_EQ(
+      request("POST", base + "/v1/runs", "", body, {cookie, "X-CSRF-Token: " + csrf + "x"}).status,
+      403);
+  auto made = request("POST", base + "/v1/runs", "", body, {cookie, "X-CSRF-Token: " + csrf});
+  ASSERT_EQ(made.status, 201) << made.body;
+  EXPECT_EQ(made.json()["actor"], "api:ops");
+  EXPECT_EQ(request("GET", base + "/v1/runs", "", "", {cookie}).status, 200)
+      << "reads need no token";
+
+  // Signing out ends the session at the server, not only in the browser.
+  EXPECT_EQ(request("DELETE", base + "/v1/session", "", "", {cookie}).status, 403);
+  auto out = request("DELETE", base + "/v1/session", "", "", {cookie, "X-CSRF-Token: " + csrf});
+  EXPECT_EQ(out.status, 200);
+  EXPECT_NE(header(out, "Set-Cookie").find("Max-Age=0"), std::string::npos);
+  EXPECT_EQ(request("GET", base + "/v1/session", "", "", {cookie}).status, 401);
+
+  // Revoking the key ends its sessions.
+  auto made_key =
+      request("POST", base + "/v1/api-keys", admin, R"({"actor":"temp","roles":["viewer"]})");
+  const std::string temp = made_key.json()["token"];
+  auto temp_session = request("POST", base + "/v1/session", "", R"({"key":")" + temp + "\"}");
+  const std::string temp_cookie =
+      "Cookie: " +
+      header(temp_session, "Set-Cookie").substr(0, header(temp_session, "Set-Cookie").find(';'));
+  EXPECT_EQ(request("GET", base + "/v1/runs", "", "", {temp_cookie}).status, 200);
+  request("DELETE", base + "/v1/api-keys/" + made_key.json()["id"].get<std::string>(), admin);
+  EXPECT_EQ(request("GET", base + "/v1/runs", "", "", {temp_cookie}).status, 401);
+
+  auto audit = request("GET", base + "/v1/audit?action=session", admin).json()["entries"];
+  ASSERT_EQ(audit.size(), 4u) << audit.dump();
+  EXPECT_EQ(audit[0]["action"], "session.started");
+  EXPECT_EQ(audit[0]["actor"], "api:ops");
+  EXPECT_EQ(audit[2]["action"], "session.ended");
+}
+
+TEST_F(Api, WhatTheActorMayDoAndWhichFieldIsWrong) {
+  const std::string base = serve();
+  const std::string ops = key("ops", "operator"), viewer = key("auditor", "viewer"),
+                    admin = key("root", "admin");
+  EXPECT_EQ(request("GET", base + "/v1/schemas/hello", ops).json()["allowed_actions"],
+            Json::array({"run"}));
+  EXPECT_EQ(request("GET", base + "/v1/schemas", viewer).json()["schemas"][0]["allowed_actions"],
+            Json::array());
+
+  auto bad = request("POST", base + "/v1/runs", ops,
+                     R"({"schema":"hello","params":{"count":0,"name":"","extra":1}})");
+  ASSERT_EQ(bad.status, 422);
+  Json fields = Json::object();
+  const Json problem = bad.json();
+  for (const auto& e : problem["errors"]) fields[e["field"].get<std::string>()] = e["detail"];
+  EXPECT_EQ(fields["params.count"], "expected an integer from 1 to 10000, got 0") << bad.body;
+  EXPECT_TRUE(fields.contains("params.name")) << bad.body;
+  EXPECT_TRUE(fields.contains("params.extra")) << bad.body;
+
+  // A run's actions follow the actor's roles (a viewer may control
+  // nothing) and its state, as the store decides them.
+  const std::string id =
+      request("POST", base + "/v1/runs", ops, R"({"schema":"hello"})").json()["id"];
+  auto actions = [&](const std::string& key) {
+    return request("GET", base + "/v1/runs/" + id, key).json()["allowed_actions"];
+  };
+  EXPECT_EQ(actions(viewer), Json::array());
+  EXPECT_EQ(actions(ops), Json::array({"cancel", "pause"}));
+  EXPECT_EQ(actions(admin), Json::array({"cancel", "pause"}));
+  EXPECT_EQ(request("POST", base + "/v1/runs/" + id + "/resume", admin).status, 409);
+  EXPECT_EQ(request("POST", base + "/v1/runs/" + id + "/pause", admin).status, 200);
+  EXPECT_EQ(actions(admin), Json::array({"cancel", "resume"}));
+  EXPECT_EQ(request("POST", base + "/v1/runs/" + id + "/retry", admin).status, 409);
+  EXPECT_EQ(request("POST", base + "/v1/runs/" + id + "/cancel", admin).status, 200);
+  EXPECT_EQ(actions(admin), Json::array({"retry"}));
+  EXPECT_EQ(request("POST", base + "/v1/runs/" + id + "/pause", admin).status, 409);
+
+  // The run's audit trail, for whoever may view the run.
+  auto trail = request("GET", base + "/v1/runs/" + id + "/audit", viewer);
+  ASSERT_EQ(trail.status, 200) << trail.body;
+  ASSERT_GE(trail.json()["entries"].size(), 3u);
+  EXPECT_EQ(trail.json()["entries"][0]["action"], "run.submitted");
+}
+
+TEST_F(Api, AnUploadLandsInTheSchemasGrantedBucket) {
+  std::ifstream in(BUNDLED_SCHEMA_DIR "/hello.yaml");
+  std::stringstream yaml;
+  yaml << in.rdbuf();
+  std::string text = yaml.str();
+  text.replace(text.find("name: hello"), 11, "name: hello-upload");
+  text.replace(text.find("params:\n"), 8,
+               "params:\n  input: { type: string, upload: inbox, description: a CSV of ids }\n");
+  text += "capabilities: { s3: [ { bucket: inbox, prefix: portal/, access: read } ] }\n";
+  std::ofstream(tmp_ / "hello-upload.yaml") << text;
+  ASSERT_EQ(cli({"schema", "install", (tmp_ / "hello-upload.yaml").string()}).first, 0);
+  std::string ungranted = text;
+  ungranted.replace(ungranted.find("upload: inbox"), 13, "upload: other");
+  std::ofstream(tmp_ / "ungranted.yaml") << ungranted;
+  EXPECT_EQ(cli({"schema", "install", (tmp_ / "ungranted.yaml").string()}).first, 2)
+      << "an upload bucket the schema does not grant";
+
+  const std::string base = serve();
+  const std::string ops = key("ops", "operator"), viewer = key("auditor", "viewer"),
+                    admin = key("root", "admin");
+  const std::string csv = "submission_id\n" + std::string(2 << 20, '7') + "\n";  // over 1 MiB
+  auto up =
+      request("POST", base + "/v1/schemas/hello-upload/uploads/input?name=..%2Fids%20list.csv", ops,
+              csv, {"Content-Type: text/csv"});
+  ASSERT_EQ(up.status, 201) << up.body;
+  const std::string key = up.json()["key"];
+  EXPECT_TRUE(std::regex_match(
+      key, std::regex(R"(portal/uploads/\d{4}-\d\d-\d\d/[0-9a-f]{16}/upload\.\._ids_list\.csv)")))
+      << key;
+  EXPECT_EQ(up.json()["size"], csv.size());
+  std::ifstream stored(tmp_ / "objects" / "inbox" / key, std::ios::binary);
+  std::stringstream content;
+  content << stored.rdbuf();
+  EXPECT_EQ(content.str(), csv) << "in the local object store, the embedded default";
+
+  EXPECT_EQ(request("POST", base + "/v1/schemas/hello-upload/uploads/input", viewer, "a\n",
+                    {"Content-Type: text/csv"})
+                .status,
+            403);
+  EXPECT_EQ(request("POST", base + "/v1/schemas/hello-upload/uploads/name", ops, "a\n",
+                    {"Content-Type: text/csv"})
+                .status,
+            422);
+  EXPECT_EQ(request("POST", base + "/v1/schemas/hello-upload/uploads/input", ops,
+                    std::string("a\0b", 3), {"Content-Type: text/csv"})
+                .status,
+            422);
+  auto run = request("POST", base + "/v1/runs", ops,
+                     Json{{"schema", "hello-upload"}, {"params", {{"input", key}}}}.dump());
+  EXPECT_EQ(run.status, 201) << run.body;
+  auto audit = request("GET", base + "/v1/audit?action=upload", admin).json()["entries"];
+  ASSERT_EQ(audit.size(), 1u);
+  EXPECT_EQ(audit[0]["subject"], "s3:inbox/" + key);
+  EXPECT_EQ(audit[0]["detail"]["size"], csv.size());
 }
 
 }  // namespace

@@ -254,6 +254,21 @@ TEST(Schema, ParamErrors) {
             "bad.yaml:5:3: params.Bad: parameter names are lower-case letters, digits and '_'");
 }
 
+TEST(Schema, AnUploadParameterNamesAGrantedBucket) {
+  std::vector<Diagnostic> errors;
+  auto s = parse_schema(minimal("params:\n  input: { type: string, upload: inbox }\n"
+                                "capabilities: { s3: [ { bucket: inbox, access: read } ] }\n"),
+                        "t.yaml", &errors);
+  ASSERT_TRUE(s.has_value()) << format_diagnostics(errors);
+  EXPECT_EQ(s->params[0].upload, "inbox");
+  EXPECT_EQ(s->to_json()["params"]["input"]["upload"], "inbox");
+  EXPECT_EQ(first_error(minimal("params:\n  input: { type: string, upload: inbox }\n")),
+            "bad.yaml:5:34: params.input.upload: bucket 'inbox' is not one the schema grants "
+            "(capabilities.s3)");
+  EXPECT_EQ(first_error(minimal("params:\n  n: { type: integer, upload: inbox }\n")),
+            "bad.yaml:5:31: params.n.upload: does not apply to a parameter of type integer");
+}
+
 TEST(Schema, CapabilityAndScheduleErrors) {
   EXPECT_EQ(first_error(minimal("capabilities: { s3: [ { bucket: raw, access: all } ] }\n")),
             "bad.yaml:4:46: capabilities.s3[0].access: expected read, write or readwrite, got "
