@@ -1,7 +1,7 @@
 #pragma once
 
 // The platform's facts for `/metrics`, read from the database so that every
-// process reports the whole platform (migrations/0012_metrics.sql).
+// process reports the whole platform (migrations/0013_metrics.sql).
 #include <cstdint>
 #include <optional>
 #include <string>
