@@ -35,12 +35,7 @@ std::string quote(const std::string& s) {
   return q + "'";
 }
 
-std::string slurp(const fs::path& p) {
-  std::ifstream in(p);
-  std::ostringstream s;
-  s << in.rdbuf();
-  return s.str();
-}
+using test::slurp;
 
 struct Cli : ::testing::Test {
   test::TestDatabase db;
