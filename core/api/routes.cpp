@@ -319,6 +319,21 @@ Response list_keys(Call& c) {
   return json_response(http::status::ok, {{"keys", out}});
 }
 
+Response run_logs(Call& c) {
+  Run r = c.app.run(c.path["id"]);
+  LogQuery q;
+  q.limit = int_param(c, "limit", 1000, 10000);
+  if (opt(c, "attempt")) q.attempt = int_param(c, "attempt", 1, 1000000);
+  if (auto a = opt(c, "after_seq")) {
+    if (a->empty() || a->size() > 18 || a->find_first_not_of("0123456789") != std::string::npos)
+      throw Error(ErrorKind::invalid, "after_seq: expected a line's seq");
+    q.after_seq = std::stoll(*a);
+  }
+  auto page = c.app.logs(r, q);
+  return json_response(http::status::ok,
+                       app::log_page_json(page, page.lines.size() == static_cast<size_t>(q.limit)));
+}
+
 Response revoke_key(Call& c) {
   app::revoke_api_key(c.db, c.app.actor(), c.path["id"]);
   return json_response(http::status::ok, {{"id", c.path["id"]}, {"revoked", true}});
@@ -363,6 +378,10 @@ const std::vector<Route>& routes() {
       {V::get, "/v1/api-keys", list_keys},
       {V::post, "/v1/api-keys", create_key},
       {V::delete_, "/v1/api-keys/{id}", revoke_key},
+      // Run logs and live streams (server-sent events).
+      {V::get, "/v1/runs/{id}/logs", run_logs},
+      {V::get, "/v1/runs/{id}/logs/stream", nullptr, open_run_logs_stream},
+      {V::get, "/v1/runs/{id}/events/stream", nullptr, open_run_events_stream},
   };
   return table;
 }
@@ -388,7 +407,8 @@ void Router::failed(const std::string& client) {
   if (failures_.size() > 10000) failures_.clear();  // bounded, whatever the clients
 }
 
-Response Router::handle(const Request& request, pg::Connection& db, const std::string& client) {
+Response Router::handle(const Request& request, pg::Connection& db, const std::string& client,
+                        std::unique_ptr<EventStream>* stream) {
   const std::string_view target(request.target().data(), request.target().size());
   const auto qmark = target.find('?');
   const std::string_view path = target.substr(0, qmark);
@@ -446,7 +466,10 @@ Response Router::handle(const Request& request, pg::Connection& db, const std::s
               a,
               host_,
               db};
-    return route->handle(call);
+    if (!route->stream) return route->handle(call);
+    if (!stream) return problem(http::status::not_acceptable, "this server cannot stream here");
+    *stream = route->stream(call);
+    return Response{http::status::ok, 11};
   } catch (const Error& e) {
     return problem(status_of(e.kind()), e.what());
   } catch (const std::exception& e) {

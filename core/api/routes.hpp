@@ -7,6 +7,7 @@
 #include <chrono>
 #include <functional>
 #include <map>
+#include <memory>
 #include <mutex>
 #include <string>
 #include <vector>
@@ -28,12 +29,33 @@ struct Call {
   pg::Connection& db;
 };
 
+// A live response (text/event-stream, api/streams.cpp): the server asks it
+// for what is new when it opens and each time its run's activity is
+// announced (run_activity_channel), on a handler thread with a connection.
+class EventStream {
+ public:
+  struct Chunk {
+    std::string text;   // server-sent events, possibly none
+    bool more = false;  // a limit cut this read short: ask again at once
+    bool done = false;  // the run finished and everything was sent
+  };
+  virtual ~EventStream() = default;
+  virtual const std::string& run_id() const = 0;
+  virtual Chunk next(pg::Connection& db) = 0;
+};
+
 struct Route {
   http::verb method;
   std::string path;  // "/v1/runs/{id}"
   std::function<Response(Call&)> handle;
+  // Instead of handle, for a route answering with a stream.
+  std::function<std::unique_ptr<EventStream>(Call&)> stream = {};
 };
 const std::vector<Route>& routes();
+
+// The stream routes' openers (api/streams.cpp).
+std::unique_ptr<EventStream> open_run_events_stream(Call& c);
+std::unique_ptr<EventStream> open_run_logs_stream(Call& c);
 
 // An RFC 9457 problem document (application/problem+json).
 Response problem(http::status status, const std::string& detail);
@@ -44,7 +66,10 @@ Response problem(http::status status, const std::string& detail);
 class Router {
  public:
   explicit Router(app::Host& host);
-  Response handle(const Request& request, pg::Connection& db, const std::string& client);
+  // A stream route sets *stream (and the response is only its status);
+  // without a place for one, it answers 406.
+  Response handle(const Request& request, pg::Connection& db, const std::string& client,
+                  std::unique_ptr<EventStream>* stream = nullptr);
 
  private:
   bool throttled(const std::string& client);

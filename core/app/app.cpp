@@ -246,4 +246,12 @@ App::Rotated App::rotate_host_key() {
   return r;
 }
 
+// ---- run logs --------------------------------------------------------------
+
+LogPage App::logs(const Run& run, const LogQuery& q) {
+  if (q.limit < 1 || q.limit > 10000)
+    throw Error(ErrorKind::invalid, "limit: expected a number from 1 to 10000");
+  return read_run_logs(db_, run.id, q);
+}
+
 }  // namespace taskhost::app

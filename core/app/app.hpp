@@ -12,6 +12,7 @@
 #include "app/host.hpp"
 #include "engine/submit.hpp"
 #include "store/audit.hpp"
+#include "store/run_logs.hpp"
 #include "store/runs.hpp"
 #include "store/schemas.hpp"
 #include "webhooks/outbox.hpp"
@@ -89,6 +90,10 @@ class App {
     std::string key_id;  // the host key that seals them now
   };
   Rotated rotate_host_key();
+
+  // -- run logs: a run's log lines, for whoever may view the run (run()
+  // checked that). Paged by seq; live followers wait on run_activity_channel.
+  LogPage logs(const Run& run, const LogQuery& q);
 
  private:
   InstalledSchema schema_of(const Run& run);
