@@ -334,6 +334,13 @@ Response run_logs(Call& c) {
                        app::log_page_json(page, page.lines.size() == static_cast<size_t>(q.limit)));
 }
 
+Response health(Call&) { return json_response(http::status::ok, {{"status", "ok"}}); }
+
+Response ready(Call& c) {
+  require_migrated(c.db, bundled_migrations());
+  return json_response(http::status::ok, {{"status", "ready"}});
+}
+
 Response revoke_key(Call& c) {
   app::revoke_api_key(c.db, c.app.actor(), c.path["id"]);
   return json_response(http::status::ok, {{"id", c.path["id"]}, {"revoked", true}});
@@ -357,6 +364,8 @@ const std::vector<Route>& routes() {
   using V = http::verb;
   auto ctl = [](app::RunControl op) { return [op](Call& c) { return control(c, op); }; };
   static const std::vector<Route> table = {
+      {V::get, "/healthz", health, true},
+      {V::get, "/readyz", ready, true},
       {V::get, "/v1/schemas", list_schemas},
       {V::post, "/v1/schemas", install_schema},
       {V::get, "/v1/schemas/{ref}", show_schema},
@@ -380,8 +389,8 @@ const std::vector<Route>& routes() {
       {V::delete_, "/v1/api-keys/{id}", revoke_key},
       // Run logs and live streams (server-sent events).
       {V::get, "/v1/runs/{id}/logs", run_logs},
-      {V::get, "/v1/runs/{id}/logs/stream", nullptr, open_run_logs_stream},
-      {V::get, "/v1/runs/{id}/events/stream", nullptr, open_run_events_stream},
+      {V::get, "/v1/runs/{id}/logs/stream", nullptr, false, open_run_logs_stream},
+      {V::get, "/v1/runs/{id}/events/stream", nullptr, false, open_run_events_stream},
   };
   return table;
 }
@@ -413,12 +422,6 @@ Response Router::handle(const Request& request, pg::Connection& db, const std::s
   const auto qmark = target.find('?');
   const std::string_view path = target.substr(0, qmark);
   try {
-    if (path == "/healthz" && request.method() == http::verb::get)
-      return json_response(http::status::ok, {{"status", "ok"}});
-    if (path == "/readyz" && request.method() == http::verb::get) {
-      require_migrated(db, bundled_migrations());
-      return json_response(http::status::ok, {{"status", "ready"}});
-    }
     std::map<std::string, std::string> params;
     const Route* route = nullptr;
     bool path_known = false;
@@ -437,27 +440,32 @@ Response Router::handle(const Request& request, pg::Connection& db, const std::s
                                   std::string(request.method_string()) + " is not allowed here")
                         : problem(http::status::not_found, "no such resource");
 
-    if (throttled(client)) {
-      Response r = problem(http::status::too_many_requests,
-                           "too many failed authentications from this address; wait a minute");
-      r.set(http::field::retry_after, "60");
-      return r;
-    }
-    std::string token;
-    if (auto h = request.find(http::field::authorization); h != request.end()) {
-      const std::string_view v(h->value().data(), h->value().size());
-      if (v.rfind("Bearer ", 0) == 0) token = std::string(v.substr(7));
-    }
-    auto actor = token.empty() ? std::nullopt : app::authenticate_api_key(db, pepper_, token);
-    if (!actor) {
-      failed(client);
-      spdlog::warn("api: {} {} from {}: {}", std::string(request.method_string()),
-                   printable(std::string(path)), client,
-                   token.empty() ? "no API key" : "API key " + app::api_key_id(token) + " refused");
-      Response r = problem(http::status::unauthorized,
-                           "an API key is required: Authorization: Bearer th_...");
-      r.set(http::field::www_authenticate, "Bearer");
-      return r;
+    // Open routes answer whoever asks, without counting against the address.
+    std::optional<app::Actor> actor = app::Actor{"anonymous", {}};
+    if (!route->open) {
+      if (throttled(client)) {
+        Response r = problem(http::status::too_many_requests,
+                             "too many failed authentications from this address; wait a minute");
+        r.set(http::field::retry_after, "60");
+        return r;
+      }
+      std::string token;
+      if (auto h = request.find(http::field::authorization); h != request.end()) {
+        const std::string_view v(h->value().data(), h->value().size());
+        if (v.rfind("Bearer ", 0) == 0) token = std::string(v.substr(7));
+      }
+      actor = token.empty() ? std::nullopt : app::authenticate_api_key(db, pepper_, token);
+      if (!actor) {
+        failed(client);
+        spdlog::warn(
+            "api: {} {} from {}: {}", std::string(request.method_string()),
+            printable(std::string(path)), client,
+            token.empty() ? "no API key" : "API key " + app::api_key_id(token) + " refused");
+        Response r = problem(http::status::unauthorized,
+                             "an API key is required: Authorization: Bearer th_...");
+        r.set(http::field::www_authenticate, "Bearer");
+        return r;
+      }
     }
     app::App a(host_, db, *actor);
     Call call{request,

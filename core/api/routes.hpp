@@ -48,6 +48,9 @@ struct Route {
   http::verb method;
   std::string path;  // "/v1/runs/{id}"
   std::function<Response(Call&)> handle;
+  // Served without an API key (health, readiness): the call's actor then
+  // has no roles, so no operation that authorizes is reachable.
+  bool open = false;
   // Instead of handle, for a route answering with a stream.
   std::function<std::unique_ptr<EventStream>(Call&)> stream = {};
 };
@@ -60,7 +63,7 @@ std::unique_ptr<EventStream> open_run_logs_stream(Call& c);
 // An RFC 9457 problem document (application/problem+json).
 Response problem(http::status status, const std::string& detail);
 
-// One request from start to finish: /healthz and /readyz as they are, /v1
+// One request from start to finish: open routes as they are, the others
 // after a Bearer API key, failed authentications rate limited per client
 // address. Thread-safe.
 class Router {

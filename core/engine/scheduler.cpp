@@ -82,16 +82,14 @@ std::vector<InstalledSchema> scheduled(pg::Connection& conn) {
       "SELECT id FROM taskhost.task_schemas WHERE removed_at IS NULL AND name IN ("
       "  SELECT name FROM taskhost.task_schemas WHERE removed_at IS NULL "
       "  AND spec->>'schedule' IS NOT NULL)");
-  std::map<std::string, InstalledSchema> latest;
+  std::map<std::string, std::vector<InstalledSchema>> by_name;
   for (int i = 0; i < ids.rows(); ++i) {
     auto s = schema_by_id(conn, ids.integer(i, 0));
-    auto it = latest.find(s.schema.name);
-    if (it == latest.end() || it->second.schema.version < s.schema.version)
-      latest[s.schema.name] = std::move(s);
+    by_name[s.schema.name].push_back(std::move(s));
   }
   std::vector<InstalledSchema> out;
-  for (auto& [name, s] : latest)
-    if (s.schema.schedule) out.push_back(std::move(s));
+  for (auto& [name, versions] : by_name)
+    if (const auto& s = latest(versions); s.schema.schedule) out.push_back(s);
   return out;
 }
 

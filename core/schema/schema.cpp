@@ -566,7 +566,7 @@ std::optional<TaskSchema> parse_schema(const std::string& yaml, const std::strin
         s.version = *ver;
       else
         r.error(v, "version",
-                "expected a semantic version MAJOR.MINOR.PATCH[-PRERELEASE] (no +build), got " +
+                "expected a semantic version MAJOR.MINOR.PATCH[-PRERELEASE][+BUILD], got " +
                     quote(*text));
     }
   }

@@ -31,12 +31,14 @@ std::vector<std::string_view> split(std::string_view s, char sep) {
   }
 }
 
-bool valid_prerelease_identifier(std::string_view id) {
-  if (id.empty()) return false;
-  bool chars_ok = std::all_of(id.begin(), id.end(), [](char c) {
+bool valid_identifier(std::string_view id) {
+  return !id.empty() && std::all_of(id.begin(), id.end(), [](char c) {
     return (c >= '0' && c <= '9') || (c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') || c == '-';
   });
-  return chars_ok && (!is_numeric(id) || parse_number(id).has_value());
+}
+
+bool valid_prerelease_identifier(std::string_view id) {
+  return valid_identifier(id) && (!is_numeric(id) || parse_number(id).has_value());
 }
 
 std::strong_ordering compare_identifier(const std::string& a, const std::string& b) {
@@ -53,6 +55,12 @@ std::strong_ordering compare_identifier(const std::string& a, const std::string&
 
 std::optional<SemVer> SemVer::parse(std::string_view text) {
   SemVer v;
+  if (auto plus = text.find('+'); plus != std::string_view::npos) {
+    auto ids = split(text.substr(plus + 1), '.');
+    if (!std::all_of(ids.begin(), ids.end(), valid_identifier)) return std::nullopt;
+    v.build = text.substr(plus + 1);
+    text = text.substr(0, plus);
+  }
   std::string_view core = text;
   if (auto dash = text.find('-'); dash != std::string_view::npos) {
     core = text.substr(0, dash);
@@ -72,18 +80,20 @@ std::optional<SemVer> SemVer::parse(std::string_view text) {
   return v;
 }
 
-std::string SemVer::str() const {
+std::string SemVer::release() const {
   std::string s = std::to_string(major) + "." + std::to_string(minor) + "." + std::to_string(patch);
   for (size_t i = 0; i < prerelease.size(); ++i) s += (i == 0 ? "-" : ".") + prerelease[i];
   return s;
 }
 
-std::strong_ordering operator<=>(const SemVer& a, const SemVer& b) {
+std::string SemVer::str() const { return build.empty() ? release() : release() + "+" + build; }
+
+std::weak_ordering operator<=>(const SemVer& a, const SemVer& b) {
   if (auto c = std::tie(a.major, a.minor, a.patch) <=> std::tie(b.major, b.minor, b.patch); c != 0)
     return c;
   // A pre-release has lower precedence than the release itself.
   if (a.prerelease.empty() != b.prerelease.empty())
-    return a.prerelease.empty() ? std::strong_ordering::greater : std::strong_ordering::less;
+    return a.prerelease.empty() ? std::weak_ordering::greater : std::weak_ordering::less;
   for (size_t i = 0; i < std::min(a.prerelease.size(), b.prerelease.size()); ++i)
     if (auto c = compare_identifier(a.prerelease[i], b.prerelease[i]); c != 0) return c;
   return a.prerelease.size() <=> b.prerelease.size();

@@ -11,6 +11,11 @@ const char* select_columns =
     "SELECT id, yaml, name || '@' || version, installed_at::text, installed_by, removed_at::text "
     "FROM taskhost.task_schemas ";
 
+// A reference's version ($2) matches itself exactly and, when it has no
+// build metadata, every build of that version.
+const char* version_matches =
+    "(version = $2 OR (strpos($2, '+') = 0 AND split_part(version, '+', 1) = $2))";
+
 std::vector<InstalledSchema> read(const pg::Result& r) {
   std::vector<InstalledSchema> out;
   for (int i = 0; i < r.rows(); ++i) {
@@ -25,6 +30,13 @@ std::vector<InstalledSchema> read(const pg::Result& r) {
 }
 
 }  // namespace
+
+const InstalledSchema& latest(const std::vector<InstalledSchema>& schemas) {
+  return *std::max_element(schemas.begin(), schemas.end(), [](const auto& a, const auto& b) {
+    if (auto c = a.schema.version <=> b.schema.version; c != 0) return c < 0;
+    return a.id < b.id;  // builds of one version: the newest install
+  });
+}
 
 SchemaRef SchemaRef::parse(const std::string& text) {
   auto at = text.find('@');
@@ -68,9 +80,9 @@ InstallOutcome install_schema(pg::Connection& conn, const TaskSchema& s, const s
 InstalledSchema find_schema(pg::Connection& conn, const SchemaRef& ref, bool include_removed) {
   const std::string removed_filter = include_removed ? "" : " AND removed_at IS NULL";
   if (ref.version) {
-    auto found = read(
-        conn.exec(select_columns + std::string("WHERE name = $1 AND version = $2") + removed_filter,
-                  {ref.name, *ref.version}));
+    auto found = read(conn.exec(select_columns + std::string("WHERE name = $1 AND ") +
+                                    version_matches + removed_filter + " ORDER BY id DESC LIMIT 1",
+                                {ref.name, *ref.version}));
     if (found.empty())
       throw Error(ErrorKind::not_found, "no schema " + ref.name + "@" + *ref.version +
                                             " is installed (see `taskhost schema list`)");
@@ -81,9 +93,7 @@ InstalledSchema find_schema(pg::Connection& conn, const SchemaRef& ref, bool inc
   if (found.empty())
     throw Error(ErrorKind::not_found,
                 "no schema named " + ref.name + " is installed (see `taskhost schema list`)");
-  return *std::max_element(found.begin(), found.end(), [](const auto& a, const auto& b) {
-    return a.schema.version < b.schema.version;
-  });
+  return latest(found);
 }
 
 InstalledSchema schema_by_id(pg::Connection& conn, int64_t id) {
@@ -103,27 +113,29 @@ int remove_schema(pg::Connection& conn, const SchemaRef& ref, bool force,
   pg::Transaction tx(conn);
   tx.exec("SELECT pg_advisory_xact_lock(hashtext('taskhost.schema:' || $1))", {ref.name});
   auto targets = tx.exec(
-      "SELECT id FROM taskhost.task_schemas WHERE name = $1 AND ($2::text IS NULL OR version = $2) "
-      "AND removed_at IS NULL",
+      std::string(
+          "SELECT id FROM taskhost.task_schemas WHERE name = $1 AND ($2::text IS NULL OR ") +
+          version_matches + ") AND removed_at IS NULL",
       {ref.name, ref.version});
   if (targets.rows() == 0)
     throw Error(ErrorKind::not_found, "no installed schema matches " + ref.name +
                                           (ref.version ? "@" + *ref.version : std::string()));
-  auto active = tx.exec(
-      "SELECT count(*) FROM taskhost.runs r JOIN taskhost.task_schemas s ON s.id = r.schema_id "
-      "WHERE s.name = $1 AND ($2::text IS NULL OR s.version = $2) "
-      "AND r.state NOT IN ('succeeded', 'failed', 'cancelled')",
-      {ref.name, ref.version});
+  auto active =
+      tx.exec(std::string("SELECT count(*) FROM taskhost.runs r JOIN taskhost.task_schemas s "
+                          "ON s.id = r.schema_id WHERE s.name = $1 AND ($2::text IS NULL OR ") +
+                  version_matches + ") AND r.state NOT IN ('succeeded', 'failed', 'cancelled')",
+              {ref.name, ref.version});
   if (active.integer(0, 0) > 0 && !force)
     throw Error(
         ErrorKind::conflict,
         active.text(0, 0) + " unfinished run(s) use " + ref.name +
             (ref.version ? "@" + *ref.version : std::string()) +
             "; wait for them, or pass --force (they finish on the version they started with)");
-  auto r = tx.exec(
-      "UPDATE taskhost.task_schemas SET removed_at = now(), removed_by = $3 "
-      "WHERE name = $1 AND ($2::text IS NULL OR version = $2) AND removed_at IS NULL",
-      {ref.name, ref.version, actor});
+  auto r =
+      tx.exec(std::string("UPDATE taskhost.task_schemas SET removed_at = now(), removed_by = $3 "
+                          "WHERE name = $1 AND ($2::text IS NULL OR ") +
+                  version_matches + ") AND removed_at IS NULL",
+              {ref.name, ref.version, actor});
   tx.commit();
   return static_cast<int>(r.affected());
 }

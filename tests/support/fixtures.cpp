@@ -59,13 +59,21 @@ InstalledSchema install_fixture(pg::Connection& conn, const std::string& name,
   return find_schema(conn, {name, "1.0.0"});
 }
 
-InstalledSchema install_hello(pg::Connection& conn) {
+namespace {
+TaskSchema bundled(const std::string& file) {
   std::vector<Diagnostic> errors;
-  auto s = load_schema_file(BUNDLED_SCHEMA_DIR "/hello.yaml", &errors);
+  auto s = load_schema_file(BUNDLED_SCHEMA_DIR "/" + file, &errors);
   if (!s) throw Error(ErrorKind::invalid, format_diagnostics(errors));
-  install_schema(conn, *s, "test");
+  return *s;
+}
+}  // namespace
+
+InstalledSchema install_hello(pg::Connection& conn) {
+  install_schema(conn, bundled("hello.yaml"), "test");
   return find_schema(conn, SchemaRef::parse("hello"));
 }
+
+std::string bundled_ref(const std::string& file) { return bundled(file).ref(); }
 
 ServiceCalls service_calls(pg::Connection& conn, const std::string& run_id,
                            const std::string& service) {

@@ -54,6 +54,8 @@ InstalledSchema install_fixture(pg::Connection& conn, const std::string& name,
 
 // Installs the bundled hello schema as the build stamped it.
 InstalledSchema install_hello(pg::Connection& conn);
+// "NAME@VERSION+BUILD" of a bundled schema as the build stamped it ("hello.yaml").
+std::string bundled_ref(const std::string& file);
 
 // Executes one queued run in this process, the way `taskhost run --inline`
 // does, and returns it as stored afterwards.

@@ -240,7 +240,8 @@ TEST_F(Api, AdminsManageKeysAndSchemasAndReadTheAudit) {
   std::stringstream yaml;
   yaml << in.rdbuf();
   std::string v2 = yaml.str();
-  v2.replace(v2.find("version: 1.0.0"), 14, "version: 1.0.1");
+  const auto version_line = v2.find("version: 1.0.0+");
+  v2.replace(version_line, v2.find('\n', version_line) - version_line, "version: 1.0.1");
   auto installed = request("POST", base + "/v1/schemas", admin,
                            Json{{"yaml", v2}, {"file", "hello-1.0.1.yaml"}}.dump());
   EXPECT_EQ(installed.status, 201) << installed.body;

@@ -12,6 +12,7 @@
 #include <sstream>
 
 #include "common/sha256.hpp"
+#include "support/fixtures.hpp"
 #include "support/http_receiver.hpp"
 #include "support/test_database.hpp"
 
@@ -102,9 +103,10 @@ TEST_F(Cli, UsageErrorsExitTwo) {
 TEST_F(Cli, InstallRunAndInspectHello) {
   auto r = run({"schema", "install", BUNDLED_SCHEMA_DIR "/hello.yaml"});
   ASSERT_EQ(r.exit_code, 0) << r.err;
-  EXPECT_EQ(r.out, "hello@1.0.0: installed\n");
+  const std::string hello = test::bundled_ref("hello.yaml");
+  EXPECT_EQ(r.out, hello + ": installed\n");
   EXPECT_EQ(run({"schema", "install", BUNDLED_SCHEMA_DIR "/hello.yaml"}).out,
-            "hello@1.0.0: unchanged\n");
+            hello + ": unchanged\n");
 
   r = run({"run", "hello", "-p", "name=CI", "-p", "count=4", "--inline", "--wait", "--json"});
   ASSERT_EQ(r.exit_code, 0) << r.err;
@@ -193,7 +195,7 @@ TEST_F(Cli, SchemaInstallChecksThePluginAndDryRunChangesNothing) {
   EXPECT_EQ(r.exit_code, 5);
   EXPECT_NE(r.err.find("but the schema pins aaaa"), std::string::npos) << r.err;
   r = run({"schema", "install", "--dry-run", BUNDLED_SCHEMA_DIR "/hello.yaml"});
-  EXPECT_EQ(r.out, "hello@1.0.0: would install\n");
+  EXPECT_EQ(r.out, test::bundled_ref("hello.yaml") + ": would install\n");
   EXPECT_EQ(run({"schema", "list", "--json"}).out, "[]\n");
   run({"schema", "install", BUNDLED_SCHEMA_DIR "/hello.yaml"});
   r = run({"schema", "rm", "hello"});
@@ -299,13 +301,14 @@ TEST_F(Cli, TheCliUserHasTheRolesTheHostConfigGives) {
   EXPECT_EQ(r.exit_code, 0) << r.err;
   r = run({"--config", viewer.string(), "runs", "cancel", id});
   EXPECT_EQ(r.exit_code, 5);
-  EXPECT_NE(
-      r.err.find("may not control runs of hello@1.0.0 (permissions.control: operator, admin)"),
-      std::string::npos)
+  EXPECT_NE(r.err.find("may not control runs of " + test::bundled_ref("hello.yaml") +
+                       " (permissions.control: operator, admin)"),
+            std::string::npos)
       << r.err;
   r = run({"--config", viewer.string(), "run", "hello"});
   EXPECT_EQ(r.exit_code, 5);
-  EXPECT_NE(r.err.find("(roles: viewer) may not run runs of hello@1.0.0"), std::string::npos)
+  EXPECT_NE(r.err.find("(roles: viewer) may not run runs of " + test::bundled_ref("hello.yaml")),
+            std::string::npos)
       << r.err;
   for (const std::vector<std::string>& admin_only :
        {std::vector<std::string>{"audit", "list"},
@@ -463,7 +466,7 @@ TEST_F(Cli, AuditListExportAndVerify) {
   ASSERT_EQ(r.exit_code, 0) << r.err;
   Json line = Json::parse(r.out.substr(0, r.out.find('\n')));
   EXPECT_EQ(line["action"], "schema.installed");
-  EXPECT_EQ(line["subject"], "hello@1.0.0");
+  EXPECT_EQ(line["subject"], test::bundled_ref("hello.yaml"));
   EXPECT_EQ(std::count(r.out.begin(), r.out.end(), '\n'), 1);
 
   r = run({"audit", "verify"});

@@ -82,11 +82,11 @@ TEST_F(EngineTest, SubmitValidatesParamsAndRecordsNothingOnError) {
     FAIL();
   } catch (const Error& e) {
     EXPECT_EQ(e.kind(), ErrorKind::invalid);
-    EXPECT_STREQ(e.what(),
-                 "invalid parameters for hello@1.0.0:\n"
-                 "params.nme: unknown parameter for hello@1.0.0; did you mean 'name'? (declared: "
-                 "name, count)\n"
-                 "params.count: expected an integer from 1 to 10000, got 0");
+    const std::string ref = hello.schema.ref();
+    EXPECT_EQ(std::string(e.what()),
+              "invalid parameters for " + ref + ":\nparams.nme: unknown parameter for " + ref +
+                  "; did you mean 'name'? (declared: name, count)\n"
+                  "params.count: expected an integer from 1 to 10000, got 0");
   }
   EXPECT_EQ(conn.exec("SELECT count(*) FROM taskhost.runs").integer(0, 0), 0);
 }

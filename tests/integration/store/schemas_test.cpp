@@ -59,6 +59,25 @@ TEST_F(Schemas, NameResolvesToTheHighestSemverNotTheNewestInstall) {
   EXPECT_EQ(list_schemas(conn, true).size(), 4u);
 }
 
+// Bundled plugins carry their build's digest as build metadata: a rebuild is
+// installed beside the old build (no conflict), the name and the bare version
+// resolve to the newest install, and runs stay on the build they started on.
+TEST_F(Schemas, EachBuildOfAVersionIsInstalledBesideTheOthers) {
+  EXPECT_EQ(install_schema(conn, make("1.0.0+aaaaaaaaaaaa"), "t"), InstallOutcome::installed);
+  auto old_run = submit_run(conn, find_schema(conn, SchemaRef::parse("demo")), Json::object(), "t");
+  EXPECT_EQ(install_schema(conn, make("1.0.0+0bbbbbbbbbbb", "rebuilt"), "t"),
+            InstallOutcome::installed);
+  EXPECT_EQ(install_schema(conn, make("0.9.0"), "t"), InstallOutcome::installed);
+  for (auto ref : {"demo", "demo@1.0.0", "demo@1.0.0+0bbbbbbbbbbb"})
+    EXPECT_EQ(find_schema(conn, SchemaRef::parse(ref)).schema.version.str(), "1.0.0+0bbbbbbbbbbb")
+        << ref;
+  EXPECT_EQ(find_schema(conn, SchemaRef::parse("demo@1.0.0+aaaaaaaaaaaa")).schema.description, "d");
+  EXPECT_EQ(get_run(conn, old_run.run_id).schema_version, "1.0.0+aaaaaaaaaaaa");
+  // The bare version names every build of it.
+  EXPECT_EQ(remove_schema(conn, SchemaRef::parse("demo@1.0.0"), true, "t"), 2);
+  EXPECT_EQ(find_schema(conn, SchemaRef::parse("demo")).schema.version.str(), "0.9.0");
+}
+
 TEST_F(Schemas, RemoveRefusesWhileUnfinishedRunsUseItUnlessForced) {
   install_schema(conn, make("1.0.0"), "t");
   auto s = find_schema(conn, SchemaRef::parse("demo@1.0.0"));

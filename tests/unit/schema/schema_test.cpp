@@ -182,8 +182,8 @@ TEST(Schema, ReportsEveryProblemAtOnce) {
             "bad.yaml:1:7: name: expected lower-case letters, digits and '-', starting with a "
             "letter, at most 63, got 'Bad_Name'");
   EXPECT_EQ(errors[1].str(),
-            "bad.yaml:2:10: version: expected a semantic version MAJOR.MINOR.PATCH[-PRERELEASE] "
-            "(no +build), got '1.0'");
+            "bad.yaml:2:10: version: expected a semantic version "
+            "MAJOR.MINOR.PATCH[-PRERELEASE][+BUILD], got '1.0'");
   EXPECT_EQ(errors[2].str(), "bad.yaml:3:17: plugin.path: must not contain '..'");
   EXPECT_EQ(errors[3].field, "plugin.sha256");
   EXPECT_NE(errors[3].message.find("64 lower-case hex digits"), std::string::npos);
