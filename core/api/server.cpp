@@ -4,6 +4,7 @@
 #include <spdlog/spdlog.h>
 #include <sys/stat.h>
 
+#include <algorithm>
 #include <boost/asio.hpp>
 #include <boost/beast/core.hpp>
 #include <boost/beast/http.hpp>
@@ -186,8 +187,27 @@ class Session : public Subscriber, public std::enable_shared_from_this<Session<S
   void read() {
     parser_.emplace();
     parser_->header_limit(static_cast<uint32_t>(shared_.options.header_limit));
-    parser_->body_limit(shared_.options.body_limit);
+    // The parser refuses a Content-Length over its limit as soon as the
+    // header is complete, before we know the route: so the largest limit
+    // first, and each route's own once the target is known.
+    body_limit_ = std::max(shared_.options.body_limit, shared_.options.upload_limit);
+    parser_->body_limit(body_limit_);
     stream_.expires_after(shared_.options.read_timeout);
+    http::async_read_header(
+        stream_, buffer_, *parser_,
+        [self = this->shared_from_this()](beast::error_code ec, size_t) { self->on_header(ec); });
+  }
+
+  // Uploads may be larger than any other body.
+  void on_header(beast::error_code ec) {
+    if (ec) return on_read(ec);
+    const auto target = parser_->get().target();
+    body_limit_ = target.starts_with("/v1/schemas/") && target.find("/uploads/") != target.npos
+                      ? shared_.options.upload_limit
+                      : shared_.options.body_limit;
+    if (auto length = parser_->content_length(); length && *length > body_limit_)
+      return reply(too_large(true), false);
+    parser_->body_limit(body_limit_);  // a chunked body counts against it as it comes
     http::async_read(
         stream_, buffer_, *parser_,
         [self = this->shared_from_this()](beast::error_code ec, size_t) { self->on_read(ec); });
@@ -231,6 +251,14 @@ class Session : public Subscriber, public std::enable_shared_from_this<Session<S
     response.set(http::field::server, "taskhost");
     response.set("X-Content-Type-Options", "nosniff");
     response.set(http::field::cache_control, "no-store");
+    // The portal's page: only its own files run, nothing may frame it, and
+    // its URLs (run ids) do not leak in Referer. Harmless on API responses.
+    response.set("Content-Security-Policy",
+                 "default-src 'self'; script-src 'self'; style-src 'self'; img-src 'self'; "
+                 "connect-src 'self'; object-src 'none'; base-uri 'none'; form-action 'self'; "
+                 "frame-ancestors 'none'");
+    response.set("X-Frame-Options", "DENY");
+    response.set("Referrer-Policy", "no-referrer");
     response.prepare_payload();
     auto held = std::make_shared<Response>(std::move(response));
     stream_.expires_after(shared_.options.read_timeout);
@@ -242,9 +270,8 @@ class Session : public Subscriber, public std::enable_shared_from_this<Session<S
   }
 
   Response too_large(bool body) {
-    return body ? problem(
-                      http::status::payload_too_large,
-                      "the body is over " + std::to_string(shared_.options.body_limit) + " bytes")
+    return body ? problem(http::status::payload_too_large,
+                          "the body is over " + std::to_string(body_limit_) + " bytes")
                 : problem(http::status::request_header_fields_too_large,
                           "the headers are over " + std::to_string(shared_.options.header_limit) +
                               " bytes");
@@ -377,6 +404,7 @@ class Session : public Subscriber, public std::enable_shared_from_this<Session<S
   Stream stream_;
   beast::flat_buffer buffer_;
   std::optional<http::request_parser<http::string_body>> parser_;
+  size_t body_limit_ = 0;  // this request's
   Shared& shared_;
   std::string client_;
 
@@ -393,7 +421,7 @@ class Session : public Subscriber, public std::enable_shared_from_this<Session<S
 struct Server::Impl {
   Impl(app::Host& host, ServeOptions options)
       : shared{options,
-               Router(host),
+               Router(host, options.portal_dir),
                ConnectionPool(host.conninfo()),
                net::thread_pool(static_cast<size_t>(std::max(1, options.threads))),
                {}},

@@ -3,6 +3,7 @@
 #include <atomic>
 #include <chrono>
 #include <cstdint>
+#include <filesystem>
 #include <functional>
 #include <memory>
 #include <string>
@@ -19,6 +20,10 @@ struct ServeOptions {
   int threads = 4;
   size_t header_limit = 16 * 1024;
   size_t body_limit = 1 << 20;
+  // An operator's file for a parameter (POST /v1/schemas/{ref}/uploads/..):
+  // held in memory while it is stored, so bounded by this times the threads.
+  size_t upload_limit = 32 << 20;
+  std::filesystem::path portal_dir;       // the portal's static files
   std::chrono::seconds read_timeout{30};  // per request, and idle keep-alive
   // Live streams (text/event-stream): a comment line this often while
   // nothing else is sent, so proxies keep the connection open; the bytes a

@@ -56,6 +56,32 @@ void authorize(const Actor& actor, SchemaAction action, const TaskSchema& schema
                   action_name(action) + ": " + joined(roles_for(action, schema.permissions)) + ")");
 }
 
+bool same_person(const std::string& a, const std::string& b) {
+  auto person = [](const std::string& actor) {
+    for (const char* door : {"cli:", "api:"})
+      if (actor.rfind(door, 0) == 0) return actor.substr(4);
+    return actor;
+  };
+  return person(a) == person(b);
+}
+
+void authorize_decision(const Actor& actor, const TaskSchema& schema, const std::string& run_id,
+                        const std::string& submitter) {
+  // Before the roles: no role, admin included, lets a submitter decide.
+  if (same_person(actor.name, submitter))
+    throw Error(ErrorKind::refused, "permission denied: " + actor.name + " submitted run " +
+                                        run_id +
+                                        " and may not approve or reject it; another approver "
+                                        "must (" +
+                                        schema.ref() + " requires four eyes)");
+  const auto& roles = schema.approval.approvers;
+  if (std::any_of(roles.begin(), roles.end(), [&](const auto& r) { return actor.has(r); })) return;
+  throw Error(ErrorKind::refused, "permission denied: " + actor.name + " (roles: " +
+                                      joined({actor.roles.begin(), actor.roles.end()}) +
+                                      ") may not approve or reject runs of " + schema.ref() +
+                                      " (approval.approvers: " + joined(roles) + ")");
+}
+
 void require_admin(const Actor& actor, const std::string& what) {
   if (actor.has("admin")) return;
   throw Error(ErrorKind::refused,

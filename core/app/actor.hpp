@@ -24,6 +24,14 @@ enum class SchemaAction { view, run, control };
 // permissions list for the action, naming actor, action, schema and roles.
 void authorize(const Actor& actor, SchemaAction action, const TaskSchema& schema);
 bool allowed(const Actor& actor, SchemaAction action, const TaskSchema& schema);
+// Four eyes: throws Error(refused) unless the actor holds one of the
+// schema's approval.approvers roles and is not the run's submitter, whatever
+// its roles (admin included). The person behind "cli:alice" and "api:alice"
+// is the same: alice.
+void authorize_decision(const Actor& actor, const TaskSchema& schema, const std::string& run_id,
+                        const std::string& submitter);
+bool same_person(const std::string& actor_a, const std::string& actor_b);
+
 // Platform operations (installing schemas, the audit log, webhooks, keys)
 // are the admin role's. Throws Error(refused) naming what was asked.
 void require_admin(const Actor& actor, const std::string& what);

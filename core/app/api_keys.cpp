@@ -153,4 +153,63 @@ std::string api_key_id(const std::string& token) {
   return t ? t->id : "(malformed)";
 }
 
+// ---- portal sessions -------------------------------------------------------
+
+namespace {
+
+std::string csrf_token(const std::string& pepper, const std::string& secret) {
+  return base64url(hmac_sha256(pepper, "csrf:" + secret));
+}
+
+}  // namespace
+
+std::optional<PortalSession> start_portal_session(pg::Connection& db, const std::string& pepper,
+                                                  const std::string& token,
+                                                  std::chrono::seconds lifetime) {
+  auto actor = authenticate_api_key(db, pepper, token);
+  if (!actor) return std::nullopt;
+  const std::string id = hex_lower(random_bytes(8)), secret = base64url(random_bytes(32));
+  pg::Transaction tx(db);
+  // Sessions a day past their end are of no use to anyone: sign-ins sweep them.
+  tx.exec("DELETE FROM taskhost.portal_sessions WHERE expires_at < now() - interval '1 day'");
+  auto r = tx.exec(
+      "INSERT INTO taskhost.portal_sessions (id, key_id, secret_hmac, expires_at) "
+      "SELECT $1, k.id, $3, LEAST(now() + make_interval(secs => $4::float8), k.expires_at) "
+      "FROM taskhost.api_keys k WHERE k.id = $2 RETURNING expires_at::text",
+      {id, api_key_id(token), hex_lower(hmac_sha256(pepper, secret)),
+       std::to_string(lifetime.count())});
+  append_audit(db, actor->name, "session.started", std::nullopt, "session:" + id,
+               Json{{"api_key", api_key_id(token)}, {"expires_at", r.text(0, 0)}});
+  tx.commit();
+  return PortalSession{id, id + "." + secret, csrf_token(pepper, secret), r.text(0, 0), *actor};
+}
+
+std::optional<PortalSession> find_portal_session(pg::Connection& db, const std::string& pepper,
+                                                 const std::string& cookie) {
+  // 16 hex + . + 43 base64url characters.
+  if (cookie.size() != 16 + 1 + 43 || cookie[16] != '.') return std::nullopt;
+  const std::string id = cookie.substr(0, 16), secret = cookie.substr(17);
+  if (id.find_first_not_of("0123456789abcdef") != std::string::npos) return std::nullopt;
+  auto r = db.exec(
+      "SELECT s.secret_hmac, s.expires_at::text, k.actor, k.roles::text "
+      "FROM taskhost.portal_sessions s JOIN taskhost.api_keys k ON k.id = s.key_id "
+      "WHERE s.id = $1 AND s.ended_at IS NULL AND s.expires_at > now() "
+      "AND k.revoked_at IS NULL AND (k.expires_at IS NULL OR k.expires_at > now())",
+      {id});
+  const std::string presented = hex_lower(hmac_sha256(pepper, secret));
+  if (r.rows() == 0 || !constant_time_equal(presented, r.text(0, 0))) return std::nullopt;
+  auto roles = text_array(r.text(0, 3));
+  return PortalSession{id, cookie, csrf_token(pepper, secret), r.text(0, 1),
+                       Actor{"api:" + r.text(0, 2), {roles.begin(), roles.end()}}};
+}
+
+void end_portal_session(pg::Connection& db, const PortalSession& session) {
+  pg::Transaction tx(db);
+  tx.exec("UPDATE taskhost.portal_sessions SET ended_at = now() WHERE id = $1 AND ended_at IS NULL",
+          {session.id});
+  append_audit(db, session.actor.name, "session.ended", std::nullopt, "session:" + session.id,
+               Json::object());
+  tx.commit();
+}
+
 }  // namespace taskhost::app

@@ -45,4 +45,27 @@ std::optional<Actor> authenticate_api_key(pg::Connection& db, const std::string&
 // The key id of a presented token, for logs (never the secret).
 std::string api_key_id(const std::string& token);
 
+// Portal sign-ins (migrations/0014_portal_sessions.sql): an API key
+// exchanged for a cookie value "<16 hex id>.<secret>". A session is a row,
+// not a signed value, so that signing out ends it at once and so does
+// revoking (or the expiry of) its key; only HMAC-SHA256(pepper, secret) is
+// stored. Its CSRF token is HMAC-derived from the secret: nothing more to
+// store, and only a holder of the cookie's secret (and the pepper) has it.
+struct PortalSession {
+  std::string id, cookie, csrf_token, expires_at;
+  Actor actor;
+};
+
+// Starts a session for a live key, ending after `lifetime` or with the key,
+// whichever is first; std::nullopt when the key is refused (as
+// authenticate_api_key). Audited as session.started with the key's actor.
+std::optional<PortalSession> start_portal_session(pg::Connection& db, const std::string& pepper,
+                                                  const std::string& token,
+                                                  std::chrono::seconds lifetime);
+// The live session a cookie value names, or std::nullopt.
+std::optional<PortalSession> find_portal_session(pg::Connection& db, const std::string& pepper,
+                                                 const std::string& cookie);
+// Signs out: the session ends now. Audited as session.ended.
+void end_portal_session(pg::Connection& db, const PortalSession& session);
+
 }  // namespace taskhost::app

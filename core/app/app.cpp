@@ -2,9 +2,17 @@
 
 #include <map>
 
+#include <openssl/rand.h>
+
+#include <algorithm>
+#include <ctime>
+
 #include "common/error.hpp"
+#include "common/sha256.hpp"
+#include "common/text.hpp"
 #include "plugin/loader.hpp"
 #include "services/database.hpp"
+#include "services/object_storage.hpp"
 #include "store/queue.hpp"
 #include "webhooks/secrets.hpp"
 
@@ -108,16 +116,18 @@ InstalledSchema App::runnable(const std::string& ref) {
 }
 
 Submitted App::submit(const InstalledSchema& schema, const Json& params,
-                      const std::optional<std::string>& idempotency_key) {
+                      const std::optional<std::string>& idempotency_key, bool dry_run) {
   authorize(actor_, SchemaAction::run, schema.schema);
-  return submit_run(db_, schema, params, actor_.name, idempotency_key);
+  return submit_run(db_, schema, params, actor_.name, idempotency_key, dry_run);
 }
 
 InlineSubmitted App::submit_inline(const InstalledSchema& schema, const Json& params,
                                    const std::optional<std::string>& idempotency_key,
-                                   const std::string& owner, std::chrono::milliseconds lease) {
+                                   const std::string& owner, std::chrono::milliseconds lease,
+                                   bool dry_run) {
   authorize(actor_, SchemaAction::run, schema.schema);
-  return taskhost::submit_inline(db_, schema, params, actor_.name, idempotency_key, owner, lease);
+  return taskhost::submit_inline(db_, schema, params, actor_.name, idempotency_key, owner, lease,
+                                 dry_run);
 }
 
 InstalledSchema App::schema_of(const Run& run) { return schema_by_id(db_, run.schema_id); }
@@ -166,6 +176,23 @@ RunState App::control(RunControl op, const std::string& id_or_prefix, const std:
       return retry_run(db_, r.id, actor_.name, reason);
   }
   return r.state;
+}
+
+RunState App::decide(const std::string& id_or_prefix, const std::string& reason, bool approve) {
+  Run r = run(id_or_prefix);
+  authorize_decision(actor_, schema_of(r).schema, r.id, r.actor);
+  if (!approve && reason.empty())
+    throw Error(ErrorKind::invalid, "a rejection needs a reason, for the submitter and the record");
+  return approve ? approve_run(db_, r.id, actor_.name, reason)
+                 : reject_run(db_, r.id, actor_.name, reason);
+}
+
+RunState App::approve(const std::string& id_or_prefix, const std::string& reason) {
+  return decide(id_or_prefix, reason, true);
+}
+
+RunState App::reject(const std::string& id_or_prefix, const std::string& reason) {
+  return decide(id_or_prefix, reason, false);
 }
 
 // ---- audit -----------------------------------------------------------------
@@ -252,6 +279,119 @@ LogPage App::logs(const Run& run, const LogQuery& q) {
   if (q.limit < 1 || q.limit > 10000)
     throw Error(ErrorKind::invalid, "limit: expected a number from 1 to 10000");
   return read_run_logs(db_, run.id, q);
+}
+
+// ---- what the portal shows -----------------------------------------------
+
+namespace {
+
+// Whether the store would take the action in this state (store/queue.cpp's
+// cancel_run, pause_run, resume_run, retry_run); the API test holds the two
+// together.
+bool applies(RunControl op, RunState s) {
+  switch (op) {
+    case RunControl::cancel:
+      return s == RunState::queued || s == RunState::paused || s == RunState::running ||
+             s == RunState::pausing;
+    case RunControl::pause:
+      return s == RunState::queued || s == RunState::running;
+    case RunControl::resume:
+      return s == RunState::paused;
+    case RunControl::retry:
+      return s == RunState::failed || s == RunState::cancelled;
+  }
+  return false;
+}
+
+// An uploaded file's name as a key segment: letters, digits, '.', '-' and
+// '_' only (others become '_'), at most 100 characters, never starting
+// with '.'.
+std::string key_segment(const std::string& name) {
+  std::string out;
+  for (char c : name.substr(0, 100))
+    out +=
+        std::isalnum(static_cast<unsigned char>(c)) || c == '.' || c == '-' || c == '_' ? c : '_';
+  if (out.empty() || out.front() == '.') out = "upload" + out;
+  return out;
+}
+
+}  // namespace
+
+std::vector<std::string> App::schema_actions(const InstalledSchema& schema) {
+  if (schema.removed_at || !allowed(actor_, SchemaAction::run, schema.schema)) return {};
+  return {"run"};
+}
+
+std::vector<std::string> App::run_actions(const Run& run) {
+  if (!allowed(actor_, SchemaAction::control, schema_of(run).schema)) return {};
+  std::vector<std::string> out;
+  for (auto [op, name] : {std::pair{RunControl::cancel, "cancel"},
+                          {RunControl::pause, "pause"},
+                          {RunControl::resume, "resume"},
+                          {RunControl::retry, "retry"}})
+    if (applies(op, run.state)) out.push_back(name);
+  return out;
+}
+
+std::vector<std::string> App::platform_actions() {
+  if (!actor_.has("admin")) return {};
+  return {"install", "audit", "webhooks", "api_keys"};
+}
+
+std::vector<AuditEntry> App::run_audit(const Run& run, int limit) {
+  AuditFilter f;
+  f.run_id = run.id;
+  f.limit = limit;
+  return list_audit(db_, f);
+}
+
+App::Uploaded App::upload(const std::string& schema_ref, const std::string& param,
+                          const std::string& file_name, const std::string& content) {
+  InstalledSchema s = runnable(schema_ref);
+  auto spec = std::find_if(s.schema.params.begin(), s.schema.params.end(),
+                           [&](const ParamSpec& p) { return p.name == param; });
+  if (spec == s.schema.params.end())
+    throw Error(ErrorKind::not_found,
+                s.schema.ref() + " has no parameter " + printable(storable(param, 70)));
+  if (spec->upload.empty())
+    throw Error(ErrorKind::invalid, "params." + param + " of " + s.schema.ref() +
+                                        " takes no upload (its schema declares no upload bucket)");
+  if (content.empty()) throw Error(ErrorKind::invalid, "the uploaded file is empty");
+  if (content.find('\0') != std::string::npos)
+    throw Error(ErrorKind::invalid, "the uploaded file is not a text file (it holds a NUL byte)");
+  const auto grant = std::find_if(s.schema.capabilities.s3.begin(), s.schema.capabilities.s3.end(),
+                                  [&](const S3Grant& g) { return g.bucket == spec->upload; });
+  // A fresh random folder per upload: two operators' files of the same name
+  // never overwrite each other, and no key can be guessed from another.
+  unsigned char random[8];
+  if (RAND_bytes(random, sizeof random) != 1)
+    throw Error(ErrorKind::environment, "no random bytes for an upload's key");
+  char day[16];
+  const std::time_t now = std::time(nullptr);
+  std::tm tm{};
+  gmtime_r(&now, &tm);
+  std::strftime(day, sizeof day, "%Y-%m-%d", &tm);
+  Uploaded u{spec->upload,
+             grant->prefix + "uploads/" + day + "/" +
+                 hex_lower(std::string(reinterpret_cast<char*>(random), sizeof random)) + "/" +
+                 key_segment(file_name),
+             sha256_hex(content), static_cast<int64_t>(content.size())};
+  check_object_key(u.key);
+  size_t at = 0;
+  open_bucket(host_.config(), u.bucket)
+      ->put(
+          u.key,
+          [&](char* buf, size_t cap) {
+            const size_t n = std::min(cap, content.size() - at);
+            std::copy_n(content.data() + at, n, buf);
+            at += n;
+            return n;
+          },
+          "text/csv");
+  append_audit(
+      db_, actor_.name, "upload.stored", std::nullopt, "s3:" + u.bucket + "/" + u.key,
+      Json{{"schema", s.schema.ref()}, {"param", param}, {"size", u.size}, {"sha256", u.sha256}});
+  return u;
 }
 
 }  // namespace taskhost::app

@@ -59,11 +59,13 @@ class App {
   // -- runs
   // The schema a run would be bound to, if the actor may run it.
   InstalledSchema runnable(const std::string& ref);
+  // dry_run: the run's services refuse every write; it needs no approval.
   Submitted submit(const InstalledSchema& schema, const Json& params,
-                   const std::optional<std::string>& idempotency_key);
+                   const std::optional<std::string>& idempotency_key, bool dry_run = false);
   InlineSubmitted submit_inline(const InstalledSchema& schema, const Json& params,
                                 const std::optional<std::string>& idempotency_key,
-                                const std::string& owner, std::chrono::milliseconds lease);
+                                const std::string& owner, std::chrono::milliseconds lease,
+                                bool dry_run = false);
   Run run(const std::string& id_or_prefix);  // if it may view it
   std::vector<Run> runs(RunFilter filter);   // of the schemas it may view
   std::vector<Transition> transitions(const Run& run);
@@ -71,6 +73,13 @@ class App {
   std::vector<RunFile> files(const Run& run);
   std::string file_content(const Run& run, const std::string& name);
   RunState control(RunControl op, const std::string& id_or_prefix, const std::string& reason);
+  // Four eyes: a run awaiting approval goes to queued (approve) or rejected
+  // (reject, which needs a reason), decided by an actor holding one of the
+  // schema's approval.approvers roles who did not submit it (see
+  // authorize_decision). Error(refused) otherwise, Error(conflict) for a run
+  // not awaiting approval.
+  RunState approve(const std::string& id_or_prefix, const std::string& reason);
+  RunState reject(const std::string& id_or_prefix, const std::string& reason);
 
   // -- audit (admin)
   AuditFilter audit_filter(const AuditQuery& q);
@@ -95,8 +104,29 @@ class App {
   // checked that). Paged by seq; live followers wait on run_activity_channel.
   LogPage logs(const Run& run, const LogQuery& q);
 
+  // -- what the portal shows
+  // What this actor may do now: on a schema ("run"), on a run ("cancel",
+  // "pause", "resume", "retry": its roles and the run's state), on the
+  // platform ("install", "audit", "webhooks", "api_keys": the admin role's).
+  std::vector<std::string> schema_actions(const InstalledSchema& schema);
+  std::vector<std::string> run_actions(const Run& run);
+  std::vector<std::string> platform_actions();
+  // A run's audit trail, for whoever may view the run.
+  std::vector<AuditEntry> run_audit(const Run& run, int limit);
+  // An operator's file for a parameter declared `upload: BUCKET`: stored in
+  // that bucket under <grant prefix>uploads/<date>/<random>/<file name>, for
+  // an actor who may run the schema; audited as upload.stored. The content
+  // must be a non-empty text file (no NUL byte).
+  struct Uploaded {
+    std::string bucket, key, sha256;
+    int64_t size = 0;
+  };
+  Uploaded upload(const std::string& schema_ref, const std::string& param,
+                  const std::string& file_name, const std::string& content);
+
  private:
   InstalledSchema schema_of(const Run& run);
+  RunState decide(const std::string& id_or_prefix, const std::string& reason, bool approve);
   Installed install(const TaskSchema& schema, bool dry_run);
 
   Host& host_;

@@ -23,6 +23,11 @@ fs::path Host::plugin_dir() const {
          "lib/taskhost/plugins";
 }
 
+fs::path Host::portal_dir() const {
+  return fs::path(boost::dll::program_location().parent_path().parent_path().string()) /
+         "share/taskhost/portal";
+}
+
 const HostConfig& Host::config() {
   if (!config_) {
     config_ = options_.config.empty() ? HostConfig() : load_host_config(options_.config);

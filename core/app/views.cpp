@@ -42,7 +42,15 @@ Json run_json(const Run& r, bool listing) {
       {"error", opt(r.error)},
       {"max_attempts", r.max_attempts},
       {"parent_run_id", opt(r.parent_run_id)},
-      {"idempotency_key", opt(r.idempotency_key)}};
+      {"idempotency_key", opt(r.idempotency_key)},
+      {"dry_run", r.dry_run},
+      // null unless the schema required approval when the run was made
+      {"approval", !r.approval_required ? Json()
+                   : r.approval         ? Json{{"decision", r.approval->decision},
+                                       {"actor", r.approval->actor},
+                                       {"reason", r.approval->reason},
+                                       {"at", r.approval->at}}
+                                        : Json{{"decision", nullptr}}}};
   if (listing) {
     j.erase("checkpoint");  // not read by a listing: a run's own view has them
     j.erase("output");

@@ -229,7 +229,14 @@ int schema_rm(Session& s, const po::variables_map& vm) {
 void print_run_summary(const Run& r) {
   std::cout << "run " << r.id << "\n"
             << "schema  " << r.schema_name << "@" << r.schema_version << "\n"
-            << "state   " << to_string(r.state) << " (attempt " << r.attempt << ")\n";
+            << "state   " << to_string(r.state) << " (attempt " << r.attempt << ")"
+            << (r.dry_run ? ", a dry run" : "") << "\n";
+  if (r.approval)
+    std::cout << "approval " << r.approval->decision << " by " << printable(r.approval->actor)
+              << (r.approval->reason.empty() ? "" : ": " + printable(r.approval->reason)) << "\n";
+  else if (r.state == RunState::awaiting_approval)
+    std::cout << "approval awaited: another approver runs `taskhost runs approve " << r.id
+              << "` (or `runs reject " << r.id << " --reason ...`)\n";
   if (!r.output.is_null()) std::cout << "output  " << printable(r.output.dump()) << "\n";
   if (r.error)
     std::cout << "error   " << printable(r.error_code.value_or("")) << ": " << printable(*r.error)
@@ -300,7 +307,7 @@ int run_task(Session& s, const po::variables_map& vm) {
   if (!errors.empty()) throw Error(ErrorKind::invalid, format_diagnostics(errors));
 
   const bool wait = vm.count("wait") > 0, json = vm.count("json") > 0,
-             inline_run = vm.count("inline") > 0;
+             inline_run = vm.count("inline") > 0, dry_run = vm.count("dry-run") > 0;
   std::optional<std::string> key;
   if (vm.count("idempotency-key")) key = vm["idempotency-key"].as<std::string>();
   WorkerOptions o;
@@ -310,16 +317,18 @@ int run_task(Session& s, const po::variables_map& vm) {
     // submit's own transaction, so a running worker cannot take it first.
     o = s.host().worker_options();
     o.concurrency = 1;
-    auto i = a.submit_inline(schema, params, key, o.id, o.lease);
+    auto i = a.submit_inline(schema, params, key, o.id, o.lease, dry_run);
     submitted = i.submitted;
     o.only_run = i.claimed;
   } else {
-    submitted = a.submit(schema, params, key);
+    submitted = a.submit(schema, params, key, dry_run);
   }
   const std::string& id = submitted.run_id;
+  const bool awaiting = submitted.state == RunState::awaiting_approval;
   if (!json)
-    std::cout << "run " << id
+    std::cout << (dry_run ? "dry run " : "run ") << id
               << (!submitted.created ? " exists (idempotency key)"
+                  : awaiting         ? " awaits approval by another approver"
                   : inline_run       ? " running in this process"
                                      : " queued")
               << "\n"
@@ -423,6 +432,14 @@ int runs_control(Session& s, const po::variables_map& vm, app::RunControl op) {
   return exit_ok;
 }
 
+int runs_decide(Session& s, const po::variables_map& vm, bool approve) {
+  const auto id = vm["id"].as<std::string>();
+  const auto reason = vm.count("reason") ? vm["reason"].as<std::string>() : std::string();
+  RunState now = approve ? s.app().approve(id, reason) : s.app().reject(id, reason);
+  std::cout << "run " << s.app().run(id).id << " " << to_string(now) << "\n";
+  return exit_ok;
+}
+
 int runs_output(Session& s, const po::variables_map& vm) {
   app::App& a = s.app();
   Run r = a.run(vm["id"].as<std::string>());
@@ -473,7 +490,8 @@ int runs_list(Session& s, const po::variables_map& vm) {
   }
   std::vector<std::vector<std::string>> rows;
   for (const auto& r : runs)
-    rows.push_back({r.id, r.schema_name + "@" + r.schema_version, to_string(r.state),
+    rows.push_back({r.id, r.schema_name + "@" + r.schema_version,
+                    std::string(to_string(r.state)) + (r.dry_run ? " (dry run)" : ""),
                     r.progress_total
                         ? std::to_string(*r.progress_done) + "/" + std::to_string(*r.progress_total)
                         : "-",
@@ -691,6 +709,8 @@ int serve_cmd(Session& s, const po::variables_map& vm) {
   api::ServeOptions o;
   o.listen = vm.count("listen") ? vm["listen"].as<std::string>() : host.config().api_listen;
   if (vm.count("unix-socket")) o.unix_socket = vm["unix-socket"].as<std::string>();
+  o.portal_dir =
+      vm.count("portal-dir") ? fs::path(vm["portal-dir"].as<std::string>()) : host.portal_dir();
   o.threads = vm["threads"].as<int>();
   if (o.threads < 1 || o.threads > 256)
     throw Error(ErrorKind::invalid, "--threads: expected 1 to 256");
@@ -934,6 +954,8 @@ const std::vector<Command>& commands() {
              "idempotency-key", po::value<std::string>(),
              "a second submit with this key returns the first run")(
              "inline", "execute the run in this process instead of waiting for a worker")(
+             "dry-run",
+             "every write its services would make is refused; reads work (needs no approval)")(
              "wait", "follow the run with a progress bar; exit 1 unless it succeeds");
          json_flag(d);
        },
@@ -964,7 +986,9 @@ const std::vector<Command>& commands() {
              "threads", po::value<int>()->default_value(4),
              "request handlers, each with a database connection")(
              "heartbeat", po::value<std::string>()->default_value("15s"),
-             "a comment line on idle live streams this often, for proxies");
+             "a comment line on idle live streams this often, for proxies")(
+             "portal-dir", po::value<std::string>(),
+             "the portal's files (default: share/taskhost/portal beside bin/)");
        },
        {},
        serve_cmd},
@@ -1014,6 +1038,22 @@ const std::vector<Command>& commands() {
        [](Session& s, const po::variables_map& vm) {
          return runs_control(s, vm, app::RunControl::retry);
        }},
+      {"runs approve",
+       "RUN_ID",
+       "approve a run awaiting approval (not your own): it is queued",
+       [](po::options_description& d) {
+         d.add_options()("reason", po::value<std::string>(), "why (recorded)");
+       },
+       {{"id", 1}},
+       [](Session& s, const po::variables_map& vm) { return runs_decide(s, vm, true); }},
+      {"runs reject",
+       "RUN_ID",
+       "reject a run awaiting approval (not your own): it ends rejected",
+       [](po::options_description& d) {
+         d.add_options()("reason", po::value<std::string>()->required(), "why (recorded)");
+       },
+       {{"id", 1}},
+       [](Session& s, const po::variables_map& vm) { return runs_decide(s, vm, false); }},
       {"runs output",
        "RUN_ID",
        "print a run's output and files, or one file's content",

@@ -2,6 +2,7 @@
 
 #include <stdexcept>
 #include <string>
+#include <vector>
 
 namespace taskhost {
 
@@ -22,6 +23,22 @@ class Error : public std::runtime_error {
 
  private:
   ErrorKind kind_;
+};
+
+// Bad input whose problems each name the field they are about (run
+// parameters: "params.count"), so that a form can show each beside its
+// field. what() is the whole message, as for any Error(invalid).
+class FieldErrors : public Error {
+ public:
+  struct Field {
+    std::string field, detail;
+  };
+  FieldErrors(const std::string& message, std::vector<Field> fields)
+      : Error(ErrorKind::invalid, message), fields_(std::move(fields)) {}
+  const std::vector<Field>& fields() const { return fields_; }
+
+ private:
+  std::vector<Field> fields_;
 };
 
 }  // namespace taskhost

@@ -179,24 +179,27 @@ class RunHost : public HostServices {
   Json object_storage(const std::string& op, const Json& request, const ByteSource& in,
                       const ByteSink& out) override {
     if (!storage_)
-      storage_.emplace(schema_.schema.name, schema_.schema.capabilities.s3, config_,
-                       [this](const ServiceCall& c) { audit(c); });
+      storage_.emplace(
+          schema_.schema.name, schema_.schema.capabilities.s3, config_,
+          [this](const ServiceCall& c) { audit(c); }, run_.dry_run);
     return storage_->call(op, request, in, out);
   }
 
   Json http(const std::string& op, const Json& request, const ByteSource& in,
             const ByteSink& out) override {
     if (!http_)
-      http_.emplace(schema_.schema.name, schema_.schema.capabilities.http, config_,
-                    [this](const ServiceCall& c) { audit(c); });
+      http_.emplace(
+          schema_.schema.name, schema_.schema.capabilities.http, config_,
+          [this](const ServiceCall& c) { audit(c); }, run_.dry_run);
     return http_->call(op, request, in, out);
   }
 
   Json sftp(const std::string& op, const Json& request, const ByteSource& in,
             const ByteSink& out) override {
     if (!sftp_)
-      sftp_.emplace(schema_.schema.name, schema_.schema.capabilities.sftp, config_,
-                    [this](const ServiceCall& c) { audit(c); });
+      sftp_.emplace(
+          schema_.schema.name, schema_.schema.capabilities.sftp, config_,
+          [this](const ServiceCall& c) { audit(c); }, run_.dry_run);
     return sftp_->call(op, request, in, out);
   }
 
@@ -204,9 +207,10 @@ class RunHost : public HostServices {
           const ByteSink& out) override {
     if (!db_) {
       const DbGrant& grant = *schema_.schema.capabilities.db;
-      db_.emplace(schema_.schema.name, db_roles(schema_.schema), grant,
-                  database_target(config_, pool_.conninfo(), grant.connection),
-                  [this](const ServiceCall& c) { audit(c); });
+      db_.emplace(
+          schema_.schema.name, db_roles(schema_.schema), grant,
+          database_target(config_, pool_.conninfo(), grant.connection),
+          [this](const ServiceCall& c) { audit(c); }, run_.dry_run);
     }
     return db_->call(op, request, in, out);
   }
@@ -219,6 +223,9 @@ class RunHost : public HostServices {
                    [this](const ServiceCall& c) { audit(c); });
     return pgp_->call(op, request, in, out);
   }
+
+  // Its services were made with it: each refuses its writes itself.
+  bool dry_run() override { return run_.dry_run; }
 
   bool timed_out() const { return Clock::now() >= deadline_; }
 

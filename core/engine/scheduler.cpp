@@ -167,7 +167,7 @@ int fire_chains(pg::Connection& conn, const std::string& actor) {
     pg::Transaction tx(conn);
     auto parent = tx.exec(
         "UPDATE taskhost.runs SET chain_fired = true WHERE id = $1 AND NOT chain_fired "
-        "RETURNING state, schema_id, coalesce(output, '{}')::text, params::text, attempt",
+        "RETURNING state, schema_id, coalesce(output, '{}')::text, params::text, attempt, dry_run",
         {id});
     if (parent.rows() == 0) continue;  // another worker fired it
     auto schema = schema_by_id(conn, parent.integer(0, 1));
@@ -193,8 +193,11 @@ int fire_chains(pg::Connection& conn, const std::string& actor) {
         for (auto& [k, v] : typed.items()) params[k] = v;
         Json valid = validate_params(target.schema, params, &errors);
         if (!errors.empty()) throw Error(ErrorKind::invalid, format_diagnostics(errors));
-        auto child =
-            enqueue_in(tx, {&target, valid, actor, std::nullopt, id, "chained from run " + id});
+        // A dry run's follow-ups are dry runs too: it must not start real work.
+        const bool dry_run = parent.boolean(0, 5);
+        auto child = enqueue_in(
+            tx, {&target, valid, actor, std::nullopt, id,
+                 std::string(dry_run ? "dry run " : "") + "chained from run " + id, dry_run});
         spdlog::info("run {} chained {} as run {}", id, step.run, child.run_id);
         ++started;
       } catch (const Error& e) {

@@ -154,6 +154,13 @@ th_host_api make_host_api(const GrantedServices& granted) {
     return guarded(err,
                    [&] { services(h).attach_file(view(name), view(content_type), drain(body)); });
   };
+  api.dry_run = [](th_host* h) {
+    try {
+      return services(h).dry_run() ? 1 : 0;
+    } catch (...) {
+      return 1;  // when the host cannot tell, a dry run is the safe answer
+    }
+  };
   if (granted.object_storage)
     api.object_storage = [](th_host* h, th_str op, th_str request, th_source* in, th_sink* out,
                             th_sink* reply, th_error* err) {

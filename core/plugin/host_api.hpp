@@ -44,6 +44,9 @@ class HostServices {
   // it (benchmarks, tests of other services) need not implement it.
   virtual nlohmann::json pgp(const std::string& op, const nlohmann::json& request,
                              const ByteSource& in, const ByteSink& out);
+  // Whether the run is a dry run (its services refuse every write). Hosts
+  // that serve no runs (benchmarks, tests of one service) need not say.
+  virtual bool dry_run() { return false; }
 };
 
 // Which service entry points a run gets: those its schema grants. The rest

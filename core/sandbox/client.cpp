@@ -225,6 +225,16 @@ th_host_api Client::api() const {
   api.set_output = [](th_host* h, th_str json, th_error* err) {
     return simple(h, Method::set_output, err, view(json));
   };
+  api.dry_run = [](th_host* h) {
+    // The host streams "1" or "0"; a call that fails cannot say, and a dry
+    // run is the safe answer.
+    std::string answer;
+    th_sink out{&answer, [](void* u, const char* d, size_t n) {
+                  static_cast<std::string*>(u)->append(d, n);
+                  return 0;
+                }};
+    return streamed(h, Method::dry_run, &out, nullptr) != TH_OK || answer != "0" ? 1 : 0;
+  };
   api.attach_file = [](th_host* h, th_str name, th_str content_type, th_source* body,
                        th_error* err) {
     Call c;

@@ -45,7 +45,7 @@ bool known(uint8_t kind) {
 }
 
 Method method_of(uint8_t v) {
-  if (v < static_cast<uint8_t>(Method::log) || v > static_cast<uint8_t>(Method::pgp))
+  if (v < static_cast<uint8_t>(Method::log) || v > static_cast<uint8_t>(Method::dry_run))
     throw FrameError("unknown host call " + std::to_string(v));
   return static_cast<Method>(v);
 }
@@ -56,6 +56,7 @@ uint8_t allowed_bodies(Method m) {
     case Method::checkpoint_get:
     case Method::params:
     case Method::run_info:
+    case Method::dry_run:
       return body_out;
     case Method::attach_file:
       return body_in;
@@ -195,6 +196,7 @@ std::string encode(const Call& m) {
     case Method::checkpoint_get:
     case Method::params:
     case Method::run_info:
+    case Method::dry_run:
       break;
     case Method::checkpoint_set:
     case Method::set_output:
@@ -278,6 +280,7 @@ Call parse_call(std::string_view body) {
     case Method::checkpoint_get:
     case Method::params:
     case Method::run_info:
+    case Method::dry_run:
       break;
     case Method::checkpoint_set:
     case Method::set_output:

@@ -92,6 +92,7 @@ enum class Method : uint8_t {
   db,
   http,
   pgp,
+  dry_run,
 };
 
 // Which of a call's sinks a chunk belongs to.

@@ -372,8 +372,13 @@ void Session::serve_call(const Call& c) {
     case Method::pgp:
       service = api_.pgp;
       break;
+    case Method::dry_run:
+      rc = out_p
+               ? (write_body(Stream::out, api_.dry_run(h) ? "1" : "0", 1) == 0 ? TH_OK : TH_ERR_IO)
+               : TH_ERR_INVALID;
+      break;
   }
-  if (c.method >= Method::object_storage) {
+  if (c.method >= Method::object_storage && c.method <= Method::pgp) {
     if (service == nullptr) {
       rc = TH_ERR_NOT_SUPPORTED;
       std::snprintf(buf, sizeof buf, "the schema does not grant this service");

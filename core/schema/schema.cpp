@@ -26,11 +26,15 @@ const Pattern param_name_re("[a-z_][a-z0-9_]{0,62}");
 const Pattern role_re("[a-z_][a-z0-9_]{0,62}");
 const Pattern sha256_re("[0-9a-f]{64}");
 const Pattern plugin_event_re("[a-z][a-z0-9_]*(\\.[a-z][a-z0-9_]*)+");
+// Methods a schema may declare safe for dry runs (GET and HEAD always are).
+const Pattern safe_method_re("POST|PUT|DELETE|PATCH|OPTIONS");
 const Pattern timezone_re("[A-Za-z][A-Za-z0-9_+-]*(/[A-Za-z0-9_+-]+)*");
 
 const std::set<std::string> run_events = {
-    "run.queued",  "run.started",   "run.progress", "run.paused",
-    "run.resumed", "run.succeeded", "run.failed",   "run.cancelled",
+    "run.queued",   "run.started",           "run.progress",
+    "run.paused",   "run.resumed",           "run.succeeded",
+    "run.failed",   "run.cancelled",         "run.approved",
+    "run.rejected", "run.awaiting_approval",
 };
 
 std::string join(const std::vector<std::string>& items, const char* sep = ", ") {
@@ -278,7 +282,7 @@ void read_param(Reader& r, const std::string& name, const YAML::Node& n, const s
                 TaskSchema& schema) {
   static const std::vector<std::string> keys = {"type",       "required", "default", "description",
                                                 "values",     "min",      "max",     "min_length",
-                                                "max_length", "pattern",  "items"};
+                                                "max_length", "pattern",  "items",   "upload"};
   if (!r.mapping(n, field, keys)) return;
   ParamSpec p;
   p.name = name;
@@ -351,6 +355,8 @@ void read_param(Reader& r, const std::string& name, const YAML::Node& n, const s
       }
     }
   }
+  if (auto v = allowed_for("upload", {string}); v.IsDefined())
+    p.upload = r.str(v, child(field, "upload")).value_or("");
   if (auto v = n["description"]; v.IsDefined())
     p.description = r.str(v, child(field, "description")).value_or("");
   if (auto v = n["required"]; v.IsDefined())
@@ -466,13 +472,18 @@ void read_capabilities(Reader& r, const YAML::Node& n, Capabilities& caps) {
   }
   if (auto http = n["http"]; http.IsDefined())
     r.each(http, "capabilities.http", [&](const YAML::Node& g, const std::string& f) {
-      if (!r.mapping(g, f, {"base_url", "credential"})) return;
+      if (!r.mapping(g, f, {"base_url", "credential", "safe_methods"})) return;
       HttpGrant grant;
       if (auto u = r.get(g, "base_url", f, true); u.IsDefined())
         grant.base_url = r.url(u, child(f, "base_url")).value_or("");
       if (auto c = g["credential"]; c.IsDefined())
         grant.credential =
             r.matching(c, child(f, "credential"), role_re, "a credential name").value_or("");
+      // GET and HEAD are always safe; these are the others a dry run may send.
+      if (auto m = g["safe_methods"]; m.IsDefined())
+        grant.safe_methods = r.strings(m, child(f, "safe_methods"), safe_method_re,
+                                       "POST, PUT, DELETE, PATCH or OPTIONS (GET and HEAD are "
+                                       "always allowed in a dry run)");
       caps.http.push_back(grant);
     });
 }
@@ -550,7 +561,7 @@ std::optional<TaskSchema> parse_schema(const std::string& yaml, const std::strin
   static const std::vector<std::string> top = {
       "name",     "version",    "description", "plugin", "params",      "capabilities",
       "retry",    "timeout",    "isolation",   "limits", "concurrency", "schedule",
-      "timezone", "on_success", "on_failure",  "hooks",  "permissions"};
+      "timezone", "on_success", "on_failure",  "hooks",  "permissions", "approval"};
   if (!r.mapping(root, "", top)) return std::nullopt;
 
   TaskSchema s;
@@ -603,6 +614,14 @@ std::optional<TaskSchema> parse_schema(const std::string& yaml, const std::strin
     }
   }
   if (auto v = root["capabilities"]; v.IsDefined()) read_capabilities(r, v, s.capabilities);
+  for (const auto& p : s.params) {
+    if (p.upload.empty()) continue;
+    const bool granted = std::any_of(s.capabilities.s3.begin(), s.capabilities.s3.end(),
+                                     [&](const S3Grant& g) { return g.bucket == p.upload; });
+    if (!granted)
+      r.error(root["params"][p.name]["upload"], "params." + p.name + ".upload",
+              "bucket " + quote(p.upload) + " is not one the schema grants (capabilities.s3)");
+  }
   if (auto v = root["retry"]; v.IsDefined()) read_retry(r, v, s.retry);
   if (auto v = root["timeout"]; v.IsDefined())
     s.timeout = r.duration(v, "timeout").value_or(s.timeout);
@@ -654,6 +673,16 @@ std::optional<TaskSchema> parse_schema(const std::string& yaml, const std::strin
     if (auto control = v["control"]; control.IsDefined())
       s.permissions.control = r.strings(control, "permissions.control", role_re, "a role name");
   }
+  if (auto v = root["approval"];
+      v.IsDefined() && r.mapping(v, "approval", {"required", "approvers"})) {
+    if (auto req = r.get(v, "required", "approval", true); req.IsDefined())
+      s.approval.required = r.boolean(req, "approval.required").value_or(false);
+    if (auto a = v["approvers"]; a.IsDefined()) {
+      s.approval.approvers = r.strings(a, "approval.approvers", role_re, "a role name");
+      if (a.IsSequence() && a.size() == 0)
+        r.error(a, "approval.approvers", "lists no role: name at least one role that may approve");
+    }
+  }
   if (collected.count() > 0) return std::nullopt;
   return s;
 }
@@ -688,6 +717,7 @@ Json TaskSchema::to_json() const {
     if (p.min_length) j["min_length"] = *p.min_length;
     if (p.max_length) j["max_length"] = *p.max_length;
     if (!p.pattern.empty()) j["pattern"] = p.pattern;
+    if (!p.upload.empty()) j["upload"] = p.upload;
     params_json[p.name] = j;
   }
   Json caps = Json::object();
@@ -704,7 +734,8 @@ Json TaskSchema::to_json() const {
       caps["db"]["migrations"].push_back({{"path", m.path}, {"sha256", m.sha256}});
   }
   for (const auto& g : capabilities.http)
-    caps["http"].push_back({{"base_url", g.base_url}, {"credential", g.credential}});
+    caps["http"].push_back(
+        {{"base_url", g.base_url}, {"credential", g.credential}, {"safe_methods", g.safe_methods}});
   for (const auto& g : capabilities.pgp)
     caps["pgp"].push_back({{"key", g.key}, {"verify", g.verify}});
   auto chain = [](const std::vector<ChainStep>& steps) {
@@ -735,6 +766,7 @@ Json TaskSchema::to_json() const {
       {"hooks", hooks ? Json{{"url", hooks->url}, {"events", hooks->events}} : Json()},
       {"permissions",
        {{"run", permissions.run}, {"view", permissions.view}, {"control", permissions.control}}},
+      {"approval", {{"required", approval.required}, {"approvers", approval.approvers}}},
       {"digest", digest},
   };
   return j;

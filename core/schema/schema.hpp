@@ -31,6 +31,9 @@ struct ParamSpec {
   std::optional<double> min, max;                  // integer, number
   std::optional<uint64_t> min_length, max_length;  // string, list
   std::string pattern;                             // string, RE2 regex (common/pattern.hpp)
+  // string: a bucket the schema grants, where the portal stores a file the
+  // operator uploads for this parameter; the value is then the object's key.
+  std::string upload;
 };
 
 struct S3Grant {
@@ -56,6 +59,9 @@ struct DbGrant {
 };
 struct HttpGrant {
   std::string base_url, credential;
+  // Methods besides GET and HEAD that change nothing under base_url (RFC
+  // 9110 "safe", e.g. a status query sent as POST): a dry run may send them.
+  std::vector<std::string> safe_methods;
 };
 // Decryption with the host config's secret key `key`; with `verify`, only
 // files signed by that public key open.
@@ -98,6 +104,14 @@ struct Permissions {
   std::vector<std::string> control{"admin"};
 };
 
+// Four eyes: a run (other than a dry run) waits in awaiting_approval until
+// an actor holding one of the approvers' roles, other than its submitter,
+// approves or rejects it.
+struct ApprovalPolicy {
+  bool required = false;
+  std::vector<std::string> approvers{"admin"};
+};
+
 // One version of a task, as parsed and validated from its YAML file.
 struct TaskSchema {
   std::string name;
@@ -120,6 +134,7 @@ struct TaskSchema {
   std::vector<ChainStep> on_success, on_failure;
   std::optional<Hooks> hooks;
   Permissions permissions;
+  ApprovalPolicy approval;
 
   std::string yaml;    // the exact text installed
   std::string digest;  // SHA-256 of yaml

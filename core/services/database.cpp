@@ -299,12 +299,13 @@ std::vector<std::string> apply_data_migrations(const TaskSchema& schema,
 }
 
 DatabaseService::DatabaseService(std::string schema, DbRoles roles, DbGrant grant,
-                                 DatabaseTarget target, ServiceAudit audit)
+                                 DatabaseTarget target, ServiceAudit audit, bool dry_run)
     : schema_(std::move(schema)),
       roles_(std::move(roles)),
       grant_(std::move(grant)),
       target_(std::move(target)),
-      audit_(std::move(audit)) {}
+      audit_(std::move(audit)),
+      dry_run_(dry_run) {}
 
 pg::Connection& DatabaseService::connection() {
   if (!conn_) {
@@ -326,10 +327,14 @@ pg::Connection& DatabaseService::connection() {
 }
 
 std::vector<pg::Connection::Statement> DatabaseService::opening(pg::Connection& conn) const {
-  return {
-      {"BEGIN", {}},
+  std::vector<pg::Connection::Statement> out = {
+      {dry_run_ ? "BEGIN READ ONLY" : "BEGIN", {}},
       {"SET LOCAL ROLE " + conn.identifier(roles_.run), {}},
       {"SET LOCAL statement_timeout = " + std::to_string(target_.statement_timeout.count()), {}}};
+  // A statement takes the transaction's snapshot, after which PostgreSQL
+  // refuses SET TRANSACTION READ WRITE.
+  if (dry_run_) out.push_back({"SELECT 1", {}});
+  return out;
 }
 
 void DatabaseService::begin() {
@@ -413,6 +418,8 @@ Json DatabaseService::call(const std::string& op, const Json& request, const Byt
     try {
       return perform(op, request, in, record);
     } catch (const pg::DbError& e) {
+      if (dry_run_ && e.sqlstate() == "25006")  // read_only_sql_transaction
+        throw dry_run_refusal("db " + op + " (" + e.primary() + ")");
       if (!conn_ || conn_->ok()) throw plugin_error(e);
       // The next call connects afresh; the server rolled back what was open.
       conn_.reset();
@@ -463,6 +470,7 @@ Json DatabaseService::perform(const std::string& op, const Json& request, const 
         list += (list.empty() ? "" : ", ") + t + " " + access_name(a);
       throw not_granted(schema_, "db write", "table " + table, list, "granted: none");
     }
+    if (dry_run_) throw dry_run_refusal("db copy_in into " + table);
     auto columns = request.find("columns");
     if (columns == request.end() || !columns->is_array() || columns->empty())
       throw Error(ErrorKind::invalid, "db: 'columns' must be a non-empty array of column names");

@@ -77,10 +77,14 @@ std::vector<std::string> apply_data_migrations(const TaskSchema& schema,
 //   savepoint / release / rollback_to {name}
 //   copy_in {table, columns}  in          -> {rows}   PostgreSQL's COPY
 //                                          text format, table granted write
+// In a dry run every transaction is READ ONLY with its snapshot taken before
+// the plugin's first statement (so it cannot be turned read-write again):
+// PostgreSQL itself refuses any write, whatever the SQL; copy_in is refused
+// before it starts.
 class DatabaseService {
  public:
   DatabaseService(std::string schema, DbRoles roles, DbGrant grant, DatabaseTarget target,
-                  ServiceAudit audit);
+                  ServiceAudit audit, bool dry_run = false);
   Json call(const std::string& op, const Json& request, const ByteSource& in, const ByteSink& out);
 
  private:
@@ -107,6 +111,7 @@ class DatabaseService {
   DbGrant grant_;
   DatabaseTarget target_;
   ServiceAudit audit_;
+  bool dry_run_;
   std::optional<pg::Connection> conn_;
   bool plugin_transaction_ = false;
 };

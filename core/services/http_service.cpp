@@ -82,11 +82,12 @@ struct HttpService::Impl {
   std::vector<HttpGrant> grants;
   const HostConfig& config;
   ServiceAudit audit;
+  bool dry_run;
   CURL* easy = nullptr;
   DestinationGuard guard;
 
-  Impl(std::string s, std::vector<HttpGrant> g, const HostConfig& c, ServiceAudit a)
-      : schema(std::move(s)), grants(std::move(g)), config(c), audit(std::move(a)) {
+  Impl(std::string s, std::vector<HttpGrant> g, const HostConfig& c, ServiceAudit a, bool dry)
+      : schema(std::move(s)), grants(std::move(g)), config(c), audit(std::move(a)), dry_run(dry) {
     curl_init_once();
     easy = curl_easy_init();
     if (!easy) throw Error(ErrorKind::environment, "libcurl: cannot create a handle");
@@ -105,6 +106,19 @@ struct HttpService::Impl {
         schema, "http",
         url.origin() + url.path + (credential.empty() ? "" : " with credential " + credential),
         granted, "nothing granted");
+  }
+
+  // In a dry run only GET, HEAD and the methods a grant covering url
+  // declares safe_methods may be sent.
+  void check_dry_run(const std::string& method, const Url& url,
+                     const std::string& credential) const {
+    if (!dry_run || method == "GET" || method == "HEAD") return;
+    for (const auto& g : grants)
+      if (g.credential == credential && within(url, parse_url(g.base_url)) &&
+          std::find(g.safe_methods.begin(), g.safe_methods.end(), method) != g.safe_methods.end())
+        return;
+    throw dry_run_refusal("http " + method + " " + url.origin() + url.path +
+                          " (only GET, HEAD and a grant's safe_methods may be sent)");
   }
 
   struct Response {
@@ -273,6 +287,7 @@ struct HttpService::Impl {
     Url url = parse_url(req["url"]);
     record.resource = method + " " + url.origin() + url.path;
     authorize(url, credential);
+    check_dry_run(method, url, credential);
 
     std::vector<std::string> headers;
     std::string reserved_header;
@@ -345,6 +360,7 @@ struct HttpService::Impl {
           method = "GET";
           body.clear();
         }
+        check_dry_run(method, next, credential);
         url = next;
         continue;
       }
@@ -380,9 +396,9 @@ struct HttpService::Impl {
 };
 
 HttpService::HttpService(std::string schema, std::vector<HttpGrant> grants,
-                         const HostConfig& config, ServiceAudit audit)
-    : impl_(
-          std::make_unique<Impl>(std::move(schema), std::move(grants), config, std::move(audit))) {}
+                         const HostConfig& config, ServiceAudit audit, bool dry_run)
+    : impl_(std::make_unique<Impl>(std::move(schema), std::move(grants), config, std::move(audit),
+                                   dry_run)) {}
 HttpService::~HttpService() = default;
 
 Json HttpService::call(const std::string& op, const Json& request, const ByteSource& in,

@@ -19,10 +19,13 @@ namespace taskhost {
 //   request {credential?, method, url, headers?, idempotent?, timeout_ms?,
 //            max_response_bytes?}   in body, out body
 //     -> {status, headers: {lower-case name: value}, bytes}
+// In a dry run only GET and HEAD are sent, and the methods a grant covering
+// the URL lists as safe_methods (a status query sent as POST); the rest are
+// refused before anything is sent.
 class HttpService {
  public:
   HttpService(std::string schema, std::vector<HttpGrant> grants, const HostConfig& config,
-              ServiceAudit audit);
+              ServiceAudit audit, bool dry_run = false);
   ~HttpService();
   HttpService(const HttpService&) = delete;
   HttpService& operator=(const HttpService&) = delete;

@@ -68,18 +68,24 @@ void check_object_key(const std::string& key) {
 void check_object_prefix(const std::string& prefix) { check_segments(prefix, "prefix", true); }
 
 ObjectStorageService::ObjectStorageService(std::string schema, std::vector<S3Grant> grants,
-                                           const HostConfig& config, ServiceAudit audit)
+                                           const HostConfig& config, ServiceAudit audit,
+                                           bool dry_run)
     : schema_(std::move(schema)),
       grants_(std::move(grants)),
       config_(config),
-      audit_(std::move(audit)) {}
+      audit_(std::move(audit)),
+      dry_run_(dry_run) {}
 
 void ObjectStorageService::authorize(const std::string& bucket, const std::string& key,
                                      Access need) const {
   std::string granted;
   for (const auto& g : grants_) {
     if (g.bucket != bucket) continue;
-    if (key.rfind(g.prefix, 0) == 0 && allows(g.access, need)) return;
+    if (key.rfind(g.prefix, 0) == 0 && allows(g.access, need)) {
+      if (need == Access::write && dry_run_)
+        throw dry_run_refusal("s3 write of " + bucket + "/" + key);
+      return;
+    }
     granted += (granted.empty() ? "" : ", ") + std::string(access_name(g.access)) + " " + g.bucket +
                "/" + g.prefix + "*";
   }
@@ -87,26 +93,25 @@ void ObjectStorageService::authorize(const std::string& bucket, const std::strin
                     "nothing granted in that bucket");
 }
 
+std::unique_ptr<ObjectStore> open_bucket(const HostConfig& config, const std::string& bucket) {
+  if (config.s3.empty()) return local_object_store(config.object_store_dir / bucket);
+  auto c = config.s3.find(bucket);
+  if (c == config.s3.end())
+    throw Error(ErrorKind::environment, "bucket " + bucket + " is not in the host config (s3)");
+  S3Endpoint e;
+  e.bucket = bucket;
+  e.endpoint = c->second.endpoint;
+  e.region = c->second.region;
+  e.path_style = c->second.path_style;
+  e.credentials = {c->second.access_key_id.resolve(), c->second.secret_access_key.resolve(),
+                   c->second.session_token ? c->second.session_token->resolve() : ""};
+  return s3_object_store(e);
+}
+
 ObjectStore& ObjectStorageService::store(const std::string& bucket) {
   auto it = stores_.find(bucket);
   if (it != stores_.end()) return *it->second;
-  std::unique_ptr<ObjectStore> s;
-  if (config_.s3.empty()) {
-    s = local_object_store(config_.object_store_dir / bucket);
-  } else {
-    auto c = config_.s3.find(bucket);
-    if (c == config_.s3.end())
-      throw Error(ErrorKind::environment, "bucket " + bucket + " is not in the host config (s3)");
-    S3Endpoint e;
-    e.bucket = bucket;
-    e.endpoint = c->second.endpoint;
-    e.region = c->second.region;
-    e.path_style = c->second.path_style;
-    e.credentials = {c->second.access_key_id.resolve(), c->second.secret_access_key.resolve(),
-                     c->second.session_token ? c->second.session_token->resolve() : ""};
-    s = s3_object_store(e);
-  }
-  return *stores_.emplace(bucket, std::move(s)).first->second;
+  return *stores_.emplace(bucket, open_bucket(config_, bucket)).first->second;
 }
 
 Json ObjectStorageService::call(const std::string& op, const Json& request, const ByteSource& in,

@@ -19,6 +19,11 @@ namespace taskhost {
 void check_object_key(const std::string& key);
 void check_object_prefix(const std::string& prefix);
 
+// The store behind a bucket name: the host config's s3 entry, or without any
+// a directory under object_store_dir. Throws Error(environment) for a bucket
+// the config does not name.
+std::unique_ptr<ObjectStore> open_bucket(const HostConfig& config, const std::string& bucket);
+
 // A run's object storage: every call checked against the schema's s3 grants
 // ({bucket, prefix, access}), performed by the host and audited. The
 // operations and their JSON (README "Services"):
@@ -29,10 +34,12 @@ void check_object_prefix(const std::string& prefix);
 //   delete {bucket, key}                -> {}
 //   copy {bucket, from, to}             -> {}   (read on from, write on to)
 //   presign {bucket, key, expires}      -> {url} (read; expires in seconds)
+// In a dry run every write (put, delete, copy's target) is refused after the
+// grant check, so the dry run meets the refusals the real run would.
 class ObjectStorageService {
  public:
   ObjectStorageService(std::string schema, std::vector<S3Grant> grants, const HostConfig& config,
-                       ServiceAudit audit);
+                       ServiceAudit audit, bool dry_run = false);
   Json call(const std::string& op, const Json& request, const ByteSource& in, const ByteSink& out);
 
  private:
@@ -44,6 +51,7 @@ class ObjectStorageService {
   std::vector<S3Grant> grants_;
   const HostConfig& config_;
   ServiceAudit audit_;
+  bool dry_run_;
   std::map<std::string, std::unique_ptr<ObjectStore>> stores_;
 };
 

@@ -38,6 +38,14 @@ inline Error not_granted(const std::string& schema, const std::string& what,
                                        (granted.empty() ? none : "granted: " + granted) + ")");
 }
 
+// The refusal of a write during a dry run (README "Dry runs"): "dry run:
+// WHAT refused: ...". A refusal, so audited as denied.
+inline Error dry_run_refusal(const std::string& what) {
+  return Error(ErrorKind::refused, "dry run: " + what +
+                                       " refused: this run is a dry run, in which services may "
+                                       "read but never write");
+}
+
 // request[field] as a string. Throws Error(invalid) naming the service.
 inline const std::string& string_field(const Json& request, const std::string& service,
                                        const char* field) {

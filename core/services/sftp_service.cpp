@@ -43,11 +43,12 @@ void check_remote_path(const std::string& path) {
 }
 
 SftpService::SftpService(std::string schema, std::vector<SftpGrant> grants,
-                         const HostConfig& config, ServiceAudit audit)
+                         const HostConfig& config, ServiceAudit audit, bool dry_run)
     : schema_(std::move(schema)),
       grants_(std::move(grants)),
       config_(config),
-      audit_(std::move(audit)) {}
+      audit_(std::move(audit)),
+      dry_run_(dry_run) {}
 
 SftpClient& SftpService::client(const std::string& host) {
   auto it = clients_.find(host);
@@ -87,6 +88,8 @@ void SftpService::authorize(const std::string& host, const std::string& path, Ac
   if (!under(real, root))
     throw Error(ErrorKind::refused, "permission denied: " + host + ":" + path + " resolves to " +
                                         real + ", outside " + match->path);
+  if (need == Access::write && dry_run_)
+    throw dry_run_refusal("sftp write of " + host + ":" + path);
 }
 
 Json SftpService::call(const std::string& op, const Json& request, const ByteSource& in,

@@ -25,10 +25,12 @@ void check_remote_path(const std::string& path);
 //   rename {host, from, to}   -> {}       (write on both)
 //   remove {host, path}       -> {}
 //   mkdir {host, path}        -> {}
+// In a dry run every write (put, rename, remove, mkdir) is refused after both
+// checks.
 class SftpService {
  public:
   SftpService(std::string schema, std::vector<SftpGrant> grants, const HostConfig& config,
-              ServiceAudit audit);
+              ServiceAudit audit, bool dry_run = false);
   Json call(const std::string& op, const Json& request, const ByteSource& in, const ByteSink& out);
 
  private:
@@ -42,6 +44,7 @@ class SftpService {
   std::vector<SftpGrant> grants_;
   const HostConfig& config_;
   ServiceAudit audit_;
+  bool dry_run_;
   std::map<std::string, std::unique_ptr<SftpClient>> clients_;
 };
 

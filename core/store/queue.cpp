@@ -31,7 +31,7 @@ std::string backoff_sql(const std::string& r) {
 // may get back (a key names one request, as Stripe's do).
 Submitted lookup_by_key(pg::Connection& conn, const SubmitRequest& q) {
   auto r = conn.exec(
-      "SELECT id, params = $3::jsonb FROM taskhost.runs "
+      "SELECT id, params = $3::jsonb, state FROM taskhost.runs "
       "WHERE schema_name = $1 AND idempotency_key = $2",
       {q.schema->schema.name, *q.idempotency_key, q.params.dump()});
   if (r.rows() == 0)
@@ -40,28 +40,32 @@ Submitted lookup_by_key(pg::Connection& conn, const SubmitRequest& q) {
     throw Error(ErrorKind::conflict,
                 "idempotency key '" + *q.idempotency_key + "' was used for run " + r.text(0, 0) +
                     " of " + q.schema->schema.name + " with different parameters; use a new key");
-  return {r.text(0, 0), false};
+  return {r.text(0, 0), false, run_state_from(r.text(0, 2))};
 }
 
 std::vector<Submitted> insert_runs(pg::Connection& conn, const std::vector<SubmitRequest>& reqs) {
+  auto state = [](const SubmitRequest& q) {
+    return needs_approval(q.schema->schema, q.dry_run) ? RunState::awaiting_approval
+                                                       : RunState::queued;
+  };
   auto r = conn.exec(
       "WITH input AS MATERIALIZED ("
       "  SELECT gen_random_uuid() AS id, * FROM unnest($1::bigint[], $2::text[], $3::jsonb[], "
       "    $4::text[], $5::int[], $6::bigint[], $7::bigint[], $8::bool[], $9::bigint[], "
-      "    $10::int[], $11::text[], $12::uuid[], $13::text[]) WITH ORDINALITY AS i(schema_id, "
-      "    schema_name, params, actor, max_attempts, retry_initial_ms, retry_max_ms, "
-      "    retry_exponential, timeout_ms, concurrency, idempotency_key, parent_run_id, reason, "
-      "    ord)),"
+      "    $10::int[], $11::text[], $12::uuid[], $13::text[], $15::text[], $16::bool[]) "
+      "    WITH ORDINALITY AS i(schema_id, schema_name, params, actor, max_attempts, "
+      "    retry_initial_ms, retry_max_ms, retry_exponential, timeout_ms, concurrency, "
+      "    idempotency_key, parent_run_id, reason, state, dry_run, ord)),"
       "ins AS (INSERT INTO taskhost.runs (id, schema_id, schema_name, params, state, actor, "
       "    max_attempts, retry_initial_ms, retry_max_ms, retry_exponential, timeout_ms, "
-      "    concurrency, idempotency_key, parent_run_id) "
-      "  SELECT id, schema_id, schema_name, params, 'queued', actor, max_attempts, "
+      "    concurrency, idempotency_key, parent_run_id, dry_run) "
+      "  SELECT id, schema_id, schema_name, params, state, actor, max_attempts, "
       "    retry_initial_ms, retry_max_ms, retry_exponential, timeout_ms, concurrency, "
-      "    idempotency_key, parent_run_id FROM input ORDER BY ord "
+      "    idempotency_key, parent_run_id, dry_run FROM input ORDER BY ord "
       "  ON CONFLICT (schema_name, idempotency_key) WHERE idempotency_key IS NOT NULL "
       "  DO NOTHING RETURNING id),"
       "tr AS (INSERT INTO taskhost.run_transitions (run_id, attempt, from_state, to_state, "
-      "    actor, reason) SELECT i.id, 0, NULL, 'queued', i.actor, i.reason "
+      "    actor, reason) SELECT i.id, 0, NULL, i.state, i.actor, i.reason "
       "  FROM input i JOIN ins USING (id)) "
       "SELECT i.id, ins.id IS NOT NULL, (SELECT pg_notify($14, '')) "
       "FROM input i LEFT JOIN ins USING (id) ORDER BY i.ord",
@@ -87,12 +91,15 @@ std::vector<Submitted> insert_runs(pg::Connection& conn, const std::vector<Submi
                 }),
        array_of(reqs, [](const SubmitRequest& q) { return q.idempotency_key; }),
        array_of(reqs, [](const SubmitRequest& q) { return q.parent_run_id; }),
-       array_of(reqs, [](const SubmitRequest& q) { return q.reason; }), runs_channel});
+       array_of(reqs, [](const SubmitRequest& q) { return q.reason; }), runs_channel,
+       array_of(reqs, [&](const SubmitRequest& q) { return std::string(to_string(state(q))); }),
+       array_of(reqs,
+                [](const SubmitRequest& q) { return std::string(q.dry_run ? "true" : "false"); })});
   std::vector<Submitted> out;
   for (int i = 0; i < r.rows(); ++i) {
     const auto& q = reqs[static_cast<size_t>(i)];
     if (r.boolean(i, 1))
-      out.push_back({r.text(i, 0), true});
+      out.push_back({r.text(i, 0), true, state(q)});
     else  // a concurrent or earlier submit with this key: a fresh snapshot sees it
       out.push_back(lookup_by_key(conn, q));
   }
@@ -111,19 +118,20 @@ std::string claim_sql(const std::string& extra) {
          "  lease_expires_at = now() + $3 * interval '1 millisecond', updated_at = now() "
          "  FROM picked WHERE r.id = picked.id "
          "  RETURNING r.id, r.schema_id, r.schema_name, r.attempt, r.params::text, r.timeout_ms, "
-         "    r.checkpoint_seq),"
+         "    r.checkpoint_seq, r.dry_run),"
          "tr AS (INSERT INTO taskhost.run_transitions (run_id, attempt, from_state, to_state, "
          "  actor, reason) SELECT id, attempt, 'queued', 'running', $1, 'claimed' FROM claimed),"
          "sup AS (UPDATE taskhost.run_events e SET superseded = true FROM claimed c "
          "  WHERE e.run_id = c.id AND e.attempt < c.attempt AND e.checkpoint_seq = "
          "  c.checkpoint_seq AND NOT e.superseded) "
-         "SELECT id, schema_id, schema_name, attempt, params, timeout_ms FROM claimed";
+         "SELECT id, schema_id, schema_name, attempt, params, timeout_ms, dry_run FROM claimed";
 }
 
 void read_claimed(const pg::Result& r, std::vector<ClaimedRun>& out) {
   for (int i = 0; i < r.rows(); ++i)
     out.push_back({r.text(i, 0), r.integer(i, 1), r.text(i, 2), static_cast<int>(r.integer(i, 3)),
-                   Json::parse(r.text(i, 4)), std::chrono::milliseconds(r.integer(i, 5))});
+                   Json::parse(r.text(i, 4)), std::chrono::milliseconds(r.integer(i, 5)),
+                   r.boolean(i, 6)});
 }
 
 RunState state_of(pg::Transaction& tx, const std::string& id) {
@@ -153,6 +161,10 @@ std::string paused_gives_back(const std::string& to_state) {
 }
 
 }  // namespace
+
+bool needs_approval(const TaskSchema& schema, bool dry_run) {
+  return schema.approval.required && !dry_run;
+}
 
 std::vector<Submitted> enqueue(pg::Connection& conn, const std::vector<SubmitRequest>& requests) {
   if (requests.empty()) return {};
@@ -332,7 +344,7 @@ RunState cancel_run(pg::Connection& conn, const std::string& id, const std::stri
                     const std::string& reason) {
   pg::Transaction tx(conn);
   RunState from = state_of(tx, id), to;
-  if (from == RunState::queued || from == RunState::paused) {
+  if (from == RunState::queued || from == RunState::paused || from == RunState::awaiting_approval) {
     to = RunState::cancelled;
     record(tx, id, from, to, actor, reason);
     tx.exec(
@@ -397,6 +409,15 @@ RunState retry_run(pg::Connection& conn, const std::string& id, const std::strin
   pg::Transaction tx(conn);
   RunState from = state_of(tx, id);
   if (from != RunState::failed && from != RunState::cancelled) refuse("retry", id, from);
+  auto approval = tx.exec(
+      "SELECT r.approval_required AND a.run_id IS NULL FROM taskhost.runs r "
+      "LEFT JOIN taskhost.run_approvals a ON a.run_id = r.id AND a.decision = 'approved' "
+      "WHERE r.id = $1",
+      {id});
+  if (approval.boolean(0, 0))
+    throw Error(ErrorKind::conflict, "cannot retry run " + id +
+                                         ": it was cancelled before anyone approved it; submit "
+                                         "it again to ask for an approval");
   record(tx, id, from, RunState::queued, actor, reason);
   // A fresh budget: as many attempts as the schema allows, after those used.
   tx.exec(
@@ -408,6 +429,56 @@ RunState retry_run(pg::Connection& conn, const std::string& id, const std::strin
   tx.exec("SELECT pg_notify($1, '')", {runs_channel});
   tx.commit();
   return RunState::queued;
+}
+
+namespace {
+
+// Records the decision and moves the run on, in one transaction. The
+// database's triggers (migrations/0012) refuse the submitter and a run that
+// was not awaiting approval even if this check is skipped.
+RunState decide(pg::Connection& conn, const std::string& id, const std::string& actor,
+                const std::string& reason, bool approve) {
+  pg::Transaction tx(conn);
+  RunState from = state_of(tx, id);
+  if (from != RunState::awaiting_approval) refuse(approve ? "approve" : "reject", id, from);
+  const RunState to = approve ? RunState::queued : RunState::rejected;
+  try {
+    tx.exec(
+        "INSERT INTO taskhost.run_approvals (run_id, decision, actor, reason) "
+        "VALUES ($1, $2, $3, $4)",
+        {id, approve ? "approved" : "rejected", actor, reason});
+  } catch (const pg::DbError& e) {
+    if (e.sqlstate() == "42501")
+      throw Error(ErrorKind::refused, "permission denied: " + e.primary());
+    throw;
+  }
+  record(tx, id, from, to, actor, reason);
+  if (approve) {
+    tx.exec(
+        "UPDATE taskhost.runs SET state = 'queued', run_after = now(), updated_at = now() "
+        "WHERE id = $1",
+        {id});
+    tx.exec("SELECT pg_notify($1, '')", {runs_channel});
+  } else {
+    tx.exec(
+        "UPDATE taskhost.runs SET state = 'rejected', finished_at = now(), updated_at = now() "
+        "WHERE id = $1",
+        {id});
+  }
+  tx.commit();
+  return to;
+}
+
+}  // namespace
+
+RunState approve_run(pg::Connection& conn, const std::string& id, const std::string& actor,
+                     const std::string& reason) {
+  return decide(conn, id, actor, reason, true);
+}
+
+RunState reject_run(pg::Connection& conn, const std::string& id, const std::string& actor,
+                    const std::string& reason) {
+  return decide(conn, id, actor, reason, false);
 }
 
 }  // namespace taskhost

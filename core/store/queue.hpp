@@ -28,14 +28,21 @@ struct SubmitRequest {
   std::optional<std::string> idempotency_key;
   std::optional<std::string> parent_run_id;
   std::string reason = "submitted";
+  // Served with every service write refused; needs no approval.
+  bool dry_run = false;
 };
 
 struct Submitted {
   std::string run_id;
-  bool created = true;  // false: an earlier submit with the same key won
+  bool created = true;                // false: an earlier submit with the same key won
+  RunState state = RunState::queued;  // of a created run
 };
 
-// Inserts queued runs, their first transitions and a NOTIFY in one
+// Whether a run of schema starts awaiting approval.
+bool needs_approval(const TaskSchema& schema, bool dry_run);
+
+// Inserts queued runs (awaiting_approval where the schema requires approval
+// and the run is no dry run), their first transitions and a NOTIFY in one
 // transaction. A request whose (schema name, idempotency key) exists already
 // returns that run instead (safe under concurrent submits).
 std::vector<Submitted> enqueue(pg::Connection& conn, const std::vector<SubmitRequest>& requests);
@@ -51,6 +58,7 @@ struct ClaimedRun {
   int attempt = 0;
   Json params;
   std::chrono::milliseconds timeout{0};
+  bool dry_run = false;
 };
 
 // Claims up to limit runnable queued runs for owner with a lease: queued ->
@@ -102,8 +110,16 @@ RunState pause_run(pg::Connection& conn, const std::string& id, const std::strin
 RunState resume_run(pg::Connection& conn, const std::string& id, const std::string& actor,
                     const std::string& reason);
 // A failed or cancelled run goes back to queued with a fresh attempt budget;
-// it resumes from its last checkpoint.
+// it resumes from its last checkpoint. A run never approved is not retried.
 RunState retry_run(pg::Connection& conn, const std::string& id, const std::string& actor,
                    const std::string& reason);
+// The decision on a run awaiting approval: approved -> queued, rejected ->
+// rejected (final), recorded once with actor and reason. Who may decide is
+// the caller's check (app/); the database refuses the run's submitter
+// (Error(refused)) and a run not awaiting approval (Error(conflict)).
+RunState approve_run(pg::Connection& conn, const std::string& id, const std::string& actor,
+                     const std::string& reason);
+RunState reject_run(pg::Connection& conn, const std::string& id, const std::string& actor,
+                    const std::string& reason);
 
 }  // namespace taskhost

@@ -9,10 +9,10 @@
 
 namespace taskhost {
 
-// A run's log (migration 0012): its plugin's lines, shipped in batches by the
+// A run's log (migration 0015): its plugin's lines, shipped in batches by the
 // worker, and the host's line for each transition, numbered per run by seq.
 // Where a change of a run (state, progress, an event, log lines) is
-// announced, with the run id as payload (migration 0012's triggers).
+// announced, with the run id as payload (migration 0015's triggers).
 inline constexpr const char* run_activity_channel = "taskhost_run_activity";
 
 struct LogLine {

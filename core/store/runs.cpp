@@ -9,8 +9,9 @@
 namespace taskhost {
 namespace {
 
-constexpr std::array<const char*, 8> state_names = {
-    "queued", "running", "pausing", "paused", "cancelling", "cancelled", "succeeded", "failed"};
+constexpr std::array<const char*, 10> state_names = {
+    "queued",    "running", "pausing",           "paused",  "cancelling", "cancelled",
+    "succeeded", "failed",  "awaiting_approval", "rejected"};
 
 // States in which an attempt owns the run.
 const std::string active_states = "('running', 'pausing', 'cancelling')";
@@ -26,8 +27,10 @@ std::string run_columns(bool large) {
          "r.error_code, r.error, "
          "extract(epoch FROM coalesce(r.finished_at, now()) - coalesce(r.started_at, now()))"
          "::float8, r.max_attempts, r.run_after::text, r.lease_owner, r.parent_run_id::text, "
-         "r.idempotency_key, coalesce(r.progress_done, 0) - r.attempt_progress_base "
-         "FROM taskhost.runs r JOIN taskhost.task_schemas s ON s.id = r.schema_id ";
+         "r.idempotency_key, coalesce(r.progress_done, 0) - r.attempt_progress_base, "
+         "r.dry_run, r.approval_required, ap.decision, ap.actor, ap.reason, ap.at::text "
+         "FROM taskhost.runs r JOIN taskhost.task_schemas s ON s.id = r.schema_id "
+         "LEFT JOIN taskhost.run_approvals ap ON ap.run_id = r.id ";
 }
 
 Json json_or_null(const pg::Result& r, int row, int col) {
@@ -62,6 +65,10 @@ std::vector<Run> read_runs(const pg::Result& r) {
     run.parent_run_id = r.optional(i, 21);
     run.idempotency_key = r.optional(i, 22);
     run.attempt_progress = r.integer(i, 23);
+    run.dry_run = r.boolean(i, 24);
+    run.approval_required = r.boolean(i, 25);
+    if (!r.null(i, 26))
+      run.approval = Approval{r.text(i, 26), r.text(i, 27), r.text(i, 28), r.text(i, 29)};
     out.push_back(std::move(run));
   }
   return out;
@@ -76,12 +83,13 @@ RunState run_state_from(const std::string& s) {
     if (s == state_names[i]) return static_cast<RunState>(i);
   throw Error(ErrorKind::invalid,
               "unknown run state '" + s +
-                  "' (expected queued, running, pausing, paused, cancelling, cancelled, "
-                  "succeeded or failed)");
+                  "' (expected awaiting_approval, queued, running, pausing, paused, "
+                  "cancelling, cancelled, succeeded, failed or rejected)");
 }
 
 bool is_final(RunState s) {
-  return s == RunState::succeeded || s == RunState::failed || s == RunState::cancelled;
+  return s == RunState::succeeded || s == RunState::failed || s == RunState::cancelled ||
+         s == RunState::rejected;
 }
 
 void check_run_id(const std::string& id_or_prefix) {

@@ -11,12 +11,31 @@ namespace taskhost {
 
 // A run's life: queued -> running -> succeeded | failed, with the engine's
 // pause and cancel detours (running -> pausing -> paused -> queued,
-// running -> cancelling -> cancelled, queued -> cancelled).
-enum class RunState { queued, running, pausing, paused, cancelling, cancelled, succeeded, failed };
+// running -> cancelling -> cancelled, queued -> cancelled). A run whose
+// schema requires approval starts awaiting_approval -> queued (approved) |
+// rejected | cancelled.
+enum class RunState {
+  queued,
+  running,
+  pausing,
+  paused,
+  cancelling,
+  cancelled,
+  succeeded,
+  failed,
+  awaiting_approval,
+  rejected
+};
 
 const char* to_string(RunState s);
 RunState run_state_from(const std::string& s);  // throws Error(invalid)
 bool is_final(RunState s);
+
+// The one decision on a run that required approval.
+struct Approval {
+  std::string decision;  // approved, rejected
+  std::string actor, reason, at;
+};
 
 struct Run {
   std::string id;
@@ -36,6 +55,9 @@ struct Run {
   std::optional<std::string> lease_owner, parent_run_id, idempotency_key;
   double elapsed_seconds = 0;    // of the current (or last) attempt, until now or its finish
   int64_t attempt_progress = 0;  // items that attempt did
+  bool dry_run = false;          // every service write refused (README "Dry runs")
+  bool approval_required = false;
+  std::optional<Approval> approval;
 };
 
 struct Transition {

@@ -114,8 +114,8 @@ void record_outcomes(pg::Connection& conn, SystemClock::time_point now,
   pg::Transaction tx(conn);
   tx.exec(
       "WITH o AS (SELECT * FROM unnest($1::bigint[], $2::bool[], $3::int[], $4::text[], "
-      "  $5::bigint[], $6::bool[]) AS o(id, delivered, status, error, retry, dead)) "
-      "UPDATE taskhost.webhook_deliveries d SET attempts = d.attempts + 1, "
+      "  $5::bigint[], $6::bool[]) AS o(id, delivered, status, error, retry, dead)), "
+      "u AS (UPDATE taskhost.webhook_deliveries d SET attempts = d.attempts + 1, "
       "  state = CASE WHEN o.delivered THEN 'delivered' WHEN o.dead THEN 'dead' "
       "               ELSE 'pending' END, "
       "  next_attempt_at = " +
@@ -124,7 +124,14 @@ void record_outcomes(pg::Connection& conn, SystemClock::time_point now,
           "  finished_at = CASE WHEN o.delivered OR o.dead THEN " +
           at("$7") +
           " END "
-          "FROM o WHERE d.id = o.id AND d.state = 'pending'",
+          "FROM o WHERE d.id = o.id AND d.state = 'pending' "
+          "RETURNING CASE WHEN o.delivered THEN 'delivered' WHEN o.dead THEN 'dead' "
+          "  ELSE 'failed' END AS outcome) "
+          // Attempts by outcome for /metrics (migrations/0013_metrics.sql).
+          "INSERT INTO taskhost.metric_counts (metric, labels, value) "
+          "SELECT 'webhook_deliveries', ARRAY[outcome], count(*) FROM u GROUP BY outcome "
+          "ON CONFLICT (metric, labels) DO UPDATE "
+          "  SET value = taskhost.metric_counts.value + EXCLUDED.value",
       {pg::array_literal(ids), pg::array_literal(delivered), pg::array_literal(status),
        pg::array_literal(error), pg::array_literal(retry), pg::array_literal(dead), micros(now)});
   if (!gone.empty()) {

@@ -30,11 +30,17 @@ std::optional<Type> parse_type(const std::string& s) {
   return std::nullopt;
 }
 
+std::string scalar(const YAML::Node& n) { return n && n.IsScalar() ? n.Scalar() : std::string(); }
+
 // Only the keys listed; anything else is a typo worth naming.
 void check_keys(const YAML::Node& map, std::initializer_list<const char*> keys, const char* what,
                 Problems& p) {
   for (const auto& kv : map) {
-    const auto key = kv.first.as<std::string>();
+    const std::string key = scalar(kv.first);
+    if (key.empty()) {
+      add(p, kv.first, std::string(what) + ": a key must be a plain name");
+      continue;
+    }
     if (std::none_of(keys.begin(), keys.end(), [&](const char* k) { return key == k; })) {
       std::string expected;
       for (const char* k : keys) expected += std::string(expected.empty() ? "" : ", ") + k;
@@ -59,8 +65,6 @@ std::optional<uint32_t> position(const YAML::Node& map, const char* key, const s
   add(p, n, what + ": '" + key + "' must be a whole number from 1 to 1000000");
   return std::nullopt;
 }
-
-std::string scalar(const YAML::Node& n) { return n && n.IsScalar() ? n.Scalar() : std::string(); }
 
 void load_fields(const YAML::Node& list, RecordType& rt, Problems& p) {
   if (!list.IsSequence() || list.size() == 0) {
@@ -218,8 +222,12 @@ Layout load_layout(std::string_view yaml, const std::string& file) {
   } else {
     for (const auto& kv : records) {
       RecordType rt;
-      rt.code = kv.first.as<std::string>();
+      rt.code = scalar(kv.first);
       rt.line = line_of(kv.first);
+      if (rt.code.empty()) {
+        add(p, kv.first, "records: a record type's code must be a plain string");
+        continue;
+      }
       if (l.find(rt.code)) add(p, kv.first, "record " + rt.code + ": defined twice");
       if (l.discriminator_end > 0 &&
           rt.code.size() != l.discriminator_end - l.discriminator_start + 1)
@@ -238,7 +246,9 @@ Layout load_layout(std::string_view yaml, const std::string& file) {
   };
   l.header = record_ref("header");
   l.trailer = record_ref("trailer");
-  if (const YAML::Node tc = root["trailer_count"]) {
+  if (const YAML::Node tc = root["trailer_count"]; tc && !tc.IsMap()) {
+    add(p, tc, "trailer_count: must be a mapping {field, counts}");
+  } else if (tc) {
     check_keys(tc, {"field", "counts"}, "trailer_count", p);
     const RecordType* tr = l.trailer ? l.find(*l.trailer) : nullptr;
     l.trailer_count_field = scalar(tc["field"]);

@@ -30,7 +30,8 @@ trap 'psql "$admin" -qc "DROP DATABASE IF EXISTS $db WITH (FORCE)"; rm -rf "$wor
 
 mkdir "$work/plugins"
 cp "$so" "$work/plugins/"
-sed "s/@SHA256@/$digest/" "$src/schemas/hello.yaml" >"$work/hello.yaml"
+# an out-of-tree build names itself by its plugin digest
+sed "s/@SHA256@/$digest/; s/@BUILD@/${digest:0:12}/" "$src/schemas/hello.yaml" >"$work/hello.yaml"
 "$th" --database-url "$owner" migrate
 "$th" --database-url "$url" --plugin-dir "$work/plugins" schema install "$work/hello.yaml"
 out=$("$th" --database-url "$url" --plugin-dir "$work/plugins" run hello -p name=outsider --inline --wait --json)

@@ -75,6 +75,13 @@ InstalledSchema install_hello(pg::Connection& conn) {
 
 std::string bundled_ref(const std::string& file) { return bundled(file).ref(); }
 
+std::string slurp(const std::filesystem::path& path) {
+  std::ifstream in(path, std::ios::binary);
+  std::stringstream s;
+  s << in.rdbuf();
+  return s.str();
+}
+
 ServiceCalls service_calls(pg::Connection& conn, const std::string& run_id,
                            const std::string& service) {
   AuditFilter f;

@@ -1,5 +1,6 @@
 #pragma once
 
+#include <filesystem>
 #include <functional>
 #include <map>
 #include <string>
@@ -42,6 +43,9 @@ inline const std::string host_key_a = std::string(42, 'A') + "E=";
 inline const std::string host_key_b = std::string(42, 'B') + "E=";
 HostKeys host_keys(const std::string& key = host_key_a,
                    const std::vector<std::string>& previous = {});
+
+// A whole file, as bytes.
+std::string slurp(const std::filesystem::path& path);
 
 // SHA-256 of a file.
 std::string digest_of(const std::string& path);

@@ -60,7 +60,7 @@ extern "C" {
 #endif
 
 #define TH_ABI_MAJOR 1u
-#define TH_ABI_MINOR 1u
+#define TH_ABI_MINOR 2u
 #define TH_PLUGIN_MAGIC 0x54534b48u /* "TSKH" */
 #define TH_PLUGIN_ENTRY_SYMBOL "taskhost_plugin_descriptor"
 
@@ -168,6 +168,12 @@ typedef struct th_host_api {
   th_service_fn http;
   /* Appended in ABI 1.1: OpenPGP decryption (capabilities.pgp). */
   th_service_fn pgp;
+  /* Appended in ABI 1.2, always present: 1 when the run is a dry run, 0
+   * otherwise. In a dry run the host refuses every write a service would
+   * make (TH_ERR_PERMISSION, "dry run: ..."); reads work, so the plugin can
+   * report what a real run would do. Its own output, events, progress,
+   * checkpoints and attached files are still stored. */
+  int (*dry_run)(th_host* host);
 } th_host_api;
 
 #define TH_HOST_HAS(api, field)                                                 \

@@ -659,6 +659,12 @@ class Context {
   // True once a cancel or pause was requested: stop at the next safe point.
   bool should_stop() const { return api_->should_stop(host_) != 0; }
 
+  // True in a dry run (`taskhost run --dry-run`): the host refuses every
+  // write a service would make with Error(TH_ERR_PERMISSION) "dry run: ...",
+  // and reads work, so report what a real run would do. The run's own
+  // output, events, progress, checkpoints and files are still stored.
+  bool dry_run() const { return TH_HOST_HAS(api_, dry_run) && api_->dry_run(host_) != 0; }
+
   const Json& params() const {
     if (!params_) params_ = fetch_json(api_->params);
     return *params_;

@@ -35,12 +35,7 @@ std::string quote(const std::string& s) {
   return q + "'";
 }
 
-std::string slurp(const fs::path& p) {
-  std::ifstream in(p);
-  std::ostringstream s;
-  s << in.rdbuf();
-  return s.str();
-}
+using test::slurp;
 
 struct Cli : ::testing::Test {
   test::TestDatabase db;
@@ -141,7 +136,7 @@ TEST_F(Cli, InstallRunAndInspectHello) {
   ASSERT_EQ(r.exit_code, 0) << r.err;
   Json info = Json::parse(r.out);
   EXPECT_EQ(info["name"], "hello");
-  EXPECT_EQ(info["abi"], "1.1");
+  EXPECT_EQ(info["abi"], "1.2");
   EXPECT_EQ(info["sha256"].get<std::string>().size(), 64u);
 }
 
@@ -575,7 +570,7 @@ TEST_F(Cli, VersionAndCommandGroups) {
   auto r = run({"--version"});
   EXPECT_EQ(r.exit_code, 0) << r.err;
   EXPECT_EQ(r.out.rfind("taskhost ", 0), 0u) << r.out;
-  EXPECT_NE(r.out.find(" (plugin ABI 1.1)\n"), std::string::npos) << r.out;
+  EXPECT_NE(r.out.find(" (plugin ABI 1.2)\n"), std::string::npos) << r.out;
   EXPECT_EQ(run({"version"}).out, r.out);
 
   r = run({"runs"});

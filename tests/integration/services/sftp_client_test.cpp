@@ -23,12 +23,7 @@ namespace fs = std::filesystem;
 
 fs::path sshd_dir() { return std::string(std::getenv("TASKHOST_TEST_HOME")) + "-sshd"; }
 
-std::string slurp(const fs::path& p) {
-  std::ifstream in(p, std::ios::binary);
-  std::stringstream s;
-  s << in.rdbuf();
-  return s.str();
-}
+using test::slurp;
 
 SftpEndpoint endpoint(const std::string& known_hosts = "known_hosts",
                       const fs::path& dir = sshd_dir()) {

@@ -18,12 +18,7 @@ namespace {
 
 namespace fs = std::filesystem;
 
-std::string slurp(const fs::path& p) {
-  std::ifstream in(p, std::ios::binary);
-  std::stringstream s;
-  s << in.rdbuf();
-  return s.str();
-}
+using test::slurp;
 
 TEST(SftpPlugin, EveryCallThroughTheLoaderConfinedAndAudited) {
   const fs::path sshd = std::string(std::getenv("TASKHOST_TEST_HOME")) + "-sshd";

@@ -5,11 +5,13 @@
 #include <gtest/gtest.h>
 
 #include <atomic>
+#include <map>
 #include <set>
 
 #include "common/curl.hpp"
 #include "engine/submit.hpp"
 #include "store/audit.hpp"
+#include "store/metrics.hpp"
 #include "store/queue.hpp"
 #include "support/fixtures.hpp"
 #include "support/http_receiver.hpp"
@@ -167,6 +169,14 @@ TEST_F(Webhooks, RetryScheduleOnAFakeClockThenDeadLetter) {
   EXPECT_EQ(ids.size(), 1u) << "every attempt carries the same webhook-id";
   EXPECT_EQ(list_deliveries(conn, {true, std::nullopt, 10}).size(), 1u) << "a dead letter";
   EXPECT_EQ(now - start, 100h + 5s + 5min + 30min + 2h + 5h + 10h + 10h);
+  // What /metrics reports: each attempt by its outcome, and the dead letter.
+  const auto m = read_platform_metrics(conn, {1});
+  std::map<std::string, double> attempts;
+  for (const auto& c : m.counts)
+    if (c.metric == "webhook_deliveries") attempts[c.labels.at(0)] = c.value;
+  EXPECT_EQ(attempts, (std::map<std::string, double>{{"failed", 7}, {"dead", 1}}));
+  EXPECT_EQ(m.dead_letters, 1);
+  EXPECT_EQ(m.deliveries_pending, 0);
 }
 
 TEST_F(Webhooks, JitterStaysWithinTenPercent) {

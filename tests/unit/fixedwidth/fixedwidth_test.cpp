@@ -151,6 +151,27 @@ records:
       << e;
 }
 
+// Found by fuzz_fixedwidth: a key that is a mapping, or a trailer_count that
+// is no mapping, threw a yaml-cpp exception instead of a LayoutError.
+TEST(FixedWidthLayout, NonScalarKeysAndShapesAreProblemsNotCrashes) {
+  const std::string e = layout_error(R"(name: odd
+record_length: 1
+discriminator: { start: 1, end: 1, [x]: 1 }
+trailer_count: 3
+records:
+  ? { a: b }
+  : - { name: a, start: 1, end: 1, type: AN }
+  B:
+    - { name: a, start: 1, end: 1, type: AN }
+)");
+  EXPECT_NE(e.find("l.yaml:3: discriminator: a key must be a plain name"), std::string::npos) << e;
+  EXPECT_NE(e.find("l.yaml:4: trailer_count: must be a mapping {field, counts}"), std::string::npos)
+      << e;
+  EXPECT_NE(e.find("l.yaml:6: records: a record type's code must be a plain string"),
+            std::string::npos)
+      << e;
+}
+
 TEST(FixedWidthLayout, CsvProblemsNameTheCsvLine) {
   try {
     fw::layout_yaml_from_csv(

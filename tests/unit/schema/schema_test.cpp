@@ -99,9 +99,52 @@ TEST(Schema, UnknownKeyNamesFileLineColumnAndSuggests) {
       "bad.yaml:4:1: timout: unknown key; did you mean 'timeout'? (expected one of: name, "
       "version, description, plugin, params, capabilities, retry, timeout, isolation, limits, "
       "concurrency, "
-      "schedule, timezone, on_success, on_failure, hooks, permissions)");
+      "schedule, timezone, on_success, on_failure, hooks, permissions, approval)");
   EXPECT_EQ(first_error(minimal("retry: { max_attempt: 3 }\n")).substr(0, 60),
             "bad.yaml:4:10: retry.max_attempt: unknown key; did you mean ");
+}
+
+TEST(Schema, ApprovalNamesItsRolesAndIsCheckedWhereWritten) {
+  std::vector<Diagnostic> errors;
+  auto s =
+      parse_schema(minimal("approval: { required: true, approvers: [admin, release_manager] }\n"),
+                   "t.yaml", &errors);
+  ASSERT_TRUE(s) << format_diagnostics(errors);
+  EXPECT_TRUE(s->approval.required);
+  EXPECT_EQ(s->approval.approvers, (std::vector<std::string>{"admin", "release_manager"}));
+  EXPECT_EQ(s->to_json()["approval"],
+            (Json{{"required", true}, {"approvers", {"admin", "release_manager"}}}));
+  s = parse_schema(minimal("approval: { required: true }\n"), "t.yaml", &errors);
+  ASSERT_TRUE(s);
+  EXPECT_EQ(s->approval.approvers, std::vector<std::string>{"admin"}) << "admin by default";
+  EXPECT_FALSE(parse_schema(minimal(""), "t.yaml", &errors)->approval.required);
+
+  EXPECT_EQ(first_error(minimal("approval: { required: yes }\n")),
+            "bad.yaml:4:23: approval.required: expected true or false, got 'yes'");
+  EXPECT_EQ(first_error(minimal("approval: { approvers: [admin] }\n")),
+            "bad.yaml:4:11: approval.required: is required");
+  EXPECT_EQ(first_error(minimal("approval: { required: true, approvers: [Admin] }\n")),
+            "bad.yaml:4:41: approval.approvers[0]: expected a role name, got 'Admin'");
+  EXPECT_EQ(first_error(minimal("approval: { required: true, approvers: [] }\n")),
+            "bad.yaml:4:40: approval.approvers: lists no role: name at least one role that may "
+            "approve");
+  EXPECT_EQ(first_error(minimal("approval: { required: true, approver: [admin] }\n")).substr(0, 60),
+            "bad.yaml:4:29: approval.approver: unknown key; did you mean ");
+}
+
+TEST(Schema, HttpGrantsMayDeclareSafeMethodsForDryRuns) {
+  std::vector<Diagnostic> errors;
+  auto s = parse_schema(minimal("capabilities:\n  http:\n    - { base_url: 'https://api.example/"
+                                "status/', safe_methods: [POST] }\n"),
+                        "t.yaml", &errors);
+  ASSERT_TRUE(s) << format_diagnostics(errors);
+  EXPECT_EQ(s->capabilities.http.at(0).safe_methods, std::vector<std::string>{"POST"});
+  EXPECT_EQ(s->to_json()["capabilities"]["http"][0]["safe_methods"], Json{"POST"});
+  EXPECT_EQ(
+      first_error(minimal("capabilities:\n  http:\n    - { base_url: 'https://api.example/', "
+                          "safe_methods: [post] }\n")),
+      "bad.yaml:6:58: capabilities.http[0].safe_methods[0]: expected POST, PUT, DELETE, PATCH or "
+      "OPTIONS (GET and HEAD are always allowed in a dry run), got 'post'");
 }
 
 TEST(Schema, LimitsTakeSizesDurationsAndCounts) {
@@ -209,6 +252,21 @@ TEST(Schema, ParamErrors) {
             "bad.yaml:5:31: params.s.pattern: is not a valid pattern: ");
   EXPECT_EQ(first_error(minimal("params:\n  Bad: { type: string }\n")),
             "bad.yaml:5:3: params.Bad: parameter names are lower-case letters, digits and '_'");
+}
+
+TEST(Schema, AnUploadParameterNamesAGrantedBucket) {
+  std::vector<Diagnostic> errors;
+  auto s = parse_schema(minimal("params:\n  input: { type: string, upload: inbox }\n"
+                                "capabilities: { s3: [ { bucket: inbox, access: read } ] }\n"),
+                        "t.yaml", &errors);
+  ASSERT_TRUE(s.has_value()) << format_diagnostics(errors);
+  EXPECT_EQ(s->params[0].upload, "inbox");
+  EXPECT_EQ(s->to_json()["params"]["input"]["upload"], "inbox");
+  EXPECT_EQ(first_error(minimal("params:\n  input: { type: string, upload: inbox }\n")),
+            "bad.yaml:5:34: params.input.upload: bucket 'inbox' is not one the schema grants "
+            "(capabilities.s3)");
+  EXPECT_EQ(first_error(minimal("params:\n  n: { type: integer, upload: inbox }\n")),
+            "bad.yaml:5:31: params.n.upload: does not apply to a parameter of type integer");
 }
 
 TEST(Schema, CapabilityAndScheduleErrors) {
