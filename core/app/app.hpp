@@ -12,6 +12,7 @@
 #include "app/host.hpp"
 #include "engine/submit.hpp"
 #include "store/audit.hpp"
+#include "store/queue.hpp"
 #include "store/run_logs.hpp"
 #include "store/runs.hpp"
 #include "store/schemas.hpp"
@@ -19,7 +20,7 @@
 
 namespace taskhost::app {
 
-enum class RunControl { cancel, pause, resume, retry };
+using taskhost::RunControl;
 RunControl run_control_from(const std::string& name);  // throws Error(invalid)
 
 struct Installed {
@@ -106,7 +107,8 @@ class App {
 
   // -- what the portal shows
   // What this actor may do now: on a schema ("run"), on a run ("cancel",
-  // "pause", "resume", "retry": its roles and the run's state), on the
+  // "pause", "resume", "retry": its roles and the run's state; "approve",
+  // "reject": an approver who did not submit it), on the
   // platform ("install", "audit", "webhooks", "api_keys": the admin role's).
   std::vector<std::string> schema_actions(const InstalledSchema& schema);
   std::vector<std::string> run_actions(const Run& run);
