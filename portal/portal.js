@@ -426,7 +426,7 @@ async function runPage(main, id) {
       awaiting ? h('p', { id: 'approval-note', class: 'notice' }, deciding
         ? `Submitted by ${run.actor}: it waits for your approval.`
         : 'It waits for an approver who did not submit it.') : null,
-      run.approval && run.approval.decision ? h('p', { class: 'muted' },
+      run.approval && run.approval.decision ? h('p', { id: 'approval-decision', class: 'muted' },
         `${run.approval.decision} by ${run.approval.actor}${run.approval.reason ? `: ${run.approval.reason}` : ''}`) : null,
       run.error ? h('p', { class: 'notice error' }, `${run.error_code || 'error'}: ${run.error}`) : null);
 

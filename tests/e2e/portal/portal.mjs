@@ -260,7 +260,7 @@ try {
     await shot(admin.page, 'run-approve');
     await admin.page.getByRole('button', { name: 'Approve' }).click();
     await waitForState(admin.page, 'succeeded');  // approved, queued, run, without a reload
-    await admin.page.getByText('approved by api:root').waitFor();
+    await admin.page.locator('#approval-decision', { hasText: 'approved by api:root' }).waitFor();
 
     await admin.page.goto(`${BASE}/#/runs/${gatedRuns[1]}`);
     await admin.page.getByRole('button', { name: 'Reject' }).click();
@@ -269,7 +269,7 @@ try {
     await admin.page.getByLabel('Reason').fill('wrong batch');
     await admin.page.getByRole('button', { name: 'Reject' }).click();
     await waitForState(admin.page, 'rejected');
-    await admin.page.getByText('rejected by api:root: wrong batch').waitFor();
+    await admin.page.locator('#approval-decision', { hasText: 'rejected by api:root: wrong batch' }).waitFor();
     assert.equal(await admin.page.getByRole('group', { name: 'Run actions' }).getByRole('button').count(), 0);
     await shot(admin.page, 'run-rejected');
   });
