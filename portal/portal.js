@@ -6,12 +6,13 @@
 'use strict';
 
 const POLL_MS = 2000;
-const FINAL = ['succeeded', 'failed', 'cancelled'];
-const STATES = ['queued', 'running', 'pausing', 'paused', 'cancelling', 'cancelled', 'succeeded',
-  'failed'];
+const STATES = ['awaiting_approval', 'queued', 'running', 'pausing', 'paused', 'cancelling',
+  'cancelled', 'succeeded', 'failed', 'rejected'];
+const LOG_LINES_SHOWN = 500;  // the newest; `taskhost runs logs` has them all
 
 let session = null;  // GET /v1/session: actor, roles, allowed_actions, csrf_token
 let poller = null;   // the current page's refresh, every POLL_MS
+let streams = [];    // the current page's live streams (EventSource), closed on navigation
 let page = 0;        // bumped per navigation, so a late answer cannot draw on a newer page
 
 // ---- helpers ----------------------------------------------------------------
@@ -369,37 +370,70 @@ async function runsPage(main, query) {
   return refresh;
 }
 
+// A run's page, live: the server's event stream (GET /v1/runs/{id}/events/stream)
+// says when the run changed, and the page then reads it again; its log
+// stream appends lines as the worker stores them. Both resume where they
+// were after a dropped connection (EventSource sends Last-Event-ID) and end
+// with the run.
 async function runPage(main, id) {
+  const mine = page;
   const head = h('div', {});
   const actions = h('div', { class: 'actions', role: 'group', 'aria-label': 'Run actions' });
   const progress = h('section', { 'aria-labelledby': 'progress-title' });
   const details = h('div', { class: 'grid' });
-  main.append(head, actions, progress, details);
-  let last = null;
+  const logLines = h('tbody', {});
+  const log = h('section', { class: 'wide', 'aria-labelledby': 'log-title' },
+    h('h2', { id: 'log-title' }, 'Log'),
+    h('table', { class: 'log' }, h('caption', {}, `What the run logged (the newest ${LOG_LINES_SHOWN} lines, live)`),
+      h('thead', {}, h('tr', {}, ['At', 'Attempt', 'Level', 'From', 'Message'].map((x) => h('th', { scope: 'col' }, x)))),
+      logLines));
+  main.append(head, actions, progress, details, log);
+  const reason = h('input', { id: 'decision-reason', type: 'text', placeholder: 'why (required to reject)' });
+
+  const act = async (button, action, body) => {
+    button.disabled = true;
+    try {
+      const r = await api('POST', `/v1/runs/${id}/${action}`, body);
+      say(`Run ${id.slice(0, 8)}: ${r.state}`);
+    } catch (e) {
+      say(e.message, true);
+    }
+    await refresh();
+  };
+  const button = (action) => h('button', {
+    type: 'button', class: action === 'cancel' || action === 'reject' ? 'danger' : '',
+    onclick: (ev) => {
+      if (action === 'reject' && !reason.value.trim()) {
+        say('A rejection needs a reason, for the submitter and the record.', true);
+        reason.focus();
+        return;
+      }
+      const why = reason.value.trim() || `${action} from the portal`;
+      act(ev.target, action, { reason: why });
+    },
+  }, action[0].toUpperCase() + action.slice(1));
+
   const refresh = async () => {
-    if (last && FINAL.includes(last.state) && last.refreshedFinal) return;
     const [run, output, audit] = await Promise.all([
       api('GET', `/v1/runs/${id}`),
       api('GET', `/v1/runs/${id}/output`),
       api('GET', `/v1/runs/${id}/audit`)]);
+    const awaiting = run.state === 'awaiting_approval';
+    const deciding = run.allowed_actions.includes('approve');
     fill(head, h('h1', {}, `Run ${run.id.slice(0, 8)} `, stateBadge(run.state)),
       h('p', { class: 'muted' }, `${run.schema}@${run.schema_version} · attempt ${run.attempt} of ${run.max_attempts} · by ${run.actor} · ${run.id}`),
+      run.dry_run ? h('p', { class: 'notice' }, 'A dry run: the host refuses every write.') : null,
+      awaiting ? h('p', { id: 'approval-note', class: 'notice' }, deciding
+        ? `Submitted by ${run.actor}: it waits for your approval.`
+        : 'It waits for an approver who did not submit it.') : null,
+      run.approval && run.approval.decision ? h('p', { id: 'approval-decision', class: 'muted' },
+        `${run.approval.decision} by ${run.approval.actor}${run.approval.reason ? `: ${run.approval.reason}` : ''}`) : null,
       run.error ? h('p', { class: 'notice error' }, `${run.error_code || 'error'}: ${run.error}`) : null);
 
-    fill(actions, ...run.allowed_actions.map((a) => h('button', {
-      type: 'button', class: a === 'cancel' ? 'danger' : '',
-      onclick: async (ev) => {
-        ev.target.disabled = true;
-        try {
-          const r = await api('POST', `/v1/runs/${id}/${a}`, { reason: `${a} from the portal` });
-          say(`Run ${id.slice(0, 8)}: ${r.state}`);
-        } catch (e) {
-          say(e.message, true);
-        }
-        last = null;
-        await refresh();
-      },
-    }, a[0].toUpperCase() + a.slice(1))));
+    const focused = document.activeElement === reason;
+    fill(actions, deciding ? field('decision-reason', 'Reason', reason) : null,
+      ...run.allowed_actions.map(button));
+    if (focused) reason.focus();
 
     const p = run.progress;
     const pct = percent(p);
@@ -431,11 +465,35 @@ async function runPage(main, id) {
       h('section', { class: 'wide' }, h('h2', {}, 'Audit trail'), table('Audit entries of this run', ['Seq', 'At', 'Actor', 'Action', 'Subject', 'Detail'],
         audit.entries.map((a) => h('tr', {}, h('td', {}, a.seq), h('td', { class: 'when' }, when(a.at)), h('td', {}, a.actor), h('td', {}, a.action),
           h('td', { class: 'mono' }, a.subject || ''), h('td', { class: 'mono' }, JSON.stringify(a.detail)))))));
-    // One more refresh after the run ends catches its last events and output.
-    last = { state: run.state, refreshedFinal: last && FINAL.includes(last.state) };
   };
   await refresh();
-  return refresh;
+  if (mine !== page) return;  // navigated away meanwhile
+
+  // Many changes in a burst (items done, events) make one read, at most
+  // every 300 ms; the last change always gets its read.
+  let queued = null;
+  const soon = () => {
+    queued = queued || setTimeout(() => {
+      queued = null;
+      refresh().catch((e) => say(e.message, true));
+    }, 300);
+  };
+  const events = new EventSource(`/v1/runs/${id}/events/stream`);
+  events.addEventListener('run', soon);
+  events.addEventListener('event', soon);
+  events.addEventListener('end', () => {
+    events.close();
+    soon();
+  });
+  const lines = new EventSource(`/v1/runs/${id}/logs/stream`);
+  lines.addEventListener('log', (m) => {
+    const l = JSON.parse(m.data);
+    logLines.append(h('tr', { class: `log-${l.level}` }, h('td', { class: 'when' }, when(l.at)), h('td', {}, l.attempt),
+      h('td', {}, l.level), h('td', {}, l.source), h('td', { class: 'mono' }, l.message)));
+    while (logLines.childElementCount > LOG_LINES_SHOWN) logLines.firstElementChild.remove();
+  });
+  lines.addEventListener('end', () => lines.close());
+  streams.push(events, lines);
 }
 
 // ---- audit ------------------------------------------------------------------
@@ -502,6 +560,8 @@ async function webhooksPage(main) {
 async function render() {
   clearInterval(poller);
   poller = null;
+  for (const s of streams) s.close();
+  streams = [];
   const mine = ++page;
   const main = document.getElementById('main');
   main.replaceChildren();
@@ -514,7 +574,7 @@ async function render() {
   try {
     let refresh = null;
     if (parts[0] === 'run' && parts[1]) await runFormPage(main, parts[1]);
-    else if (parts[0] === 'runs' && parts[1]) refresh = await runPage(main, parts[1]);
+    else if (parts[0] === 'runs' && parts[1]) await runPage(main, parts[1]);
     else if (parts[0] === 'runs') refresh = await runsPage(main, query);
     else if (parts[0] === 'audit') await auditPage(main, query);
     else if (parts[0] === 'webhooks') refresh = await webhooksPage(main);

@@ -357,6 +357,21 @@ Response list_keys(Call& c) {
   return json_response(http::status::ok, {{"keys", out}});
 }
 
+Response run_logs(Call& c) {
+  Run r = c.app.run(c.path["id"]);
+  LogQuery q;
+  q.limit = int_param(c, "limit", 1000, 10000);
+  if (opt(c, "attempt")) q.attempt = int_param(c, "attempt", 1, 1000000);
+  if (auto a = opt(c, "after_seq")) {
+    if (a->empty() || a->size() > 18 || a->find_first_not_of("0123456789") != std::string::npos)
+      throw Error(ErrorKind::invalid, "after_seq: expected a line's seq");
+    q.after_seq = std::stoll(*a);
+  }
+  auto page = c.app.logs(r, q);
+  return json_response(http::status::ok,
+                       app::log_page_json(page, page.lines.size() == static_cast<size_t>(q.limit)));
+}
+
 Response health(Call&) { return json_response(http::status::ok, {{"status", "ok"}}); }
 
 Response ready(Call& c) {
@@ -506,6 +521,10 @@ const std::vector<Route>& routes() {
       {V::delete_, "/v1/session", end_session},
       {V::post, "/v1/schemas/{ref}/uploads/{param}", upload},
       {V::get, "/v1/runs/{id}/audit", run_audit},
+      // Run logs and live streams (server-sent events).
+      {V::get, "/v1/runs/{id}/logs", run_logs},
+      {V::get, "/v1/runs/{id}/logs/stream", nullptr, false, open_run_logs_stream},
+      {V::get, "/v1/runs/{id}/events/stream", nullptr, false, open_run_events_stream},
   };
   return table;
 }
@@ -567,10 +586,11 @@ void Router::failed(const std::string& client) {
   if (failures_.size() > 10000) failures_.clear();  // bounded, whatever the clients
 }
 
-Response Router::handle(const Request& request, pg::Connection& db, const std::string& client) {
+Response Router::handle(const Request& request, pg::Connection& db, const std::string& client,
+                        std::unique_ptr<EventStream>* stream) {
   const auto start = std::chrono::steady_clock::now();
   const Route* route = nullptr;
-  Response r = dispatch(request, db, client, route);
+  Response r = dispatch(request, db, client, stream, route);
   // Unmatched requests share one series whatever their path and method, so
   // a client cannot make new series at will.
   metrics_.observe(route ? route->path : "unmatched",
@@ -580,7 +600,7 @@ Response Router::handle(const Request& request, pg::Connection& db, const std::s
 }
 
 Response Router::dispatch(const Request& request, pg::Connection& db, const std::string& client,
-                          const Route*& route) {
+                          std::unique_ptr<EventStream>* stream, const Route*& route) {
   const std::string_view target(request.target().data(), request.target().size());
   const auto qmark = target.find('?');
   const std::string_view path = target.substr(0, qmark);
@@ -672,7 +692,10 @@ Response Router::dispatch(const Request& request, pg::Connection& db, const std:
     }
     app::App a(host_, db, *actor);
     Call call{request, std::move(params), query, a, host_, db, metrics_, session};
-    return route->handle(call);
+    if (!route->stream) return route->handle(call);
+    if (!stream) return problem(http::status::not_acceptable, "this server cannot stream here");
+    *stream = route->stream(call);
+    return Response{http::status::ok, 11};
   } catch (const FieldErrors& e) {
     Json fields = Json::array();
     for (const auto& f : e.fields()) fields.push_back({{"field", f.field}, {"detail", f.detail}});

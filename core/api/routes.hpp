@@ -8,6 +8,7 @@
 #include <filesystem>
 #include <functional>
 #include <map>
+#include <memory>
 #include <mutex>
 #include <optional>
 #include <string>
@@ -35,6 +36,21 @@ struct Call {
   std::optional<app::PortalSession> session = std::nullopt;
 };
 
+// A live response (text/event-stream, api/streams.cpp): the server asks it
+// for what is new when it opens and each time its run's activity is
+// announced (run_activity_channel), on a handler thread with a connection.
+class EventStream {
+ public:
+  struct Chunk {
+    std::string text;   // server-sent events, possibly none
+    bool more = false;  // a limit cut this read short: ask again at once
+    bool done = false;  // the run finished and everything was sent
+  };
+  virtual ~EventStream() = default;
+  virtual const std::string& run_id() const = 0;
+  virtual Chunk next(pg::Connection& db) = 0;
+};
+
 struct Route {
   http::verb method;
   std::string path;  // "/v1/runs/{id}"
@@ -43,8 +59,14 @@ struct Route {
   // the call's actor then has no roles, so no operation that authorizes is
   // reachable; its 401s count as failed authentications.
   bool open = false;
+  // Instead of handle, for a route answering with a stream.
+  std::function<std::unique_ptr<EventStream>(Call&)> stream = {};
 };
 const std::vector<Route>& routes();
+
+// The stream routes' openers (api/streams.cpp).
+std::unique_ptr<EventStream> open_run_events_stream(Call& c);
+std::unique_ptr<EventStream> open_run_logs_stream(Call& c);
 
 // An RFC 9457 problem document (application/problem+json), with extension
 // members when given (a 422 for parameters: errors: [{field, detail}]).
@@ -64,12 +86,15 @@ class Router {
  public:
   // portal_dir: the portal's files, read once here (none: no portal).
   Router(app::Host& host, const std::filesystem::path& portal_dir);
-  Response handle(const Request& request, pg::Connection& db, const std::string& client);
+  // A stream route sets *stream (and the response is only its status);
+  // without a place for one, it answers 406.
+  Response handle(const Request& request, pg::Connection& db, const std::string& client,
+                  std::unique_ptr<EventStream>* stream = nullptr);
 
  private:
   // Sets `route` to the one that answered (nullptr: none matched).
   Response dispatch(const Request& request, pg::Connection& db, const std::string& client,
-                    const Route*& route);
+                    std::unique_ptr<EventStream>* stream, const Route*& route);
   bool throttled(const std::string& client);
   void failed(const std::string& client);
   std::optional<Response> portal_file(const Request& request, std::string_view path) const;

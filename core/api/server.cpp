@@ -1,5 +1,6 @@
 #include "api/server.hpp"
 
+#include <poll.h>
 #include <spdlog/spdlog.h>
 #include <sys/stat.h>
 
@@ -16,6 +17,8 @@
 
 #include "api/routes.hpp"
 #include "common/error.hpp"
+#include "common/text.hpp"
+#include "store/run_logs.hpp"
 
 namespace taskhost::api {
 
@@ -51,13 +54,105 @@ class ConnectionPool {
   std::vector<std::unique_ptr<pg::Connection>> free_;
 };
 
+// An open stream as the hub sees it.
+class Subscriber {
+ public:
+  virtual ~Subscriber() = default;
+  virtual void wake() = 0;  // from any thread: its run changed
+};
+
+// Which open streams follow which run.
+class Hub {
+ public:
+  void add(const std::string& run, const std::shared_ptr<Subscriber>& s) {
+    std::lock_guard lock(mutex_);
+    subscribers_.emplace(run, s);
+  }
+  void remove(const std::string& run, const Subscriber* s) {
+    std::lock_guard lock(mutex_);
+    auto [from, to] = subscribers_.equal_range(run);
+    for (auto it = from; it != to;) {
+      auto held = it->second.lock();
+      it = !held || held.get() == s ? subscribers_.erase(it) : std::next(it);
+    }
+  }
+  // Those of one run, or (run empty) all: after the listener reconnected,
+  // since notifications sent meanwhile are lost.
+  void wake(const std::string& run) {
+    std::vector<std::shared_ptr<Subscriber>> woken;
+    {
+      std::lock_guard lock(mutex_);
+      auto [from, to] = run.empty() ? std::pair(subscribers_.begin(), subscribers_.end())
+                                    : subscribers_.equal_range(run);
+      for (auto it = from; it != to; ++it)
+        if (auto s = it->second.lock()) woken.push_back(std::move(s));
+    }
+    for (const auto& s : woken) s->wake();
+  }
+
+ private:
+  std::mutex mutex_;
+  std::multimap<std::string, std::weak_ptr<Subscriber>> subscribers_;
+};
+
+// The process's one LISTEN connection: it hears run_activity_channel and
+// wakes the streams of the run named; it reconnects with backoff.
+class Listener {
+ public:
+  Listener(std::string conninfo, Hub& hub) : conninfo_(std::move(conninfo)), hub_(hub) {
+    thread_ = std::thread([this] { loop(); });
+  }
+  ~Listener() {
+    stop_ = true;
+    thread_.join();
+  }
+
+ private:
+  void loop() {
+    auto backoff = std::chrono::milliseconds(100);
+    while (!stop_) {
+      try {
+        pg::Connection conn(conninfo_);
+        conn.exec(std::string("LISTEN ") + run_activity_channel);
+        hub_.wake("");
+        backoff = std::chrono::milliseconds(100);
+        while (!stop_) {
+          pollfd fd{PQsocket(conn.raw()), POLLIN, 0};
+          ::poll(&fd, 1, 250);  // and look at stop_ four times a second
+          if (PQconsumeInput(conn.raw()) == 0)
+            throw Error(ErrorKind::environment, PQerrorMessage(conn.raw()));
+          while (PGnotify* n = PQnotifies(conn.raw())) {
+            hub_.wake(n->extra);
+            PQfreemem(n);
+          }
+        }
+      } catch (const std::exception& e) {
+        spdlog::warn("api: the live streams' listener lost the database, retrying in {} ms: {}",
+                     backoff.count(), e.what());
+        for (auto until = std::chrono::steady_clock::now() + backoff;
+             !stop_ && std::chrono::steady_clock::now() < until;)
+          std::this_thread::sleep_for(std::chrono::milliseconds(50));
+        backoff = std::min(backoff * 2, std::chrono::milliseconds(5000));
+      }
+    }
+  }
+
+  std::string conninfo_;
+  Hub& hub_;
+  std::atomic<bool> stop_{false};
+  std::thread thread_;
+};
+
 struct Shared {
   ServeOptions options;
   Router router;
   ConnectionPool pool;
   net::thread_pool handlers;
+  Hub hub;
 
-  Response handle(const Request& request, const std::string& client) {
+  // For a stream route, sets *stream and reads its first chunk.
+  Response handle(const Request& request, const std::string& client,
+                  std::unique_ptr<EventStream>* stream, EventStream::Chunk* first) {
     std::unique_ptr<pg::Connection> db;
     try {
       db = pool.take();
@@ -65,14 +160,23 @@ struct Shared {
       spdlog::error("api: {}", e.what());
       return problem(http::status::service_unavailable, "the database is unreachable");
     }
-    Response r = router.handle(request, *db, client);
+    Response r = router.handle(request, *db, client, stream);
+    if (*stream) {
+      try {
+        *first = (*stream)->next(*db);
+      } catch (const std::exception& e) {
+        spdlog::error("api: opening a stream: {}", e.what());
+        stream->reset();
+        r = problem(http::status::service_unavailable, "the stream could not be read");
+      }
+    }
     pool.give_back(std::move(db));
     return r;
   }
 };
 
 template <typename Stream>
-class Session : public std::enable_shared_from_this<Session<Stream>> {
+class Session : public Subscriber, public std::enable_shared_from_this<Session<Stream>> {
  public:
   Session(typename Stream::socket_type socket, Shared& shared, std::string client)
       : stream_(std::move(socket)), shared_(shared), client_(std::move(client)) {}
@@ -123,7 +227,18 @@ class Session : public std::enable_shared_from_this<Session<Stream>> {
     auto request = std::make_shared<Request>(parser_->release());
     // Off the I/O thread: a handler blocks on the database.
     net::post(shared_.handlers, [self = this->shared_from_this(), request] {
-      auto response = std::make_shared<Response>(self->shared_.handle(*request, self->client_));
+      std::unique_ptr<EventStream> stream;
+      EventStream::Chunk first;
+      auto response = std::make_shared<Response>(
+          self->shared_.handle(*request, self->client_, &stream, &first));
+      if (stream) {
+        net::post(self->stream_.get_executor(),
+                  [self, events = std::shared_ptr<EventStream>(std::move(stream)),
+                   first = std::move(first)]() mutable {
+                    self->start_stream(std::move(events), std::move(first));
+                  });
+        return;
+      }
       response->version(request->version());
       response->keep_alive(request->keep_alive());
       net::post(self->stream_.get_executor(),
@@ -168,20 +283,149 @@ class Session : public std::enable_shared_from_this<Session<Stream>> {
     stream_.socket().close(ignored);
   }
 
+  // ---- a live stream (text/event-stream) -----------------------------------
+  // All of it runs on the I/O thread but the reads (next()), which run on a
+  // handler thread, one at a time; the body ends when the connection does.
+
+  void start_stream(std::shared_ptr<EventStream> events, EventStream::Chunk first) {
+    events_ = std::move(events);
+    pending_ =
+        "HTTP/1.1 200 OK\r\nServer: taskhost\r\nContent-Type: text/event-stream\r\n"
+        "Cache-Control: no-store\r\nX-Content-Type-Options: nosniff\r\n"
+        "X-Accel-Buffering: no\r\nConnection: close\r\n\r\nretry: 3000\n\n";
+    shared_.hub.add(events_->run_id(), this->shared_from_this());
+    watch_for_close();
+    heartbeat_.emplace(stream_.get_executor());
+    beat();
+    deliver(std::move(first));
+  }
+
+  void wake() override {
+    net::post(stream_.get_executor(), [self = this->shared_from_this()] {
+      if (self->closed_ || self->finishing_) return;
+      if (self->polling_)
+        self->dirty_ = true;  // read again once this read is in
+      else
+        self->poll();
+    });
+  }
+
+  void poll() {
+    polling_ = true;
+    net::post(shared_.handlers, [self = this->shared_from_this()] {
+      EventStream::Chunk c;
+      bool failed = false;
+      try {
+        auto db = self->shared_.pool.take();
+        c = self->events_->next(*db);
+        self->shared_.pool.give_back(std::move(db));
+      } catch (const std::exception& e) {
+        spdlog::warn("api: stream of run {} ended: {}", self->events_->run_id(), e.what());
+        failed = true;  // the client reconnects and resumes
+      }
+      net::post(self->stream_.get_executor(), [self, c = std::move(c), failed]() mutable {
+        self->polling_ = false;
+        if (failed) return self->close_stream();
+        self->deliver(std::move(c));
+      });
+    });
+  }
+
+  void deliver(EventStream::Chunk c) {
+    if (closed_) return;
+    if (pending_.size() + c.text.size() > shared_.options.stream_buffer_limit) {
+      spdlog::warn("api: stream of run {} to {} dropped: the client is over {} bytes behind",
+                   events_->run_id(), printable(client_), shared_.options.stream_buffer_limit);
+      return close_stream();
+    }
+    pending_ += c.text;
+    finishing_ = finishing_ || c.done;
+    write_pending();
+    if (!finishing_ && (c.more || dirty_)) {
+      dirty_ = false;
+      poll();
+    }
+  }
+
+  void write_pending() {
+    if (writing_now_ || closed_) return;
+    if (pending_.empty()) {
+      if (finishing_) close_stream();
+      return;
+    }
+    writing_ = std::move(pending_);
+    pending_.clear();
+    writing_now_ = true;
+    write_started_ = std::chrono::steady_clock::now();
+    net::async_write(stream_.socket(), net::buffer(writing_),
+                     [self = this->shared_from_this()](beast::error_code ec, size_t) {
+                       self->writing_now_ = false;
+                       if (ec) return self->close_stream();
+                       self->write_pending();
+                     });
+  }
+
+  // A comment line when idle; a write stuck for read_timeout ends the stream.
+  void beat() {
+    heartbeat_->expires_after(shared_.options.heartbeat);
+    heartbeat_->async_wait([self = this->shared_from_this()](beast::error_code ec) {
+      if (ec || self->closed_) return;
+      if (self->writing_now_ && std::chrono::steady_clock::now() - self->write_started_ >
+                                    self->shared_.options.read_timeout) {
+        spdlog::warn("api: stream of run {} to {} dropped: the client stopped reading",
+                     self->events_->run_id(), printable(self->client_));
+        return self->close_stream();
+      }
+      if (!self->writing_now_ && self->pending_.empty()) {
+        self->pending_ = ": keep-alive\n\n";
+        self->write_pending();
+      }
+      self->beat();
+    });
+  }
+
+  // The client sends nothing more; a read ends when it goes away.
+  void watch_for_close() {
+    stream_.socket().async_read_some(
+        net::buffer(ignored_), [self = this->shared_from_this()](beast::error_code ec, size_t) {
+          if (ec) return self->close_stream();
+          self->watch_for_close();
+        });
+  }
+
+  void close_stream() {
+    if (closed_) return;
+    closed_ = true;
+    shared_.hub.remove(events_->run_id(), this);
+    if (heartbeat_) heartbeat_->cancel();
+    close();
+  }
+
   Stream stream_;
   beast::flat_buffer buffer_;
   std::optional<http::request_parser<http::string_body>> parser_;
   size_t body_limit_ = 0;  // this request's
   Shared& shared_;
   std::string client_;
+
+  std::shared_ptr<EventStream> events_;
+  std::string pending_, writing_;  // bytes waiting; bytes being written
+  bool writing_now_ = false, polling_ = false, dirty_ = false, finishing_ = false, closed_ = false;
+  std::chrono::steady_clock::time_point write_started_;
+  std::optional<net::steady_timer> heartbeat_;
+  char ignored_[256];
 };
 
 }  // namespace
 
 struct Server::Impl {
   Impl(app::Host& host, ServeOptions options)
-      : shared{options, Router(host, options.portal_dir), ConnectionPool(host.conninfo()),
-               net::thread_pool(static_cast<size_t>(std::max(1, options.threads)))} {}
+      : shared{options,
+               Router(host, options.portal_dir),
+               ConnectionPool(host.conninfo()),
+               net::thread_pool(static_cast<size_t>(std::max(1, options.threads))),
+               {}},
+        listener(host.conninfo(), shared.hub) {}
 
   template <typename Acceptor, typename Stream>
   void accept(Acceptor& acceptor) {
@@ -204,6 +448,8 @@ struct Server::Impl {
   net::io_context io{1};
   std::optional<tcp::acceptor> tcp_acceptor;
   std::optional<local::acceptor> unix_acceptor;
+  // Last: it wakes sessions on io, so it stops before io goes.
+  Listener listener;
 };
 
 Server::Server(app::Host& host, ServeOptions options)

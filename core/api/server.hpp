@@ -25,10 +25,20 @@ struct ServeOptions {
   size_t upload_limit = 32 << 20;
   std::filesystem::path portal_dir;       // the portal's static files
   std::chrono::seconds read_timeout{30};  // per request, and idle keep-alive
+  // Live streams (text/event-stream): a comment line this often while
+  // nothing else is sent, so proxies keep the connection open; the bytes a
+  // client may fall behind before its stream is dropped (it reconnects with
+  // Last-Event-ID); a write that makes no progress for read_timeout drops
+  // it too.
+  std::chrono::milliseconds heartbeat{15'000};
+  size_t stream_buffer_limit = 1 << 20;
 };
 
 // `taskhost serve`: HTTP/1.1 with keep-alive over Boost.Beast, asynchronous
-// (one I/O thread), handlers posted to a bounded pool (routes.hpp).
+// (one I/O thread), handlers posted to a bounded pool (routes.hpp). Live
+// streams hold no thread while idle: one LISTEN connection hears of runs'
+// activity and wakes their streams, each of which then reads what is new on
+// a handler thread and writes it asynchronously.
 class Server {
  public:
   Server(app::Host& host, ServeOptions options);

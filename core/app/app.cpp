@@ -273,27 +273,17 @@ App::Rotated App::rotate_host_key() {
   return r;
 }
 
+// ---- run logs --------------------------------------------------------------
+
+LogPage App::logs(const Run& run, const LogQuery& q) {
+  if (q.limit < 1 || q.limit > 10000)
+    throw Error(ErrorKind::invalid, "limit: expected a number from 1 to 10000");
+  return read_run_logs(db_, run.id, q);
+}
+
 // ---- what the portal shows -----------------------------------------------
 
 namespace {
-
-// Whether the store would take the action in this state (store/queue.cpp's
-// cancel_run, pause_run, resume_run, retry_run); the API test holds the two
-// together.
-bool applies(RunControl op, RunState s) {
-  switch (op) {
-    case RunControl::cancel:
-      return s == RunState::queued || s == RunState::paused || s == RunState::running ||
-             s == RunState::pausing;
-    case RunControl::pause:
-      return s == RunState::queued || s == RunState::running;
-    case RunControl::resume:
-      return s == RunState::paused;
-    case RunControl::retry:
-      return s == RunState::failed || s == RunState::cancelled;
-  }
-  return false;
-}
 
 // An uploaded file's name as a key segment: letters, digits, '.', '-' and
 // '_' only (others become '_'), at most 100 characters, never starting
@@ -315,13 +305,26 @@ std::vector<std::string> App::schema_actions(const InstalledSchema& schema) {
 }
 
 std::vector<std::string> App::run_actions(const Run& run) {
-  if (!allowed(actor_, SchemaAction::control, schema_of(run).schema)) return {};
+  const InstalledSchema installed = schema_of(run);
+  const TaskSchema& schema = installed.schema;
   std::vector<std::string> out;
+  if (run.state == RunState::awaiting_approval) {
+    try {
+      authorize_decision(actor_, schema, run.id, run.actor);
+      out = {"approve", "reject"};
+    } catch (const Error&) {
+      // The submitter, or no approver role: nothing to decide here.
+    }
+  }
+  if (!allowed(actor_, SchemaAction::control, schema)) return out;
   for (auto [op, name] : {std::pair{RunControl::cancel, "cancel"},
                           {RunControl::pause, "pause"},
                           {RunControl::resume, "resume"},
                           {RunControl::retry, "retry"}})
-    if (applies(op, run.state)) out.push_back(name);
+    // A run cancelled before anyone approved it is not retried (retry_run).
+    if (control_applies(op, run.state) &&
+        !(op == RunControl::retry && run.approval_required && !run.approval))
+      out.push_back(name);
   return out;
 }
 

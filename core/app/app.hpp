@@ -12,13 +12,15 @@
 #include "app/host.hpp"
 #include "engine/submit.hpp"
 #include "store/audit.hpp"
+#include "store/queue.hpp"
+#include "store/run_logs.hpp"
 #include "store/runs.hpp"
 #include "store/schemas.hpp"
 #include "webhooks/outbox.hpp"
 
 namespace taskhost::app {
 
-enum class RunControl { cancel, pause, resume, retry };
+using taskhost::RunControl;
 RunControl run_control_from(const std::string& name);  // throws Error(invalid)
 
 struct Installed {
@@ -99,9 +101,14 @@ class App {
   };
   Rotated rotate_host_key();
 
+  // -- run logs: a run's log lines, for whoever may view the run (run()
+  // checked that). Paged by seq; live followers wait on run_activity_channel.
+  LogPage logs(const Run& run, const LogQuery& q);
+
   // -- what the portal shows
   // What this actor may do now: on a schema ("run"), on a run ("cancel",
-  // "pause", "resume", "retry": its roles and the run's state), on the
+  // "pause", "resume", "retry": its roles and the run's state; "approve",
+  // "reject": an approver who did not submit it), on the
   // platform ("install", "audit", "webhooks", "api_keys": the admin role's).
   std::vector<std::string> schema_actions(const InstalledSchema& schema);
   std::vector<std::string> run_actions(const Run& run);

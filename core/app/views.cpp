@@ -122,4 +122,18 @@ Json api_key_json(const ApiKey& k) {
           {"revoked_at", opt(k.revoked_at)}};
 }
 
+Json log_line_json(const LogLine& l) {
+  return {{"seq", l.seq},     {"attempt", l.attempt}, {"at", l.at},
+          {"level", l.level}, {"source", l.source},   {"message", l.message}};
+}
+
+Json log_page_json(const LogPage& p, bool more) {
+  Json lines = Json::array();
+  for (const auto& l : p.lines) lines.push_back(log_line_json(l));
+  return {{"lines", lines},
+          {"next", more && !p.lines.empty() ? Json(p.lines.back().seq) : Json()},
+          {"last_seq", p.last_seq},
+          {"dropped", {{"lines", p.dropped_lines}, {"bytes", p.dropped_bytes}}}};
+}
+
 }  // namespace taskhost::app

@@ -5,6 +5,7 @@
 #include <vector>
 
 #include "app/api_keys.hpp"
+#include "store/run_logs.hpp"
 #include "store/runs.hpp"
 #include "store/schemas.hpp"
 #include "webhooks/outbox.hpp"
@@ -25,6 +26,11 @@ Json run_file_json(const RunFile& f);
 Json delivery_json(const Delivery& d);
 // Never the secret: it is shown once, at creation.
 Json api_key_json(const ApiKey& k);
+
+Json log_line_json(const LogLine& l);
+// A page of a run's log: its lines, the cursor of the next page (null when
+// there is none yet) and what the run's bound dropped.
+Json log_page_json(const LogPage& p, bool more);
 
 // Items per second of the current (or last) attempt: a resumed or rescued
 // run is not credited with the items of earlier attempts.

@@ -1,6 +1,7 @@
 #include "cli/cli.hpp"
 #include "cli/fixedwidth_cli.hpp"
 
+#include <poll.h>
 #include <pthread.h>
 #include <pwd.h>
 #include <signal.h>
@@ -541,6 +542,64 @@ int runs_show(Session& s, const po::variables_map& vm) {
   return exit_ok;
 }
 
+std::string log_text(const LogLine& l) {
+  return l.at + "  " + pad(l.level, 5) + "  #" + std::to_string(l.attempt) + " " +
+         (l.source == "host" ? "host: " : "") + printable(l.message);
+}
+
+// Prints a run's log; with -f, follows it (woken by the database's NOTIFY on
+// run_activity_channel, not by polling) until the run is finished.
+int runs_logs(Session& s, const po::variables_map& vm) {
+  app::App& a = s.app();
+  Run r = a.run(vm["id"].as<std::string>());
+  LogQuery q;
+  if (vm.count("attempt")) {
+    q.attempt = vm["attempt"].as<int>();
+    if (*q.attempt < 1) throw Error(ErrorKind::invalid, "--attempt: expected a number from 1");
+  }
+  const bool json = vm.count("json") > 0, follow = vm.count("follow") > 0;
+  pg::Connection& db = s.host().db();
+  if (follow) db.exec(std::string("LISTEN ") + run_activity_channel);
+  LogPage all;
+  for (;;) {
+    // The state before the lines: a run seen finished has all its lines in.
+    const bool finished = is_final(a.run(r.id).state);
+    for (;;) {
+      LogPage page = a.logs(r, q);
+      for (auto& l : page.lines) {
+        q.after_seq = l.seq;
+        if (!follow && json)
+          all.lines.push_back(std::move(l));
+        else
+          std::cout << (json ? app::log_line_json(l).dump() : log_text(l)) << "\n";
+      }
+      all.last_seq = page.last_seq;
+      all.dropped_lines = page.dropped_lines;
+      all.dropped_bytes = page.dropped_bytes;
+      if (page.lines.size() < static_cast<size_t>(q.limit)) break;
+    }
+    std::cout << std::flush;
+    if (!follow || finished) break;
+    // Until this run changes (or a second passes: a notification may be lost
+    // with a reconnect, and a second is cheap).
+    bool changed = false;
+    for (auto until = std::chrono::steady_clock::now() + std::chrono::seconds(1);
+         !changed && std::chrono::steady_clock::now() < until;) {
+      pollfd fd{PQsocket(db.raw()), POLLIN, 0};
+      ::poll(&fd, 1, 1000);
+      if (PQconsumeInput(db.raw()) == 0)
+        throw Error(ErrorKind::environment, PQerrorMessage(db.raw()));
+      while (PGnotify* n = PQnotifies(db.raw())) {
+        changed = changed || r.id == n->extra;
+        PQfreemem(n);
+      }
+    }
+  }
+  if (follow) db.exec(std::string("UNLISTEN ") + run_activity_channel);
+  if (!follow && json) print_json(app::log_page_json(all, false));
+  return exit_ok;
+}
+
 // ---- audit, webhooks, keys -------------------------------------------------
 
 app::AuditQuery audit_query(const po::variables_map& vm) {
@@ -655,6 +714,10 @@ int serve_cmd(Session& s, const po::variables_map& vm) {
   o.threads = vm["threads"].as<int>();
   if (o.threads < 1 || o.threads > 256)
     throw Error(ErrorKind::invalid, "--threads: expected 1 to 256");
+  auto beat = parse_duration(vm["heartbeat"].as<std::string>());
+  if (!beat || *beat < std::chrono::milliseconds(100))
+    throw Error(ErrorKind::invalid, "--heartbeat: expected a duration of at least 100ms, like 15s");
+  o.heartbeat = *beat;
   host.db();  // migrated (embedded) or checked, before any request
   host.api_pepper();
   sigset_t signals;
@@ -922,6 +985,8 @@ const std::vector<Command>& commands() {
              "unix-socket", po::value<std::string>(), "listen on this socket file instead")(
              "threads", po::value<int>()->default_value(4),
              "request handlers, each with a database connection")(
+             "heartbeat", po::value<std::string>()->default_value("15s"),
+             "a comment line on idle live streams this often, for proxies")(
              "portal-dir", po::value<std::string>(),
              "the portal's files (default: share/taskhost/portal beside bin/)");
        },
@@ -1020,6 +1085,16 @@ const std::vector<Command>& commands() {
        },
        {{"id", 1}},
        runs_show},
+      {"runs logs",
+       "RUN_ID",
+       "print a run's log: its plugin's lines and the host's (started, retried, killed)",
+       [](po::options_description& d) {
+         d.add_options()("attempt", po::value<int>(), "only this attempt's lines")(
+             "follow,f", "keep printing new lines until the run is finished");
+         json_flag(d);
+       },
+       {{"id", 1}},
+       runs_logs},
       {"audit list",
        "",
        "list audit log entries, oldest first",

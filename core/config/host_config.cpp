@@ -276,11 +276,28 @@ void read_keys_and_audit(const Reader& r, const YAML::Node& root, HostConfig& co
 }
 
 void read_config(const Reader& r, const YAML::Node& root, HostConfig& config) {
-  if (!r.mapping(
-          root, "",
-          {"allow_destinations", "s3", "object_store_dir", "http_credentials", "sftp", "databases",
-           "webhooks", "sandbox", "host_key", "previous_host_keys", "audit", "cli", "api", "pgp"}))
+  if (!r.mapping(root, "",
+                 {"allow_destinations", "s3", "object_store_dir", "http_credentials", "sftp",
+                  "databases", "webhooks", "sandbox", "host_key", "previous_host_keys", "audit",
+                  "cli", "api", "pgp", "run_logs"}))
     return;
+  if (auto v = root["run_logs"]; v && r.mapping(v, "run_logs", {"max_lines", "max_bytes"})) {
+    if (auto l = v["max_lines"]) {
+      const std::string text = r.scalar(l, "run_logs.max_lines");
+      if (text.empty() || text.size() > 9 ||
+          text.find_first_not_of("0123456789") != std::string::npos)
+        r.error(l, "run_logs.max_lines", "expected a number of lines, such as 10000");
+      else
+        config.run_logs.max_lines = std::stoll(text);
+    }
+    if (auto b = v["max_bytes"]) {
+      auto size = parse_size(r.scalar(b, "run_logs.max_bytes"));
+      if (!size)
+        r.error(b, "run_logs.max_bytes", "expected a size such as 8MiB");
+      else
+        config.run_logs.max_bytes = *size;
+    }
+  }
   if (auto v = root["api"]; v && r.mapping(v, "api", {"listen", "pepper"})) {
     if (auto l = v["listen"]) config.api_listen = r.scalar(l, "api.listen");
     if (auto p = v["pepper"]) config.api_pepper = r.secret(p, "api.pepper");

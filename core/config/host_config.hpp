@@ -119,6 +119,12 @@ struct HostConfig {
   // pepper API keys are stored under (HMAC); without one, HOME/api.pepper.
   std::string api_listen = "127.0.0.1:8080";
   std::optional<SecretRef> api_pepper;
+  // run_logs: how much of its plugin's log one run keeps (over all its
+  // attempts); later lines are counted, not stored.
+  struct RunLogLimits {
+    int64_t max_lines = 10'000;
+    uint64_t max_bytes = 8u << 20;
+  } run_logs;
 };
 
 // Reads a config file. Throws Error(invalid) listing every problem, each at

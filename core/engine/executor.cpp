@@ -7,6 +7,8 @@
 #include "common/json_input.hpp"
 #include "common/pattern.hpp"
 #include "common/text.hpp"
+#include "config/redactor.hpp"
+#include "engine/run_log.hpp"
 #include "plugin/host_api.hpp"
 #include "services/database.hpp"
 #include "services/http_service.hpp"
@@ -71,7 +73,8 @@ Json parse_json(std::string_view text, const char* what, size_t max_bytes) {
 class RunHost : public HostServices {
  public:
   RunHost(pg::Pool& pool, const ClaimedRun& run, const InstalledSchema& schema,
-          const HostConfig& config, const std::atomic<bool>& stop, const ProgressObserver& observer)
+          const HostConfig& config, const std::atomic<bool>& stop, const ProgressObserver& observer,
+          const Redactor& redactor, RunLog& log)
       : pool_(pool),
         run_(run),
         schema_(schema),
@@ -79,14 +82,21 @@ class RunHost : public HostServices {
         stop_(stop),
         deadline_(Clock::now() + run.timeout),
         observer_(observer),
+        redactor_(redactor),
+        log_(log),
         short_id_(run.id.substr(0, 8)) {}
 
   void log(th_log_level level, std::string_view message) override {
     static constexpr spdlog::level::level_enum levels[] = {
         spdlog::level::debug, spdlog::level::info, spdlog::level::warn, spdlog::level::err};
-    auto lvl = level >= TH_LOG_DEBUG && level <= TH_LOG_ERROR ? levels[level] : spdlog::level::info;
-    spdlog::log(lvl, "[{} {}] {}", run_.schema_name, short_id_,
-                storable(message, max_message_bytes));
+    static constexpr const char* names[] = {"debug", "info", "warn", "error"};
+    const bool known = level >= TH_LOG_DEBUG && level <= TH_LOG_ERROR;
+    // Redacted before it is cut, so no cut can leave part of a secret.
+    std::string text =
+        storable(redactor_.redact(message.substr(0, 8 * max_message_bytes)), max_message_bytes);
+    spdlog::log(known ? levels[level] : spdlog::level::info, "[{} {}] {}", run_.schema_name,
+                short_id_, text);
+    log_.add(known ? names[level] : "info", std::move(text));
   }
 
   void progress(uint64_t done, uint64_t total) override {
@@ -252,6 +262,8 @@ class RunHost : public HostServices {
   const std::atomic<bool>& stop_;
   Clock::time_point deadline_;
   const ProgressObserver& observer_;
+  const Redactor& redactor_;
+  RunLog& log_;
   std::string short_id_;
   Clock::time_point last_progress_{};
   std::optional<std::pair<uint64_t, uint64_t>> unstored_progress_;
@@ -352,7 +364,10 @@ Completion Executor::execute(pg::Pool& pool, const ClaimedRun& run, const std::a
     return refused(e);
   }
 
-  RunHost host(pool, run, *schema, config_, stop, observer);
+  // The config's secrets as they are now (a rotated file counts from here).
+  const Redactor redactor(config_);
+  RunLog log(pool, run.id, run.attempt, config_.run_logs);
+  RunHost host(pool, run, *schema, config_, stop, observer, redactor, log);
   GrantedServices granted;
   granted.object_storage = !schema->schema.capabilities.s3.empty();
   granted.http = !schema->schema.capabilities.http.empty();
@@ -364,8 +379,11 @@ Completion Executor::execute(pg::Pool& pool, const ClaimedRun& run, const std::a
   try {
     rc = runner->run(host, granted, &message);
   } catch (const Error& e) {
+    log.close();
     return refused(e);
   }
+  // Its lines are in before its outcome is recorded (fenced on this attempt).
+  log.close();
   try {
     host.flush_progress();
   } catch (const std::exception& e) {
@@ -379,12 +397,12 @@ Completion Executor::execute(pg::Pool& pool, const ClaimedRun& run, const std::a
     c.error_code = "timeout";
     c.error = "stopped after the schema's timeout of " +
               std::to_string(run.timeout.count() / 1000) +
-              "s: " + storable(message, max_message_bytes);
+              "s: " + storable(redactor.redact(message), max_message_bytes);
     c.reason = "timeout";
   } else {
     c.retryable = !permanent(rc);
     c.error_code = code_name(rc);
-    c.error = storable(message, max_message_bytes);
+    c.error = storable(redactor.redact(message), max_message_bytes);
     c.reason = rc == TH_ERR_CANCELLED ? "plugin stopped" : "plugin failed";
   }
   return c;

@@ -340,18 +340,34 @@ int rescue(pg::Connection& conn, const std::string& actor, std::chrono::millisec
   return static_cast<int>(r.integer(0, 0));
 }
 
+bool control_applies(RunControl op, RunState s) {
+  switch (op) {
+    case RunControl::cancel:
+      return s == RunState::queued || s == RunState::paused || s == RunState::awaiting_approval ||
+             s == RunState::running || s == RunState::pausing;
+    case RunControl::pause:
+      return s == RunState::queued || s == RunState::running;
+    case RunControl::resume:
+      return s == RunState::paused;
+    case RunControl::retry:
+      return s == RunState::failed || s == RunState::cancelled;
+  }
+  return false;
+}
+
 RunState cancel_run(pg::Connection& conn, const std::string& id, const std::string& actor,
                     const std::string& reason) {
   pg::Transaction tx(conn);
   RunState from = state_of(tx, id), to;
-  if (from == RunState::queued || from == RunState::paused || from == RunState::awaiting_approval) {
+  if (!control_applies(RunControl::cancel, from)) refuse("cancel", id, from);
+  if (from != RunState::running && from != RunState::pausing) {
     to = RunState::cancelled;
     record(tx, id, from, to, actor, reason);
     tx.exec(
         "UPDATE taskhost.runs SET state = 'cancelled', finished_at = now(), "
         "updated_at = now() WHERE id = $1",
         {id});
-  } else if (from == RunState::running || from == RunState::pausing) {
+  } else {
     to = RunState::cancelling;
     record(tx, id, from, to, actor, reason);
     tx.exec(
@@ -359,8 +375,6 @@ RunState cancel_run(pg::Connection& conn, const std::string& id, const std::stri
         "updated_at = now() WHERE id = $1",
         {id});
     tx.exec("SELECT pg_notify($1, $2)", {control_channel, id});
-  } else {
-    refuse("cancel", id, from);
   }
   tx.commit();
   return to;
@@ -370,11 +384,12 @@ RunState pause_run(pg::Connection& conn, const std::string& id, const std::strin
                    const std::string& reason) {
   pg::Transaction tx(conn);
   RunState from = state_of(tx, id), to;
+  if (!control_applies(RunControl::pause, from)) refuse("pause", id, from);
   if (from == RunState::queued) {
     to = RunState::paused;
     record(tx, id, from, to, actor, reason);
     tx.exec("UPDATE taskhost.runs SET state = 'paused', updated_at = now() WHERE id = $1", {id});
-  } else if (from == RunState::running) {
+  } else {
     to = RunState::pausing;
     record(tx, id, from, to, actor, reason);
     tx.exec(
@@ -382,8 +397,6 @@ RunState pause_run(pg::Connection& conn, const std::string& id, const std::strin
         "updated_at = now() WHERE id = $1",
         {id});
     tx.exec("SELECT pg_notify($1, $2)", {control_channel, id});
-  } else {
-    refuse("pause", id, from);
   }
   tx.commit();
   return to;
@@ -393,7 +406,7 @@ RunState resume_run(pg::Connection& conn, const std::string& id, const std::stri
                     const std::string& reason) {
   pg::Transaction tx(conn);
   RunState from = state_of(tx, id);
-  if (from != RunState::paused) refuse("resume", id, from);
+  if (!control_applies(RunControl::resume, from)) refuse("resume", id, from);
   record(tx, id, from, RunState::queued, actor, reason);
   tx.exec(
       "UPDATE taskhost.runs SET state = 'queued', run_after = now(), updated_at = now(), "
@@ -408,7 +421,7 @@ RunState retry_run(pg::Connection& conn, const std::string& id, const std::strin
                    const std::string& reason) {
   pg::Transaction tx(conn);
   RunState from = state_of(tx, id);
-  if (from != RunState::failed && from != RunState::cancelled) refuse("retry", id, from);
+  if (!control_applies(RunControl::retry, from)) refuse("retry", id, from);
   auto approval = tx.exec(
       "SELECT r.approval_required AND a.run_id IS NULL FROM taskhost.runs r "
       "LEFT JOIN taskhost.run_approvals a ON a.run_id = r.id AND a.decision = 'approved' "

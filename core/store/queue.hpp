@@ -102,7 +102,11 @@ HeartbeatResult heartbeat(pg::Connection& conn, const std::string& owner,
 int rescue(pg::Connection& conn, const std::string& actor, std::chrono::milliseconds grace);
 
 // Operator requests. Each records its transition with actor and reason and
-// throws Error(conflict) when the run's state does not allow it.
+// throws Error(conflict) when the run's state does not allow it:
+// control_applies is that rule, for those that offer the request (the
+// portal's buttons) as for the requests themselves.
+enum class RunControl { cancel, pause, resume, retry };
+bool control_applies(RunControl op, RunState state);
 RunState cancel_run(pg::Connection& conn, const std::string& id, const std::string& actor,
                     const std::string& reason);
 RunState pause_run(pg::Connection& conn, const std::string& id, const std::string& actor,

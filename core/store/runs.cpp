@@ -144,15 +144,16 @@ std::vector<Transition> run_transitions(pg::Connection& conn, const std::string&
   return out;
 }
 
-std::vector<RunEvent> run_events(pg::Connection& conn, const std::string& id, int limit) {
+std::vector<RunEvent> run_events(pg::Connection& conn, const std::string& id, int limit,
+                                 int64_t after_id) {
   auto r = conn.exec(
-      "SELECT attempt, name, payload::text, at::text FROM taskhost.run_events "
-      "WHERE run_id = $1 AND NOT superseded ORDER BY id LIMIT $2",
-      {id, limit});
+      "SELECT attempt, name, payload::text, at::text, id FROM taskhost.run_events "
+      "WHERE run_id = $1 AND NOT superseded AND id > $3 ORDER BY id LIMIT $2",
+      {id, limit, after_id});
   std::vector<RunEvent> out;
   for (int i = 0; i < r.rows(); ++i)
-    out.push_back(
-        {static_cast<int>(r.integer(i, 0)), r.text(i, 1), Json::parse(r.text(i, 2)), r.text(i, 3)});
+    out.push_back({static_cast<int>(r.integer(i, 0)), r.text(i, 1), Json::parse(r.text(i, 2)),
+                   r.text(i, 3), r.integer(i, 4)});
   return out;
 }
 

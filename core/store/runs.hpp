@@ -71,6 +71,7 @@ struct RunEvent {
   std::string name;
   Json payload;
   std::string at;
+  int64_t id = 0;  // increasing: a stream's cursor
 };
 
 struct RunFilter {
@@ -93,8 +94,10 @@ Run get_run(pg::Connection& conn, const std::string& id_or_prefix);
 // Newest first; without checkpoint and output (null), which get_run gives.
 std::vector<Run> list_runs(pg::Connection& conn, const RunFilter& filter);
 std::vector<Transition> run_transitions(pg::Connection& conn, const std::string& id);
-// Live events in order; events superseded by a resumed attempt are left out.
-std::vector<RunEvent> run_events(pg::Connection& conn, const std::string& id, int limit);
+// Live events in order (after the event after_id); events superseded by a
+// resumed attempt are left out.
+std::vector<RunEvent> run_events(pg::Connection& conn, const std::string& id, int limit,
+                                 int64_t after_id = 0);
 
 // The writes a plugin's host calls make during one attempt. Each is fenced
 // by (id, attempt, an active state): a caller that no longer owns the attempt

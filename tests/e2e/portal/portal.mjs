@@ -117,6 +117,8 @@ try {
     assert.equal(await ops.page.locator('#items-remaining').textContent(), '0');
     await ops.page.getByText('"greeting": "Hello, portal!"').waitFor();
     await ops.page.getByRole('cell', { name: 'run.succeeded' }).first().waitFor();  // the audit trail
+    await ops.page.getByRole('cell', { name: 'greeted portal 25 times' }).waitFor();  // the live log
+    await ops.page.getByRole('cell', { name: /^running -> succeeded by worker:/ }).waitFor();
     await shot(ops.page, 'run-detail');
   });
 
@@ -156,6 +158,33 @@ try {
     await waitForState(ops.page, 'cancelled');
     await ops.page.getByRole('button', { name: 'Retry' }).waitFor();
     await shot(ops.page, 'run-cancelled');
+  });
+
+  let gatedRuns = [];
+  await step('a run needing approval waits; its submitter is offered no approval', async () => {
+    for (const name of ['approve me', 'reject me']) {
+      await submitForm(ops.page, 'gated', { name });
+      await ops.page.waitForURL(/#\/runs\/[0-9a-f-]{36}$/);
+      gatedRuns.push(ops.page.url().split('/').pop());
+      await waitForState(ops.page, 'awaiting_approval');
+    }
+    await ops.page.locator('#approval-note', { hasText: 'waits for an approver who did not submit it' }).waitFor();
+    const buttons = ops.page.getByRole('group', { name: 'Run actions' }).getByRole('button');
+    assert.deepEqual(await buttons.allTextContents(), ['Cancel'], 'the submitter may only withdraw it');
+    await shot(ops.page, 'run-awaiting-approval');
+  });
+
+  await step('the submitter approving it through the API anyway is refused (403)', async () => {
+    const result = await ops.page.evaluate(async (id) => {
+      const { csrf_token } = await (await fetch('/v1/session')).json();
+      const r = await fetch(`/v1/runs/${id}/approve`, { method: 'POST',
+        headers: { 'Content-Type': 'application/json', 'X-CSRF-Token': csrf_token }, body: '{}' });
+      return { status: r.status, body: await r.json() };
+    }, gatedRuns[0]);
+    assert.equal(result.status, 403);
+    assert.match(result.body.detail, /api:ops submitted run .* may not approve or reject it/);
+    await ops.page.reload();
+    await waitForState(ops.page, 'awaiting_approval');
   });
 
   await step('the runs list shows them, filtered and live', async () => {
@@ -223,6 +252,26 @@ try {
     await admin.page.waitForURL(/action=session/);
     await admin.page.getByRole('cell', { name: 'session.ended' }).waitFor();
     assert.equal(await admin.page.getByRole('cell', { name: 'run.submitted' }).count(), 0);
+  });
+
+  await step('an admin approves one run and rejects the other with a reason', async () => {
+    await admin.page.goto(`${BASE}/#/runs/${gatedRuns[0]}`);
+    await admin.page.locator('#approval-note', { hasText: 'Submitted by api:ops: it waits for your approval.' }).waitFor();
+    await shot(admin.page, 'run-approve');
+    await admin.page.getByRole('button', { name: 'Approve' }).click();
+    await waitForState(admin.page, 'succeeded');  // approved, queued, run, without a reload
+    await admin.page.locator('#approval-decision', { hasText: 'approved by api:root' }).waitFor();
+
+    await admin.page.goto(`${BASE}/#/runs/${gatedRuns[1]}`);
+    await admin.page.getByRole('button', { name: 'Reject' }).click();
+    await admin.page.locator('#status', { hasText: 'A rejection needs a reason' }).waitFor();
+    await waitForState(admin.page, 'awaiting_approval');
+    await admin.page.getByLabel('Reason').fill('wrong batch');
+    await admin.page.getByRole('button', { name: 'Reject' }).click();
+    await waitForState(admin.page, 'rejected');
+    await admin.page.locator('#approval-decision', { hasText: 'rejected by api:root: wrong batch' }).waitFor();
+    assert.equal(await admin.page.getByRole('group', { name: 'Run actions' }).getByRole('button').count(), 0);
+    await shot(admin.page, 'run-rejected');
   });
 
   await step('an admin redelivers a webhook dead letter', async () => {

@@ -71,9 +71,12 @@ for _ in $(seq 100); do [ -s "$work/hook.port" ] && break; sleep 0.1; done
 { cat "$build/schemas/hello.yaml"
   echo "hooks: { url: 'http://127.0.0.1:$(cat "$work/hook.port")/hook', events: [run.succeeded] }"
 } >"$work/hello.yaml"
+# hello again, under four eyes: an admin who did not submit a run decides.
+sed 's/^name: hello$/name: gated/' "$build/schemas/hello.yaml" >"$work/gated.yaml"
+echo "approval: { required: true, approvers: [admin] }" >>"$work/gated.yaml"
 echo "allow_destinations: [127.0.0.0/8]" >"$work/taskhost.yml"
 export TASKHOST_CONFIG=$work/taskhost.yml
-th_db schema install "$work/hello.yaml" "$work/probe.yaml" >/dev/null
+th_db schema install "$work/hello.yaml" "$work/probe.yaml" "$work/gated.yaml" >/dev/null
 th_db webhook-key hello >/dev/null
 ADMIN_KEY=$(th_db api-key create --actor root --role admin)
 OPS_KEY=$(th_db api-key create --actor ops --role operator)

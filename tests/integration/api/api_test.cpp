@@ -347,6 +347,14 @@ TEST_F(Api, FourEyesOnTheCliAndTheApi) {
   const std::string id = run["id"];
   EXPECT_EQ(run["state"], "awaiting_approval");
   EXPECT_EQ(run["approval"], (Json{{"decision", nullptr}}));
+  // What each is offered: the submitter may only withdraw it, an operator
+  // who is no approver likewise, another admin may decide.
+  auto offered = [&](const std::string& who) {
+    return request("GET", base + "/v1/runs/" + id, who).json()["allowed_actions"];
+  };
+  EXPECT_EQ(offered(alice), Json::array({"cancel"}));
+  EXPECT_EQ(offered(carol), Json::array({"cancel"}));
+  EXPECT_EQ(offered(bob), Json::array({"approve", "reject", "cancel"}));
   auto own = decide(alice, id, "approve");
   EXPECT_EQ(own.status, 403);
   EXPECT_NE(own.json()["detail"].get<std::string>().find("api:alice submitted run " + id),
@@ -373,6 +381,13 @@ TEST_F(Api, FourEyesOnTheCliAndTheApi) {
   EXPECT_EQ(decide(root, by_cli, "approve").status, 403) << "nor through its key";
   EXPECT_EQ(decide(bob, by_cli, "reject", R"({"reason":"not this month"})").json()["state"],
             "rejected");
+
+  // Withdrawn before anyone approved it: no retry is offered (nor taken).
+  const std::string withdrawn = submit(alice)["id"];
+  EXPECT_EQ(decide(alice, withdrawn, "cancel").status, 200);
+  EXPECT_EQ(request("GET", base + "/v1/runs/" + withdrawn, bob).json()["allowed_actions"],
+            Json::array());
+  EXPECT_EQ(decide(bob, withdrawn, "retry").status, 409);
 
   // The CLI deciding on someone else's run: with the roles its config gives.
   std::ofstream(tmp_ / "operator.yml") << "cli: { roles: { '*': [operator] } }\n";

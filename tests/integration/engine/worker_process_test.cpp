@@ -343,7 +343,20 @@ TEST(WorkersAndPostgres, WorkersSurviveAPostgresRestart) {
   }
   {
     WorkerProcess a(conninfo, "a"), b(conninfo, "b");
-    std::this_thread::sleep_for(1500ms);
+    // Stopped once both work, not after a fixed pause: a worker that has
+    // not connected yet when the server goes away exits (a start-up error),
+    // which is not what this test is about.
+    {
+      pg::Connection conn(conninfo);
+      ASSERT_TRUE(eventually(
+          [&] {
+            return conn.exec(
+                           "SELECT count(DISTINCT actor) FROM taskhost.run_transitions "
+                           "WHERE to_state = 'running'")
+                       .integer(0, 0) == 2;
+          },
+          60s));
+    }
     cluster.stop();
     std::this_thread::sleep_for(1s);
     cluster.ensure_running();
