@@ -155,12 +155,7 @@ class Api : public ::testing::Test {
     return "";
   }
 
-  std::string server_log() {
-    std::ifstream in(tmp_ / "serve.err");
-    std::stringstream s;
-    s << in.rdbuf();
-    return s.str();
-  }
+  std::string server_log() { return test::slurp(tmp_ / "serve.err"); }
 
   test::TestDatabase db_;
   fs::path tmp_ =

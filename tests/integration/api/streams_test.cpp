@@ -277,12 +277,7 @@ class Streams : public ::testing::Test {
     return "unfinished";
   }
 
-  std::string file(const std::string& name) {
-    std::ifstream in(tmp_ / name);
-    std::stringstream s;
-    s << in.rdbuf();
-    return s.str();
-  }
+  std::string file(const std::string& name) { return test::slurp(tmp_ / name); }
 
   test::TestDatabase db_;
   fs::path tmp_ =
