@@ -23,9 +23,9 @@ fs::path Host::plugin_dir() const {
          "lib/taskhost/plugins";
 }
 
-fs::path Host::portal_dir() const {
+fs::path Host::share_dir() const {
   return fs::path(boost::dll::program_location().parent_path().parent_path().string()) /
-         "share/taskhost/portal";
+         "share/taskhost";
 }
 
 const HostConfig& Host::config() {

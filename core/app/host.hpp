@@ -47,9 +47,10 @@ class Host {
   // The pepper API keys are stored under: api.pepper, or HOME/api.pepper.
   const std::string& api_pepper();
   std::filesystem::path plugin_dir() const;
-  // The portal's static files: share/taskhost/portal beside the bin/
-  // holding taskhost (in the build tree as in an installed one).
-  std::filesystem::path portal_dir() const;
+  // Data files beside the bin/ holding taskhost: share/taskhost (the
+  // portal's static files, the plugin scaffold), in a build tree or an
+  // installed one alike.
+  std::filesystem::path share_dir() const;
   std::filesystem::path home() const;
   EmbeddedCluster cluster() const { return EmbeddedCluster(home()); }
   bool embedded() const { return options_.database_url.empty(); }

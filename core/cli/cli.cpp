@@ -8,6 +8,7 @@
 #include <unistd.h>
 
 #include <spdlog/spdlog.h>
+#include <algorithm>
 #include <boost/dll/runtime_symbol_info.hpp>
 #include <boost/program_options.hpp>
 #include <cstdio>
@@ -280,9 +281,9 @@ ProgressObserver progress_bar() {
   };
 }
 
-int run_task(Session& s, const po::variables_map& vm) {
-  app::App& a = s.app();
-  auto schema = a.runnable(vm["ref"].as<std::string>());
+// The run's parameters: --params-file, then each -p over it, checked
+// against the schema (every problem at once).
+Json run_params(const TaskSchema& schema, const po::variables_map& vm) {
   Json params = Json::object();
   if (vm.count("params-file")) {
     const auto file = vm["params-file"].as<std::string>();
@@ -302,9 +303,27 @@ int run_task(Session& s, const po::variables_map& vm) {
   std::vector<Diagnostic> errors;
   auto assignments =
       vm.count("param") ? vm["param"].as<std::vector<std::string>>() : std::vector<std::string>{};
-  Json assigned = params_from_assignments(schema.schema, assignments, &errors);
+  Json assigned = params_from_assignments(schema, assignments, &errors);
   for (auto& [k, v] : assigned.items()) params[k] = v;  // -p overrides the file
   if (!errors.empty()) throw Error(ErrorKind::invalid, format_diagnostics(errors));
+  return params;
+}
+
+// Executes a run this process claimed (submit_inline) until its attempt ends,
+// then sends its webhook announcements.
+void work_inline(Session& s, WorkerOptions o, const ClaimedRun& claimed, bool show_progress) {
+  o.only_run = claimed;
+  if (show_progress) o.observer = progress_bar();
+  Worker(o).run();
+  // Its announcements go out now, once each (no worker may be running);
+  // what fails is retried by the workers on its schedule.
+  if (o.webhooks) drain_webhooks(s.host().db(), *o.webhooks, std::chrono::seconds(30));
+}
+
+int run_task(Session& s, const po::variables_map& vm) {
+  app::App& a = s.app();
+  auto schema = a.runnable(vm["ref"].as<std::string>());
+  Json params = run_params(schema.schema, vm);
 
   const bool wait = vm.count("wait") > 0, json = vm.count("json") > 0,
              inline_run = vm.count("inline") > 0, dry_run = vm.count("dry-run") > 0;
@@ -312,6 +331,7 @@ int run_task(Session& s, const po::variables_map& vm) {
   if (vm.count("idempotency-key")) key = vm["idempotency-key"].as<std::string>();
   WorkerOptions o;
   Submitted submitted;
+  std::optional<ClaimedRun> claimed;
   if (inline_run) {
     // This process is the worker for this one run: it claims the run in the
     // submit's own transaction, so a running worker cannot take it first.
@@ -319,7 +339,7 @@ int run_task(Session& s, const po::variables_map& vm) {
     o.concurrency = 1;
     auto i = a.submit_inline(schema, params, key, o.id, o.lease, dry_run);
     submitted = i.submitted;
-    o.only_run = i.claimed;
+    claimed = i.claimed;
   } else {
     submitted = a.submit(schema, params, key, dry_run);
   }
@@ -333,12 +353,8 @@ int run_task(Session& s, const po::variables_map& vm) {
                                      : " queued")
               << "\n"
               << std::flush;
-  if (o.only_run) {
-    if (!json) o.observer = progress_bar();
-    Worker(o).run();
-    // Its announcements go out now, once each (no worker may be running);
-    // what fails is retried by the workers on its schedule.
-    if (o.webhooks) drain_webhooks(s.host().db(), *o.webhooks, std::chrono::seconds(30));
+  if (claimed) {
+    work_inline(s, o, *claimed, !json);
   } else if (wait) {
     // Workers execute it; follow it until it ends (or pauses).
     for (;;) {
@@ -709,8 +725,8 @@ int serve_cmd(Session& s, const po::variables_map& vm) {
   api::ServeOptions o;
   o.listen = vm.count("listen") ? vm["listen"].as<std::string>() : host.config().api_listen;
   if (vm.count("unix-socket")) o.unix_socket = vm["unix-socket"].as<std::string>();
-  o.portal_dir =
-      vm.count("portal-dir") ? fs::path(vm["portal-dir"].as<std::string>()) : host.portal_dir();
+  o.portal_dir = vm.count("portal-dir") ? fs::path(vm["portal-dir"].as<std::string>())
+                                        : host.share_dir() / "portal";
   o.threads = vm["threads"].as<int>();
   if (o.threads < 1 || o.threads > 256)
     throw Error(ErrorKind::invalid, "--threads: expected 1 to 256");
@@ -828,6 +844,232 @@ int plugin_inspect(Session&, const po::variables_map& vm) {
   else
     std::cout << "(name, version and ABI are in the plugin's code: --load reads them)\n";
   return exit_ok;
+}
+
+// ---- the plugin author's kit ------------------------------------------------
+
+// `plugin new NAME`: the scaffold (share/taskhost/scaffold) copied, with
+// @NAME@ and TaskhostScaffold (its C++ type: NAME in CamelCase) replaced in
+// file names and contents.
+int plugin_new(Session& s, const po::variables_map& vm) {
+  const std::string name = vm["name"].as<std::string>();
+  auto letter = [](char c) { return c >= 'a' && c <= 'z'; };
+  bool valid = !name.empty() && name.size() <= 50 && letter(name.front()) && name.back() != '-' &&
+               name.find("--") == std::string::npos;
+  for (char c : name) valid = valid && (letter(c) || (c >= '0' && c <= '9') || c == '-');
+  if (!valid)
+    throw Error(ErrorKind::invalid,
+                "plugin new: '" + printable(name) +
+                    "' is not a plugin name: lower-case letters and digits in words joined by "
+                    "'-', starting with a letter, at most 50 characters (e.g. claim-report)");
+  std::string type;
+  for (size_t i = 0; i < name.size(); ++i)
+    if (name[i] != '-')
+      type += (i == 0 || name[i - 1] == '-') && letter(name[i])
+                  ? static_cast<char>(name[i] - 'a' + 'A')
+                  : name[i];
+  const fs::path dir = vm.count("dir") ? fs::path(vm["dir"].as<std::string>()) : fs::path(name);
+  const fs::path scaffold = s.host().share_dir() / "scaffold";
+  if (!fs::is_directory(scaffold))
+    throw Error(ErrorKind::environment,
+                "plugin new: the scaffold is not installed (no " + scaffold.string() + ")");
+  std::error_code ec;
+  if (fs::exists(dir, ec) && !fs::is_empty(dir, ec))
+    throw Error(ErrorKind::conflict, "plugin new: " + dir.string() + " exists and is not empty");
+  fs::create_directories(dir);
+  auto fill = [&](std::string text) {
+    for (const auto& [from, to] :
+         {std::pair<std::string, std::string>{"@NAME@", name}, {"TaskhostScaffold", type}})
+      for (size_t at = 0; (at = text.find(from, at)) != std::string::npos; at += to.size())
+        text.replace(at, from.size(), to);
+    return text;
+  };
+  std::vector<std::string> made;
+  for (const auto& f : fs::directory_iterator(scaffold)) {
+    const fs::path to = dir / fill(f.path().filename().string());
+    std::ifstream in(f.path(), std::ios::binary);
+    std::ofstream out(to, std::ios::binary);
+    out << fill(std::string(std::istreambuf_iterator<char>(in), {}));
+    if (!in || !out) throw Error(ErrorKind::environment, "plugin new: cannot write " + to.string());
+    out.close();
+    fs::permissions(to, fs::status(f.path()).permissions());
+    made.push_back(to.filename().string());
+  }
+  std::sort(made.begin(), made.end());
+  std::cout << "made " << dir.string() << "/:";
+  for (const auto& m : made) std::cout << " " << m;
+  std::cout << "\nnext: cmake -S " << dir.string() << " -B " << (dir / "build").string()
+            << " -DCMAKE_PREFIX_PATH=" << s.host().share_dir().parent_path().parent_path().string()
+            << " && cmake --build " << (dir / "build").string() << " && ctest --test-dir "
+            << (dir / "build").string() << " --output-on-failure\n";
+  return exit_ok;
+}
+
+// What a reviewer should ask about: calls the sandbox kills a plugin for
+// making, found among the functions it imports.
+const std::map<std::string, std::string>& flagged_imports() {
+  static const std::map<std::string, std::string> flagged = [] {
+    std::map<std::string, std::string> m;
+    for (const char* f :
+         {"system", "popen", "execve", "execv", "execvp", "execvpe", "execl", "execlp", "execle",
+          "fexecve", "posix_spawn", "posix_spawnp", "fork", "vfork", "clone", "daemon"})
+      m[f] = "starts a program or process";
+    for (const char* f : {"socket", "socketpair", "connect", "bind", "listen", "accept", "accept4",
+                          "getaddrinfo", "gethostbyname", "sendto", "recvfrom"})
+      m[f] = "network: services are the host's";
+    for (const char* f : {"ptrace", "prctl", "syscall", "setuid", "setgid", "seteuid", "chroot",
+                          "mount", "unshare", "setns", "dlopen", "dlmopen", "kill"})
+      m[f] = "reaches past the plugin contract";
+    return m;
+  }();
+  return flagged;
+}
+
+// `plugin review FILE.so [SCHEMA.yaml...]`: what a reviewer approves.
+int plugin_review(Session&, const po::variables_map& vm) {
+  const std::string file = vm["file"].as<std::string>();
+  const VerifiedPlugin v = verify_plugin(file, nullptr, false);
+  const PluginInfo& i = v.info;
+  sandbox::Sandbox sandbox({.helper = sandbox::default_helper(), .warm = false});
+  const sandbox::Descriptor d = sandbox.inspect(v.image, i.path);
+  Json flagged = Json::array();
+  for (const auto& name : i.elf.imports)
+    if (auto f = flagged_imports().find(name); f != flagged_imports().end())
+      flagged.push_back({{"symbol", name}, {"why", f->second}});
+  // The lines of the given schema files that pin exactly this build.
+  Json pins = Json::array(), unpinned = Json::array();
+  for (const auto& schema : vm.count("schemas") ? vm["schemas"].as<std::vector<std::string>>()
+                                                : std::vector<std::string>{}) {
+    std::ifstream in(schema);
+    if (!in) throw Error(ErrorKind::environment, "plugin review: cannot read " + schema);
+    bool pinned = false;
+    int n = 0;
+    for (std::string line; std::getline(in, line);)
+      if (++n, line.find(i.sha256) != std::string::npos) {
+        pins.push_back({{"file", schema}, {"line", n}, {"text", line}});
+        pinned = true;
+      }
+    if (!pinned) unpinned.push_back(schema);
+  }
+  const std::string abi = std::to_string(d.abi_major) + "." + std::to_string(d.abi_minor);
+  if (vm.count("json")) {
+    print_json({{"path", i.path},
+                {"sha256", i.sha256},
+                {"name", d.name},
+                {"version", d.version},
+                {"description", d.description},
+                {"abi", abi},
+                {"needed", i.elf.needed},
+                {"imports", i.elf.imports},
+                {"flagged", flagged},
+                {"pinned_by", pins},
+                {"not_pinned_by", unpinned}});
+    return unpinned.empty() ? exit_ok : exit_run_failed;
+  }
+  std::string needed;
+  for (const auto& n : i.elf.needed) needed += (needed.empty() ? "" : ", ") + n;
+  std::cout << "name         " << printable(d.name) << "\n"
+            << "version      " << printable(d.version) << "\n"
+            << "description  " << printable(d.description) << "\n"
+            << "abi          " << abi << " (this host: " << TH_ABI_MAJOR << "." << TH_ABI_MINOR
+            << ")\n"
+            << "sha256       " << i.sha256 << "\n"
+            << "needs        " << needed << "\n"
+            << "imports      " << i.elf.imports.size() << " symbols ("
+            << (flagged.empty() ? "none flagged" : std::to_string(flagged.size()) + " flagged")
+            << "; --json lists them)\n";
+  for (const auto& f : flagged)
+    std::cout << "  flagged    " << f["symbol"].get<std::string>() << ": "
+              << f["why"].get<std::string>() << " (the sandbox kills the plugin if it is called)\n";
+  for (const auto& p : pins)
+    std::cout << "pinned by    " << p["file"].get<std::string>() << ":" << p["line"].get<int>()
+              << ": " << printable(p["text"].get<std::string>()) << "\n";
+  for (const auto& u : unpinned)
+    std::cout << "NOT pinned   " << u.get<std::string>() << " pins another build\n";
+  return unpinned.empty() ? exit_ok : exit_run_failed;
+}
+
+// `--object BUCKET/KEY=FILE`: FILE into the local object store (the
+// embedded default keeps each bucket as a folder), for a test's input.
+void put_local_object(const HostConfig& config, const std::string& spec) {
+  const auto eq = spec.find('='), slash = spec.find('/');
+  if (eq == std::string::npos || slash == std::string::npos || slash == 0 || slash + 1 >= eq)
+    throw Error(ErrorKind::invalid, "--object " + spec + ": expected BUCKET/KEY=FILE");
+  const std::string bucket = spec.substr(0, slash), key = spec.substr(slash + 1, eq - slash - 1);
+  if (config.s3.count(bucket))
+    throw Error(ErrorKind::invalid, "--object " + spec + ": bucket " + bucket +
+                                        " is an S3 bucket in the host config, not a local one");
+  for (const auto& part : fs::path(key))
+    if (part == ".." || part == "." || key.front() == '/')
+      throw Error(ErrorKind::invalid, "--object " + spec + ": the key must stay in its bucket");
+  const fs::path to = config.object_store_dir / bucket / key;
+  fs::create_directories(to.parent_path());
+  fs::copy_file(spec.substr(eq + 1), to, fs::copy_options::overwrite_existing);
+}
+
+// `plugin test SCHEMA.yaml`: installs that schema (a version of its own for
+// each build, see taskhost_plugin_schema) on this host, runs it once in this
+// process with the sandbox, and prints what a reviewer will see of it.
+int plugin_test(Session& outer, const po::variables_map& vm) {
+  const fs::path file = vm["schema"].as<std::string>();
+  Globals g = outer.globals();
+  if (g.plugin_dir.empty()) g.plugin_dir = fs::absolute(file).parent_path().string();
+  Session s(g);
+  app::App& a = s.app();
+  for (const auto& spec : vm.count("object") ? vm["object"].as<std::vector<std::string>>()
+                                             : std::vector<std::string>{})
+    put_local_object(s.host().config(), spec);
+  const auto installed = a.install(std::vector<std::string>{file.string()}, false);
+  std::cout << "schema  " << installed.at(0).schema << " (" << installed.at(0).outcome << ")\n";
+  auto schema = a.runnable(installed.at(0).schema);
+  const Json params = run_params(schema.schema, vm);
+  WorkerOptions o = s.host().worker_options();
+  o.concurrency = 1;
+  o.webhooks.reset();  // a test tells no one
+  auto submitted = a.submit_inline(schema, params, std::nullopt, o.id, o.lease);
+  if (!submitted.claimed)
+    throw Error(ErrorKind::conflict, "plugin test: run " + submitted.submitted.run_id +
+                                         " awaits approval; test a schema without approval");
+  work_inline(s, o, *submitted.claimed, false);
+  const Run r = a.run(submitted.submitted.run_id);
+
+  std::cout << "\n== log\n";
+  LogQuery q;
+  for (;;) {
+    auto page = a.logs(r, q);
+    for (const auto& l : page.lines) std::cout << log_text(l) << "\n";
+    if (page.lines.empty()) break;
+    q.after_seq = page.lines.back().seq;
+  }
+  std::cout << "\n== events\n";
+  const auto events = a.events(r, 1000);
+  if (events.empty()) std::cout << "none\n";
+  for (const auto& e : events)
+    std::cout << e.at << "  " << printable(e.name) << "  " << printable(e.payload.dump()) << "\n";
+  std::cout << "\n== service calls (audited; a reviewer reads these)\n";
+  std::vector<std::vector<std::string>> calls;
+  for (const auto& e : a.run_audit(r, 1000))
+    if (e.action.rfind("service.", 0) == 0)
+      calls.push_back({e.action, e.detail.value("outcome", ""), e.subject.value_or("")});
+  if (calls.empty())
+    std::cout << "none\n";
+  else
+    print_table({"CALL", "OUTCOME", "RESOURCE"}, calls);
+  std::cout << "\n== files\n";
+  const auto files = a.files(r);
+  if (files.empty()) std::cout << "none\n";
+  for (const auto& f : files) {
+    std::cout << f.name << "  " << f.size << " B  " << f.content_type << "\n";
+    if (!vm.count("result-dir")) continue;
+    const fs::path dir = vm["result-dir"].as<std::string>();
+    fs::create_directories(dir);
+    std::ofstream out(dir / fs::path(f.name).filename(), std::ios::binary);
+    out << a.file_content(r, f.name);
+    if (!out) throw Error(ErrorKind::environment, "cannot write into " + dir.string());
+  }
+  std::cout << "\n";
+  print_run_summary(r);
+  return r.state == RunState::succeeded ? exit_ok : exit_run_failed;
 }
 
 std::string version_text() {
@@ -1175,6 +1417,37 @@ const std::vector<Command>& commands() {
        },
        {{"file", 1}},
        plugin_inspect},
+      {"plugin new",
+       "NAME",
+       "make a plugin project: a worked example, its schema, a README and a test, built out of "
+       "tree against the SDK",
+       [](po::options_description& d) {
+         d.add_options()("dir", po::value<std::string>(), "where (default: ./NAME)");
+       },
+       {{"name", 1}},
+       plugin_new},
+      {"plugin test",
+       "SCHEMA.yaml",
+       "install that schema here and run its plugin once in the sandbox, printing its log, "
+       "events, service calls (refused ones too), files and output; exit 1 if it failed",
+       [](po::options_description& d) {
+         d.add_options()("param,p", po::value<std::vector<std::string>>()->composing(),
+                         "parameter key=value (repeatable)")(
+             "params-file", po::value<std::string>(), "JSON object of parameters")(
+             "object", po::value<std::vector<std::string>>()->composing(),
+             "BUCKET/KEY=FILE: put FILE into the local object store first (repeatable)")(
+             "result-dir", po::value<std::string>(), "save the run's files into this folder");
+       },
+       {{"schema", 1}},
+       plugin_test},
+      {"plugin review",
+       "FILE.so [SCHEMA.yaml...]",
+       "what a reviewer approves: name, version, ABI and SHA-256 (loaded in the sandbox), "
+       "imports the sandbox forbids, and the lines of each schema that pin this build (exit 1 "
+       "if one does not)",
+       json_flag,
+       {{"file", 1}, {"schemas", -1}},
+       plugin_review},
   };
   return table;
 }

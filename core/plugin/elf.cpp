@@ -3,6 +3,7 @@
 #include <elf.h>
 #include <taskhost/plugin.h>
 
+#include <algorithm>
 #include <cstring>
 #include <optional>
 
@@ -86,10 +87,13 @@ ElfSummary read_elf(const std::filesystem::path& file, const std::string& bytes)
       for (uint64_t off = sizeof(Elf64_Sym); off + sizeof(Elf64_Sym) <= sh.sh_size;
            off += sizeof(Elf64_Sym)) {
         auto sym = r.at<Elf64_Sym>(sh.sh_offset + off);
-        if (sym.st_shndx != SHN_UNDEF && ELF64_ST_TYPE(sym.st_info) == STT_FUNC &&
-            ELF64_ST_BIND(sym.st_info) == STB_GLOBAL &&
-            r.string(names, sym.st_name) == TH_PLUGIN_ENTRY_SYMBOL)
+        if (sym.st_shndx == SHN_UNDEF) {
+          if (sym.st_name != 0) out.imports.push_back(r.string(names, sym.st_name));
+        } else if (ELF64_ST_TYPE(sym.st_info) == STT_FUNC &&
+                   ELF64_ST_BIND(sym.st_info) == STB_GLOBAL &&
+                   r.string(names, sym.st_name) == TH_PLUGIN_ENTRY_SYMBOL) {
           out.exports_entry = true;
+        }
       }
     } else if (sh.sh_type == SHT_DYNAMIC) {
       auto names = section(sh.sh_link);
@@ -100,6 +104,7 @@ ElfSummary read_elf(const std::filesystem::path& file, const std::string& bytes)
       }
     }
   }
+  std::sort(out.imports.begin(), out.imports.end());
   return out;
 }
 

@@ -8,9 +8,10 @@ namespace taskhost {
 
 // What can be read from a plugin file without running any of its code.
 struct ElfSummary {
-  std::string machine;              // "x86-64", "aarch64", ...
-  bool exports_entry = false;       // defines TH_PLUGIN_ENTRY_SYMBOL as a function
-  std::vector<std::string> needed;  // shared libraries it links (DT_NEEDED)
+  std::string machine;               // "x86-64", "aarch64", ...
+  bool exports_entry = false;        // defines TH_PLUGIN_ENTRY_SYMBOL as a function
+  std::vector<std::string> needed;   // shared libraries it links (DT_NEEDED)
+  std::vector<std::string> imports;  // functions and objects it uses from them, sorted
 };
 
 // Reads bytes as an ELF shared object, every offset bounds-checked: the file

@@ -632,6 +632,69 @@ TEST_F(Cli, PluginInspectRunsNoneOfThePluginsCode) {
             "library, .so)\n");
 }
 
+// What a reviewer approves: the handshake's fields, the forbidden imports
+// flagged, and the lines of a schema that pin exactly this build.
+TEST_F(Cli, PluginReviewFlagsForbiddenImportsAndShowsThePinningLines) {
+  const std::string so = FIXTURE_PLUGIN_DIR "/escape.so";
+  auto r = run({"plugin", "inspect", so, "--json"});
+  ASSERT_EQ(r.exit_code, 0) << r.err;
+  const std::string digest = Json::parse(r.out).at("sha256");
+  auto pinning = write("pins.yaml",
+                       "name: escape\nversion: 1.0.0\nplugin:\n  path: escape.so\n"
+                       "  sha256: \"" +
+                           digest + "\"\n");
+  r = run({"plugin", "review", so, pinning.string()});
+  EXPECT_EQ(r.exit_code, 0) << r.err;
+  EXPECT_NE(r.out.find("name         escape\n"), std::string::npos) << r.out;
+  EXPECT_NE(r.out.find("abi          1."), std::string::npos) << r.out;
+  EXPECT_NE(r.out.find("sha256       " + digest + "\n"), std::string::npos) << r.out;
+  EXPECT_NE(r.out.find("flagged    execve: starts a program or process"), std::string::npos)
+      << r.out;
+  EXPECT_NE(r.out.find("flagged    socket: network"), std::string::npos) << r.out;
+  EXPECT_NE(r.out.find("pinned by    " + pinning.string() + ":5:   sha256: \"" + digest),
+            std::string::npos)
+      << r.out;
+
+  // A plugin that imports nothing forbidden says so; a schema pinning
+  // another build fails the review.
+  auto other =
+      write("other.yaml", "plugin: { path: hello.so, sha256: \"" + std::string(64, 'a') + "\" }\n");
+  r = run({"plugin", "review", FIXTURE_PLUGIN_DIR "/ctor_writes.so", other.string(), "--json"});
+  EXPECT_EQ(r.exit_code, 1) << r.err;
+  const Json review = Json::parse(r.out);
+  EXPECT_EQ(review.at("flagged"), Json::array()) << r.out;
+  EXPECT_EQ(review.at("not_pinned_by"), Json::array({other.string()})) << r.out;
+  EXPECT_NE(std::find(review.at("imports").begin(), review.at("imports").end(), "getenv"),
+            review.at("imports").end())
+      << r.out;
+}
+
+// `plugin new`: the scaffold with its name filled in, and names refused.
+TEST_F(Cli, PluginNewMakesAProjectNamedForThePlugin) {
+  auto r = run({"plugin", "new", "claim-tally2", "--dir", (tmp / "p").string()});
+  ASSERT_EQ(r.exit_code, 0) << r.err;
+  for (const char* f :
+       {"CMakeLists.txt", "README.md", "claim-tally2.cpp", "claim-tally2.yaml", "test.sh"})
+    EXPECT_TRUE(fs::exists(tmp / "p" / f)) << f;
+  std::ifstream in(tmp / "p" / "claim-tally2.cpp");
+  const std::string source((std::istreambuf_iterator<char>(in)), {});
+  EXPECT_NE(source.find("struct ClaimTally2 {"), std::string::npos);
+  EXPECT_NE(source.find("\"claim-tally2\""), std::string::npos);
+  EXPECT_EQ(source.find("@NAME@"), std::string::npos);
+  EXPECT_TRUE((fs::status(tmp / "p" / "test.sh").permissions() & fs::perms::owner_exec) !=
+              fs::perms::none);
+
+  r = run({"plugin", "new", "claim-tally2", "--dir", (tmp / "p").string()});
+  EXPECT_EQ(r.exit_code, 4) << r.err;
+  EXPECT_NE(r.err.find("exists and is not empty"), std::string::npos) << r.err;
+  for (const char* bad : {"Claim", "2fast", "a--b", "a-", "a_b", "../x"}) {
+    r = run({"plugin", "new", bad, "--dir", (tmp / "q").string()});
+    EXPECT_EQ(r.exit_code, 2) << bad;
+    EXPECT_NE(r.err.find("is not a plugin name"), std::string::npos) << r.err;
+  }
+  EXPECT_FALSE(fs::exists(tmp / "q"));
+}
+
 // Issue: with a worker running, `run --inline` lost its run to the worker
 // and reported "not queued" although the run succeeded elsewhere.
 TEST_F(Cli, AnInlineRunIsExecutedByTheProcessThatAskedForIt) {

@@ -1,4 +1,4 @@
-# cmake -DPLUGIN=x.so -DIN=schema.yaml -DOUT=stamped.yaml -P stamp_schema.cmake
+# cmake -DPLUGIN=x.so -DIN=schema.yaml -DOUT=stamped.yaml -P taskhost_stamp_schema.cmake
 # Writes the bundled schema with plugin.sha256 set to the digest of the
 # plugin this build produced, and each "@SHA256:file@" to the digest of that
 # file beside the plugin (its data migrations): the build is the reviewer of
