@@ -33,6 +33,11 @@ std::string finish_hex(EVP_MD_CTX* ctx) {
 
 }  // namespace
 
+Sha256::Sha256() : ctx_(new_sha256().release()) {}
+Sha256::~Sha256() { EVP_MD_CTX_free(ctx_); }
+void Sha256::update(std::string_view bytes) { EVP_DigestUpdate(ctx_, bytes.data(), bytes.size()); }
+std::string Sha256::hex() { return finish_hex(ctx_); }
+
 std::string hex_lower(std::string_view bytes) {
   static constexpr char digits[] = "0123456789abcdef";
   std::string hex;

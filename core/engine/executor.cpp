@@ -181,7 +181,8 @@ class RunHost : public HostServices {
     if (!storage_)
       storage_.emplace(
           schema_.schema.name, schema_.schema.capabilities.s3, config_,
-          [this](const ServiceCall& c) { audit(c); }, run_.dry_run);
+          [this](const ServiceCall& c) { audit(c); }, run_.dry_run,
+          schema_.schema.capabilities.sftp);
     return storage_->call(op, request, in, out);
   }
 
@@ -199,7 +200,7 @@ class RunHost : public HostServices {
     if (!sftp_)
       sftp_.emplace(
           schema_.schema.name, schema_.schema.capabilities.sftp, config_,
-          [this](const ServiceCall& c) { audit(c); }, run_.dry_run);
+          [this](const ServiceCall& c) { audit(c); }, run_.dry_run, schema_.schema.capabilities.s3);
     return sftp_->call(op, request, in, out);
   }
 
@@ -247,7 +248,9 @@ class RunHost : public HostServices {
   void audit(const ServiceCall& c) {
     append_audit(*pool_.acquire(), "plugin:" + schema_.schema.ref(),
                  "service." + c.service + "." + c.operation, run_.id, c.resource,
-                 {{"bytes", c.bytes}, {"outcome", c.outcome}});
+                 c.sha256.empty()
+                     ? Json{{"bytes", c.bytes}, {"outcome", c.outcome}}
+                     : Json{{"bytes", c.bytes}, {"outcome", c.outcome}, {"sha256", c.sha256}});
   }
 
   pg::Pool& pool_;

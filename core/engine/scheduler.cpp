@@ -38,7 +38,8 @@ Json lookup(const Json& ctx, const std::string& path) {
 // "{{ output.key }}" alone keeps the value's JSON type; templates inside
 // other text are replaced by their text. A missing value is an error.
 Json render(const std::string& text, const Json& ctx) {
-  static const Pattern name_re("[a-z_]+(\\.[A-Za-z0-9_-]+)+");
+  // A dotted path, or a for_each step's element or its index alone.
+  static const Pattern name_re("[a-z_]+(\\.[A-Za-z0-9_-]+)+|item|index");
   auto value = [&](const std::string& name) {
     Json v = lookup(ctx, name);
     if (v.is_null()) throw Error(ErrorKind::invalid, "'" + name + "' has no value");
@@ -157,6 +158,19 @@ int fire_schedules(pg::Connection& conn, const std::string& actor) {
   return fired;
 }
 
+namespace {
+// The parent's record says why a follow-up did not start.
+void chain_failed(pg::Transaction& tx, const std::string& id, const std::string& run,
+                  const std::string& why) {
+  spdlog::error("run {}: chain step {} not started: {}", id, run, why);
+  tx.exec(
+      "INSERT INTO taskhost.run_events (run_id, attempt, name, payload, checkpoint_seq) "
+      "SELECT id, attempt, 'chain.failed', $2::jsonb, checkpoint_seq FROM taskhost.runs "
+      "WHERE id = $1",
+      {id, Json{{"run", run}, {"error", why}}.dump()});
+}
+}  // namespace
+
 int fire_chains(pg::Connection& conn, const std::string& actor) {
   auto pending = conn.exec(
       "SELECT id FROM taskhost.runs WHERE NOT chain_fired AND state IN ('succeeded', 'failed') "
@@ -176,38 +190,56 @@ int fire_chains(pg::Connection& conn, const std::string& actor) {
     const Json ctx = {{"output", Json::parse(parent.text(0, 2))},
                       {"params", Json::parse(parent.text(0, 3))},
                       {"run", {{"id", id}}}};
-    for (const auto& step : steps) {
+    // A dry run's follow-ups are dry runs too: it must not start real work.
+    const bool dry_run = parent.boolean(0, 5);
+    // One follow-up of step, its params rendered in `context`; one that
+    // cannot start leaves the parent a chain.failed event saying why.
+    auto start = [&](const ChainStep& step, const Json& context,
+                     const std::optional<std::string>& key) {
       try {
         auto target = find_schema(conn, SchemaRef::parse(step.run));
         Json params = Json::object();
         std::vector<std::string> assignments;
-        for (const auto& [key, text] : step.params) {
-          Json v = render(text, ctx);
+        for (const auto& [name, text] : step.params) {
+          Json v = render(text, context);
           if (v.is_string())
-            assignments.push_back(key + "=" + v.get<std::string>());  // typed by the target
+            assignments.push_back(name + "=" + v.get<std::string>());  // typed by the target
           else
-            params[key] = v;
+            params[name] = v;
         }
         std::vector<Diagnostic> errors;
         Json typed = params_from_assignments(target.schema, assignments, &errors);
         for (auto& [k, v] : typed.items()) params[k] = v;
         Json valid = validate_params(target.schema, params, &errors);
         if (!errors.empty()) throw Error(ErrorKind::invalid, format_diagnostics(errors));
-        // A dry run's follow-ups are dry runs too: it must not start real work.
-        const bool dry_run = parent.boolean(0, 5);
         auto child = enqueue_in(
-            tx, {&target, valid, actor, std::nullopt, id,
+            tx, {&target, valid, actor, key, id,
                  std::string(dry_run ? "dry run " : "") + "chained from run " + id, dry_run});
         spdlog::info("run {} chained {} as run {}", id, step.run, child.run_id);
         ++started;
       } catch (const Error& e) {
-        // The parent's record says why its follow-up did not start.
-        spdlog::error("run {}: chain step {} not started: {}", id, step.run, e.what());
-        tx.exec(
-            "INSERT INTO taskhost.run_events (run_id, attempt, name, payload, checkpoint_seq) "
-            "SELECT id, attempt, 'chain.failed', $2::jsonb, checkpoint_seq FROM taskhost.runs "
-            "WHERE id = $1",
-            {id, Json{{"run", step.run}, {"error", e.what()}}.dump()});
+        chain_failed(tx, id, step.run, e.what());
+      }
+    };
+    for (size_t n = 0; n < steps.size(); ++n) {
+      const ChainStep& step = steps[n];
+      if (!step.for_each) {
+        start(step, ctx, std::nullopt);
+        continue;
+      }
+      // One child per element, queued here in element order (the claim
+      // keeps it: runs.queued_seq), each under a key naming its parent,
+      // step and element, so no element starts twice.
+      const Json items = lookup(ctx, *step.for_each);
+      if (!items.is_array()) {
+        chain_failed(tx, id, step.run, *step.for_each + " is not an array in the run's output");
+        continue;
+      }
+      for (size_t i = 0; i < items.size(); ++i) {
+        Json item_ctx = ctx;
+        item_ctx["item"] = items[i];
+        item_ctx["index"] = i;
+        start(step, item_ctx, "chain:" + id + ":" + std::to_string(n) + ":" + std::to_string(i));
       }
     }
     tx.commit();

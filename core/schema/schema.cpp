@@ -509,15 +509,27 @@ void read_retry(Reader& r, const YAML::Node& n, RetryPolicy& retry) {
 void read_chain(Reader& r, const YAML::Node& n, const std::string& field,
                 std::vector<ChainStep>& steps) {
   static const Pattern ref_re("[a-z][a-z0-9-]{0,62}(@[0-9A-Za-z.+-]+)?");
+  static const Pattern output_path_re("output(\\.[A-Za-z0-9_-]+)+");
+  static const Pattern per_item_re(".*\\{\\{\\s*(item|index)\\b.*");
   r.each(n, field, [&](const YAML::Node& s, const std::string& f) {
-    if (!r.mapping(s, f, {"run", "params"})) return;
+    if (!r.mapping(s, f, {"run", "params", "for_each"})) return;
     ChainStep step;
     if (auto v = r.get(s, "run", f, true); v.IsDefined())
       step.run = r.matching(v, child(f, "run"), ref_re, "NAME or NAME@VERSION").value_or("");
+    if (auto v = s["for_each"]; v.IsDefined())
+      step.for_each = r.matching(v, child(f, "for_each"), output_path_re,
+                                 "an output path naming an array, like output.files");
     if (auto p = s["params"]; p.IsDefined() && r.mapping(p, child(f, "params"), {}))
-      for (auto it = p.begin(); it != p.end(); ++it)
-        if (auto v = r.str(it->second, child(f, "params." + it->first.Scalar())))
+      for (auto it = p.begin(); it != p.end(); ++it) {
+        const std::string name = child(f, "params." + it->first.Scalar());
+        if (auto v = r.str(it->second, name)) {
+          if (!s["for_each"].IsDefined() && per_item_re.matches(*v))
+            r.error(it->second, name,
+                    "uses {{ item }} or {{ index }}, which only a step with "
+                    "for_each has");
           step.params[it->first.Scalar()] = *v;
+        }
+      }
     steps.push_back(step);
   });
 }
@@ -740,7 +752,10 @@ Json TaskSchema::to_json() const {
     caps["pgp"].push_back({{"key", g.key}, {"verify", g.verify}});
   auto chain = [](const std::vector<ChainStep>& steps) {
     Json out = Json::array();
-    for (const auto& s : steps) out.push_back({{"run", s.run}, {"params", s.params}});
+    for (const auto& s : steps) {
+      out.push_back({{"run", s.run}, {"params", s.params}});
+      if (s.for_each) out.back()["for_each"] = *s.for_each;
+    }
     return out;
   };
   Json j = {

@@ -85,10 +85,14 @@ struct RetryPolicy {
   std::chrono::milliseconds max{std::chrono::hours(1)};
 };
 
-// A follow-up run; param values may use {{ output.KEY }} templates.
+// A follow-up run; param values may use {{ output.KEY }} templates. With
+// for_each (an output path such as "output.files" naming an array), one
+// follow-up per element, in order, whose params may also use {{ item }},
+// {{ item.KEY }} and {{ index }}; an empty array starts none.
 struct ChainStep {
   std::string run;  // NAME or NAME@VERSION
   std::map<std::string, std::string> params;
+  std::optional<std::string> for_each;
 };
 
 struct Hooks {

@@ -3,6 +3,8 @@
 #include <algorithm>
 
 #include "common/error.hpp"
+#include "services/sftp_service.hpp"
+#include "services/transfer.hpp"
 
 namespace taskhost {
 
@@ -69,12 +71,13 @@ void check_object_prefix(const std::string& prefix) { check_segments(prefix, "pr
 
 ObjectStorageService::ObjectStorageService(std::string schema, std::vector<S3Grant> grants,
                                            const HostConfig& config, ServiceAudit audit,
-                                           bool dry_run)
+                                           bool dry_run, std::vector<SftpGrant> sftp)
     : schema_(std::move(schema)),
       grants_(std::move(grants)),
       config_(config),
       audit_(std::move(audit)),
-      dry_run_(dry_run) {}
+      dry_run_(dry_run),
+      sftp_(std::move(sftp)) {}
 
 void ObjectStorageService::authorize(const std::string& bucket, const std::string& key,
                                      Access need) const {
@@ -178,12 +181,60 @@ Json ObjectStorageService::call(const std::string& op, const Json& request, cons
       authorize(bucket, from, Access::read);
       authorize(bucket, to, Access::write);
       store(bucket).copy(from, to);
+    } else if (op == "put_from") {
+      reply = put_from(bucket, request, record);
     } else {
-      throw Error(ErrorKind::invalid, "object storage has no operation '" + op +
-                                          "' (head, get, put, list, delete, copy, presign)");
+      throw Error(ErrorKind::invalid,
+                  "object storage has no operation '" + op +
+                      "' (head, get, put, list, delete, copy, presign, put_from)");
     }
     return reply;
   });
+}
+
+Json ObjectStorageService::put_from(const std::string& bucket, const Json& request,
+                                    ServiceCall& record) {
+  const std::string& key = text(request, "key");
+  auto from = request.find("from");
+  const bool sftp = from != request.end() && from->is_object() && from->contains("sftp");
+  if (from == request.end() || !from->is_object() || from->size() != 2 ||
+      !(sftp || from->contains("object_storage")))
+    throw Error(ErrorKind::invalid,
+                "object storage: put_from needs 'from': {\"sftp\": HOST, \"path\": PATH} or "
+                "{\"object_storage\": BUCKET, \"key\": KEY}");
+  const std::string& source =
+      string_field(*from, "object storage: from", sftp ? "sftp" : "object_storage");
+  const std::string& where = string_field(*from, "object storage: from", sftp ? "path" : "key");
+  record.resource =
+      (sftp ? "sftp:" + source + ":" : source + "/") + where + " -> " + bucket + "/" + key;
+  check_object_key(key);
+  authorize(bucket, key, Access::write);
+  // The source is read by a service of its own (its read audited there) on
+  // the transfer's thread, never sharing a connection with the plugin's calls.
+  std::function<void(const ByteSink&)> read;
+  const ByteSource nothing = [](char*, size_t) { return size_t{0}; };
+  if (sftp) {
+    auto service = std::make_shared<SftpService>(schema_, sftp_, config_, audit_, dry_run_);
+    service->authorize(source, where, Access::read, true);
+    read = [service, source, where, nothing](const ByteSink& out) {
+      service->call("get", {{"host", source}, {"path", where}}, nothing, out);
+    };
+  } else {
+    check_object_key(where);
+    authorize(source, where, Access::read);
+    read = [this, source, where, nothing](const ByteSink& out) {
+      ObjectStorageService service(schema_, grants_, config_, audit_, dry_run_);
+      service.call("get", {{"bucket", source}, {"key", where}}, nothing, out);
+    };
+  }
+  ObjectStore& destination = store(bucket);
+  ObjectInfo info;
+  const std::string content_type = request.value("content_type", "application/octet-stream");
+  Transferred t =
+      transfer(read, [&](const ByteSource& in) { info = destination.put(key, in, content_type); });
+  record.bytes = t.size;
+  record.sha256 = t.sha256;
+  return {{"size", t.size}, {"sha256", t.sha256}, {"etag", info.etag}};
 }
 
 }  // namespace taskhost

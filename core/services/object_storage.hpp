@@ -34,24 +34,35 @@ std::unique_ptr<ObjectStore> open_bucket(const HostConfig& config, const std::st
 //   delete {bucket, key}                -> {}
 //   copy {bucket, from, to}             -> {}   (read on from, write on to)
 //   presign {bucket, key, expires}      -> {url} (read; expires in seconds)
+//   put_from {bucket, key, content_type?, from}    -> {size, sha256, etag}
+//       a host-side copy into bucket/key (write) from
+//       from: {sftp: HOST, path: PATH}             (sftp read), or
+//       from: {object_storage: BUCKET, key: KEY}   (s3 read);
+//       both grants are checked before a byte moves, the bytes stream
+//       through 1 MiB (services/transfer.hpp) and a failing source leaves
+//       no object. Audited as service.s3.put_from with size and SHA-256 (the
+//       source's read also as its own get).
 // In a dry run every write (put, delete, copy's target) is refused after the
 // grant check, so the dry run meets the refusals the real run would.
 class ObjectStorageService {
  public:
+  // sftp: the schema's sftp grants, for put_from's SFTP sources.
   ObjectStorageService(std::string schema, std::vector<S3Grant> grants, const HostConfig& config,
-                       ServiceAudit audit, bool dry_run = false);
+                       ServiceAudit audit, bool dry_run = false, std::vector<SftpGrant> sftp = {});
   Json call(const std::string& op, const Json& request, const ByteSource& in, const ByteSink& out);
 
  private:
   // Throws Error(refused) "permission denied ..." unless a grant covers it.
   void authorize(const std::string& bucket, const std::string& key, Access need) const;
   ObjectStore& store(const std::string& bucket);
+  Json put_from(const std::string& bucket, const Json& request, ServiceCall& record);
 
   std::string schema_;
   std::vector<S3Grant> grants_;
   const HostConfig& config_;
   ServiceAudit audit_;
   bool dry_run_;
+  std::vector<SftpGrant> sftp_;
   std::map<std::string, std::unique_ptr<ObjectStore>> stores_;
 };
 

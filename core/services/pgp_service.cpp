@@ -6,62 +6,18 @@
 
 #include <algorithm>
 #include <cctype>
-#include <condition_variable>
 #include <cstring>
-#include <mutex>
 #include <set>
 #include <thread>
 
 #include "common/sha256.hpp"
+#include "services/byte_pipe.hpp"
 
 namespace taskhost {
 namespace {
 
-constexpr size_t pipe_capacity = 1 << 20;  // bytes in flight between two threads
-constexpr size_t default_read = 1 << 20;   // a read's default size
-constexpr size_t max_read = 8 << 20;       // and its largest
-
-// Bytes from one thread to another with at most about capacity buffered, so
-// a file of any size passes through in bounded memory.
-class Pipe {
- public:
-  // Blocks while full; false once the pipe was aborted.
-  bool write(const char* data, size_t n) {
-    std::unique_lock lock(mutex_);
-    changed_.wait(lock, [&] { return aborted_ || data_.size() < pipe_capacity; });
-    if (aborted_) return false;
-    data_.append(data, n);
-    changed_.notify_all();
-    return true;
-  }
-  // Blocks while empty; 0 at the end (or once aborted).
-  size_t read(char* buf, size_t capacity) {
-    std::unique_lock lock(mutex_);
-    changed_.wait(lock, [&] { return aborted_ || closed_ || !data_.empty(); });
-    if (aborted_) return 0;
-    const size_t n = std::min(capacity, data_.size());
-    std::memcpy(buf, data_.data(), n);
-    data_.erase(0, n);
-    changed_.notify_all();
-    return n;
-  }
-  void close() {
-    std::lock_guard lock(mutex_);
-    closed_ = true;
-    changed_.notify_all();
-  }
-  void abort() {
-    std::lock_guard lock(mutex_);
-    aborted_ = true;
-    changed_.notify_all();
-  }
-
- private:
-  std::mutex mutex_;
-  std::condition_variable changed_;
-  std::string data_;
-  bool closed_ = false, aborted_ = false;
-};
+constexpr size_t default_read = 1 << 20;  // a read's default size
+constexpr size_t max_read = 8 << 20;      // and its largest
 
 struct Stopped {};
 
@@ -110,7 +66,7 @@ std::set<std::string> import_keys(rnp_ffi_t ffi, const std::string& text, uint32
 struct PgpService::Stream {
   std::string bucket, key, pgp_key, verify;
   std::string secret_key, passphrase, public_key;
-  Pipe cipher, plain;
+  BytePipe cipher, plain;  // 1 MiB in flight between two threads
   std::thread fetcher, decryptor;
   std::exception_ptr fetch_failure;  // the object could not be read (its own error)
   std::string refusal;

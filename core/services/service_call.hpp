@@ -15,7 +15,8 @@ namespace taskhost {
 struct ServiceCall {
   std::string service, operation, resource;
   uint64_t bytes = 0;
-  std::string outcome;  // "ok" / "HTTP 200", "denied", or the error
+  std::string outcome;      // "ok" / "HTTP 200", "denied", or the error
+  std::string sha256 = {};  // of the bytes, when the service hashed them (transfers)
 };
 using ServiceAudit = std::function<void(const ServiceCall&)>;
 

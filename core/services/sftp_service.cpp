@@ -1,6 +1,8 @@
 #include "services/sftp_service.hpp"
 
 #include "common/error.hpp"
+#include "services/object_storage.hpp"
+#include "services/transfer.hpp"
 
 namespace taskhost {
 
@@ -43,12 +45,14 @@ void check_remote_path(const std::string& path) {
 }
 
 SftpService::SftpService(std::string schema, std::vector<SftpGrant> grants,
-                         const HostConfig& config, ServiceAudit audit, bool dry_run)
+                         const HostConfig& config, ServiceAudit audit, bool dry_run,
+                         std::vector<S3Grant> s3)
     : schema_(std::move(schema)),
       grants_(std::move(grants)),
       config_(config),
       audit_(std::move(audit)),
-      dry_run_(dry_run) {}
+      dry_run_(dry_run),
+      s3_(std::move(s3)) {}
 
 SftpClient& SftpService::client(const std::string& host) {
   auto it = clients_.find(host);
@@ -130,13 +134,44 @@ Json SftpService::call(const std::string& op, const Json& request, const ByteSou
       } else if (op == "mkdir") {
         authorize(host, path, Access::write, false);
         client(host).mkdir(path);
+      } else if (op == "put_from") {
+        reply = put_from(host, path, request, record);
       } else {
-        throw Error(ErrorKind::invalid,
-                    "sftp has no operation '" + op + "' (list, get, put, rename, remove, mkdir)");
+        throw Error(ErrorKind::invalid, "sftp has no operation '" + op +
+                                            "' (list, get, put, rename, remove, mkdir, put_from)");
       }
     }
     return reply;
   });
+}
+
+Json SftpService::put_from(const std::string& host, const std::string& path, const Json& request,
+                           ServiceCall& record) {
+  auto from = request.find("from");
+  if (from == request.end() || !from->is_object() || from->size() != 2 ||
+      !from->contains("object_storage"))
+    throw Error(ErrorKind::invalid,
+                "sftp: put_from needs 'from': {\"object_storage\": BUCKET, \"key\": KEY}");
+  const std::string& bucket = string_field(*from, "sftp: from", "object_storage");
+  const std::string& key = string_field(*from, "sftp: from", "key");
+  record.resource = bucket + "/" + key + " -> " + record.resource;
+  authorize(host, path, Access::write, false);
+  // The source's grant through a service of its own, whose get (on the
+  // transfer's thread) is checked again and audited.
+  auto source = std::make_shared<ObjectStorageService>(schema_, s3_, config_, audit_, dry_run_);
+  const ByteSource nothing = [](char*, size_t) { return size_t{0}; };
+  if (!source->call("head", {{"bucket", bucket}, {"key", key}}, nothing, [](const char*, size_t) {})
+           .value("exists", false))
+    throw Error(ErrorKind::not_found, "sftp: put_from: no object " + bucket + "/" + key);
+  SftpClient& destination = client(host);
+  Transferred t = transfer(
+      [&](const ByteSink& out) {
+        source->call("get", {{"bucket", bucket}, {"key", key}}, nothing, out);
+      },
+      [&](const ByteSource& in) { destination.put(path, in); });
+  record.bytes = t.size;
+  record.sha256 = t.sha256;
+  return {{"size", t.size}, {"sha256", t.sha256}};
 }
 
 }  // namespace taskhost

@@ -111,7 +111,7 @@ std::string claim_sql(const std::string& extra) {
   return "WITH picked AS (SELECT id FROM taskhost.runs WHERE state = 'queued' AND "
          "run_after <= now() " +
          extra +
-         " ORDER BY run_after LIMIT $2 FOR UPDATE SKIP LOCKED),"
+         " ORDER BY run_after, queued_seq LIMIT $2 FOR UPDATE SKIP LOCKED),"
          "claimed AS (UPDATE taskhost.runs r SET state = 'running', attempt = r.attempt + 1, "
          "  started_at = now(), attempt_progress_base = coalesce(r.progress_done, 0), "
          "  lease_owner = $1, "

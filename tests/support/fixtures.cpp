@@ -75,6 +75,56 @@ InstalledSchema install_hello(pg::Connection& conn) {
 
 std::string bundled_ref(const std::string& file) { return bundled(file).ref(); }
 
+namespace {
+std::filesystem::path test_home(const char* part) {
+  return std::string(std::getenv("TASKHOST_TEST_HOME")) + part;
+}
+std::string trimmed(std::string s) {
+  while (!s.empty() && (s.back() == '\n' || s.back() == ' ')) s.pop_back();
+  return s;
+}
+}  // namespace
+
+S3BucketConfig s3rver_bucket(const std::string& bucket) {
+  ::setenv("TEST_S3_KEY", "S3RVER", 1);
+  ::setenv("TEST_S3_SECRET", "S3RVER", 1);
+  S3BucketConfig b;
+  b.endpoint = "http://127.0.0.1:" + trimmed(slurp(test_home("-s3rver") / "port"));
+  b.path_style = true;
+  b.access_key_id = {"s3." + bucket + ".access_key_id", "TEST_S3_KEY", std::nullopt};
+  b.secret_access_key = {"s3." + bucket + ".secret_access_key", "TEST_S3_SECRET", std::nullopt};
+  return b;
+}
+
+std::string s3rver_bucket_yaml(const std::string& bucket) {
+  const S3BucketConfig b = s3rver_bucket(bucket);
+  return "  " + bucket + ": { endpoint: '" + b.endpoint +
+         "', path_style: true, access_key_id: { env: TEST_S3_KEY }, secret_access_key: { env: "
+         "TEST_S3_SECRET } }\n";
+}
+
+SftpHostConfig sshd_host() {
+  const auto sshd = test_home("-sshd");
+  SftpHostConfig h;
+  h.address = "127.0.0.1";
+  h.port = std::stoi(slurp(sshd / "port"));
+  h.user = trimmed(slurp(sshd / "user"));
+  h.private_key = sshd / "id_ed25519";
+  h.known_hosts = sshd / "known_hosts";
+  return h;
+}
+
+std::string sshd_host_yaml(const std::string& name) {
+  const SftpHostConfig h = sshd_host();
+  return "  " + name + ": { address: " + h.address + ", port: " + std::to_string(h.port) +
+         ", user: " + h.user + ", private_key: " + h.private_key.string() +
+         ", known_hosts: " + h.known_hosts.string() + " }\n";
+}
+
+std::filesystem::path sshd_files() {
+  return std::filesystem::canonical(test_home("-sshd") / "files");
+}
+
 std::string slurp(const std::filesystem::path& path) {
   std::ifstream in(path, std::ios::binary);
   std::stringstream s;

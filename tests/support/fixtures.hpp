@@ -50,6 +50,19 @@ std::string slurp(const std::filesystem::path& path);
 // SHA-256 of a file.
 std::string digest_of(const std::string& path);
 
+// A bucket of the run's s3rver (tests/support/s3rver_fixture.sh makes
+// taskhost-test and esi-raw) as a host config names it; its credentials are
+// read from TEST_S3_KEY and TEST_S3_SECRET, which this sets.
+S3BucketConfig s3rver_bucket(const std::string& bucket = "taskhost-test");
+// The same as host config YAML (an entry of the `s3:` section).
+std::string s3rver_bucket_yaml(const std::string& bucket);
+// The run's sshd (tests/support/sshd_fixture.sh) as a host config names it,
+// and the real directory it serves files from.
+SftpHostConfig sshd_host();
+// The same as host config YAML (an entry of the `sftp:` section).
+std::string sshd_host_yaml(const std::string& name);
+std::filesystem::path sshd_files();
+
 // Installs NAME@1.0.0 running fixture plugin `so`, pinned to its real digest
 // unless pin is given; extra is appended to the YAML.
 InstalledSchema install_fixture(pg::Connection& conn, const std::string& name,

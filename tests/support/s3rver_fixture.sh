@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # s3rver_fixture.sh start|stop DIR
 # s3rver (npm) on a free loopback port for one test run: data under DIR,
-# bucket taskhost-test created at start, the port in DIR/port. Credentials
+# buckets taskhost-test and esi-raw (the ESI plugins' raw bucket) created at start, the port in DIR/port. Credentials
 # are s3rver's fixed S3RVER / S3RVER.
 set -euo pipefail
 action=$1 dir=$2
@@ -19,7 +19,7 @@ case $action in
     # s3rver makes list continuation tokens with DES, which OpenSSL 3 keeps
     # in its legacy provider.
     NODE_OPTIONS=--openssl-legacy-provider nohup "$dir/node_modules/.bin/s3rver" -d "$dir/data" -a 127.0.0.1 -p "$port" --silent \
-      --configure-bucket taskhost-test >"$dir/log" 2>&1 &
+      --configure-bucket taskhost-test --configure-bucket esi-raw >"$dir/log" 2>&1 &
     echo $! >"$dir/pid"
     for _ in $(seq 100); do
       if (exec 3<>"/dev/tcp/127.0.0.1/$port") 2>/dev/null; then echo "$port" >"$dir/port"; exit 0; fi

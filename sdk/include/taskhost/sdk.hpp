@@ -249,6 +249,26 @@ class Bucket {
   void copy(std::string_view from, std::string_view to) const {
     call("copy", {{"from", from}, {"to", to}});
   }
+  // What a host-side copy moved: its size and the SHA-256 of its bytes.
+  struct Transferred {
+    uint64_t size = 0;
+    std::string sha256;
+  };
+  // Copies a file from an SFTP host the schema grants (read) into this
+  // bucket (write), host to host: the bytes never pass through the plugin,
+  // however large. Both grants are checked before a byte moves; a source
+  // that fails midway leaves no object.
+  Transferred put_from_sftp(std::string_view key, std::string_view host,
+                            std::string_view path) const {
+    return transferred(
+        call("put_from", {{"key", key}, {"from", {{"sftp", host}, {"path", path}}}}));
+  }
+  // The same from an object of a bucket the schema grants (read).
+  Transferred put_from_bucket(std::string_view key, std::string_view bucket,
+                              std::string_view source_key) const {
+    return transferred(call(
+        "put_from", {{"key", key}, {"from", {{"object_storage", bucket}, {"key", source_key}}}}));
+  }
   // A URL that lets anyone GET the object until it expires (at most 7 days).
   std::string presign(std::string_view key, int64_t expires_seconds) const {
     return call("presign", {{"key", key}, {"expires", expires_seconds}})["url"];
@@ -264,6 +284,9 @@ class Bucket {
   static Object object(std::string_view key, const Json& r) {
     return {std::string(key), r.value("size", uint64_t{0}), r.value("etag", ""),
             r.value("last_modified", ""), r.value("content_type", "")};
+  }
+  static Transferred transferred(const Json& r) {
+    return {r.value("size", uint64_t{0}), r.value("sha256", "")};
   }
 
   Service service_;
@@ -314,6 +337,14 @@ class Sftp {
   }
   void remove(std::string_view path) const { call("remove", {{"path", path}}); }
   void mkdir(std::string_view path) const { call("mkdir", {{"path", path}}); }
+  // Copies an object of a bucket the schema grants (read) to path (write),
+  // host to host, as Bucket::put_from_sftp the other way: {size, sha256}.
+  Bucket::Transferred put_from_bucket(std::string_view path, std::string_view bucket,
+                                      std::string_view key) const {
+    Json r =
+        call("put_from", {{"path", path}, {"from", {{"object_storage", bucket}, {"key", key}}}});
+    return {r.value("size", uint64_t{0}), r.value("sha256", "")};
+  }
 
  private:
   Json call(const char* op, Json request, th_source* in = nullptr, th_sink* out = nullptr) const {

@@ -12,6 +12,7 @@
 
 #include "engine/submit.hpp"
 #include "services/database.hpp"
+#include "support/esi_keys.hpp"
 #include "support/esi_synth.hpp"
 #include "support/fixtures.hpp"
 #include "support/test_database.hpp"
@@ -24,7 +25,7 @@ namespace fw = fixedwidth;
 using testing::EsiExpected;
 using testing::EsiSynthOptions;
 
-const std::string passphrase = "canary-passphrase-7f3a9c";
+const std::string& passphrase = test::EsiKeys::passphrase;
 
 std::string read_file(const fs::path& p) {
   std::ifstream in(p, std::ios::binary);
@@ -32,8 +33,6 @@ std::string read_file(const fs::path& p) {
   s << in.rdbuf();
   return s.str();
 }
-
-void sh(const std::string& cmd) { ASSERT_EQ(std::system(cmd.c_str()), 0) << cmd; }
 
 const fw::Layout& layout() {
   static const fw::Layout l =
@@ -43,28 +42,11 @@ const fw::Layout& layout() {
 
 class EsiParser : public ::testing::Test {
  protected:
-  // Three key pairs made by gpg: ours (esi, which files are encrypted to),
-  // the vendor's (which signs them) and a stranger's.
   static void SetUpTestSuite() {
-    dir_ = new fs::path(fs::temp_directory_path() / ("esi-parser-" + std::to_string(getpid())));
-    fs::create_directories(*dir_ / "gnupg");
-    fs::permissions(*dir_ / "gnupg", fs::perms::owner_all);
-    const std::string gpg = "GNUPGHOME=" + (*dir_ / "gnupg").string() +
-                            " gpg --batch --quiet --pinentry-mode loopback --passphrase " +
-                            passphrase + " ";
-    for (const char* who : {"esi", "vendor", "stranger"})
-      sh(gpg + "--quick-gen-key '" + who + " <" + who +
-         "@test.invalid>' future-default default never");
-    sh(gpg + "--armor --export-secret-keys esi@test.invalid > " + (*dir_ / "esi.asc").string());
-    sh(gpg + "--armor --export vendor@test.invalid > " + (*dir_ / "vendor.pub.asc").string());
-    gpg_ = new std::string(gpg);
+    keys_ =
+        new test::EsiKeys(fs::temp_directory_path() / ("esi-parser-" + std::to_string(getpid())));
   }
-  static void TearDownTestSuite() {
-    std::system(("GNUPGHOME=" + (*dir_ / "gnupg").string() + " gpgconf --kill gpg-agent").c_str());
-    fs::remove_all(*dir_);
-    delete dir_;
-    delete gpg_;
-  }
+  static void TearDownTestSuite() { delete keys_; }
 
   void SetUp() override {
     conn_.emplace(db_.connect());
@@ -78,28 +60,16 @@ class EsiParser : public ::testing::Test {
     provision_db_roles(*s, target);
     install_schema(*conn_, *s, "test");
     schema_ = find_schema(*conn_, SchemaRef::parse("esi-parser"));
-    objects_ = *dir_ / ("objects-" + std::to_string(counter_++));
+    objects_ = keys_->dir() / ("objects-" + std::to_string(counter_++));
     fs::create_directories(objects_ / "esi-raw" / "in");
     config_.object_store_dir = objects_;
-    auto secret = [](const fs::path& p) {
-      SecretRef r;
-      r.file = p;
-      return r;
-    };
-    fs::path pass = *dir_ / "passphrase";
-    std::ofstream(pass) << passphrase;
-    config_.pgp["esi"].secret_key = secret(*dir_ / "esi.asc");
-    config_.pgp["esi"].passphrase = secret(pass);
-    config_.pgp["esi-vendor"].public_key = secret(*dir_ / "vendor.pub.asc");
+    keys_->configure(config_);
   }
 
   // Encrypts plain to esi, signed by signer, as in/NAME in the raw bucket.
   std::string put(const std::string& name, const std::string& plain,
                   const std::string& signer = "vendor") {
-    const fs::path in = *dir_ / ("plain-" + name), out = objects_ / "esi-raw" / "in" / name;
-    std::ofstream(in, std::ios::binary) << plain;
-    sh(*gpg_ + "--yes --trust-model always -r esi@test.invalid --local-user " + signer +
-       "@test.invalid --sign --encrypt -o '" + out.string() + "' '" + in.string() + "'");
+    keys_->encrypt(plain, objects_ / "esi-raw" / "in" / name, signer);
     return "in/" + name;
   }
 
@@ -117,8 +87,7 @@ class EsiParser : public ::testing::Test {
   InstalledSchema schema_;
   HostConfig config_;
   fs::path objects_;
-  static inline fs::path* dir_ = nullptr;
-  static inline std::string* gpg_ = nullptr;
+  static inline test::EsiKeys* keys_ = nullptr;
   static inline int counter_ = 0;
 };
 
@@ -152,7 +121,7 @@ TEST_F(EsiParser, LoadsAFileOnceWithTheTotalsItsGeneratorExpects) {
                   key + "'"),
             1);
   // The secret key and its passphrase appear nowhere.
-  const std::string secret_key = read_file(*dir_ / "esi.asc");
+  const std::string secret_key = read_file(keys_->secret_key());
   const std::string key_body = secret_key.substr(secret_key.find("\n\n") + 2, 64);
   const std::string everything =
       logs + r.output.dump() + r.error.value_or("") +

@@ -405,5 +405,62 @@ TEST_F(Queue, ChainsFireOnceWithTemplatedParams) {
   EXPECT_EQ(r.text(0, 1), id);
 }
 
+TEST_F(Queue, ForEachChainsOneChildPerElementOnceAndInOrder) {
+  auto child = test::install_fixture(conn, "child", "noop.so",
+                                     "params: { key: { type: string }, n: { type: integer } }\n");
+  auto parent = test::install_fixture(
+      conn, "parent", "noop.so",
+      "on_success: [ { run: child, for_each: output.files, params: { key: '{{ item.key }}', n: "
+      "'{{ index }}' } } ]\n");
+  auto finish = [&](const std::string& output) {
+    std::string id = submit(parent);
+    auto c = claim_one("w");
+    RunWriter(conn, id, c.attempt).output(output);
+    Completion ok;
+    ok.run_id = id;
+    ok.attempt = c.attempt;
+    ok.succeeded = true;
+    ok.has_chain = true;
+    complete(conn, "w", {ok});
+    return id;
+  };
+  std::vector<std::string> keys;
+  Json files = Json::array();
+  for (int i = 0; i < 12; ++i) {
+    keys.push_back("in/f" + std::to_string(11 - i));  // not in key order: element order counts
+    files.push_back({{"key", keys.back()}});
+  }
+  const std::string id = finish(Json{{"files", files}}.dump());
+  EXPECT_EQ(fire_chains(conn, "w"), 12);
+  EXPECT_EQ(fire_chains(conn, "w"), 0) << "a chain fires once";
+  auto r = conn.exec(
+      "SELECT idempotency_key, parent_run_id::text FROM taskhost.runs WHERE schema_name = 'child' "
+      "ORDER BY queued_seq");
+  ASSERT_EQ(r.rows(), 12);
+  EXPECT_EQ(r.text(3, 0), "chain:" + id + ":0:3");
+  EXPECT_EQ(r.text(3, 1), id);
+  // Claimed one by one, in element order although queued in one instant.
+  for (int i = 0; i < 12; ++i) {
+    auto c = claim_one("w");
+    EXPECT_EQ(c.params["key"], keys[static_cast<size_t>(i)]);
+    EXPECT_EQ(c.params["n"], i);
+  }
+
+  // Nothing in the array: no child. Not an array: none, and the parent says why.
+  const std::string none = finish(R"({"files": []})");
+  const std::string wrong = finish(R"({"files": "in/x"})");
+  EXPECT_EQ(fire_chains(conn, "w"), 0);
+  EXPECT_EQ(
+      conn.exec("SELECT count(*) FROM taskhost.runs WHERE parent_run_id IN ($1, $2)", {none, wrong})
+          .integer(0, 0),
+      0);
+  auto failed = conn.exec(
+      "SELECT payload->>'error' FROM taskhost.run_events WHERE run_id = $1 AND name = "
+      "'chain.failed'",
+      {wrong});
+  ASSERT_EQ(failed.rows(), 1);
+  EXPECT_EQ(failed.text(0, 0), "output.files is not an array in the run's output");
+}
+
 }  // namespace
 }  // namespace taskhost

@@ -104,6 +104,25 @@ TEST(Schema, UnknownKeyNamesFileLineColumnAndSuggests) {
             "bad.yaml:4:10: retry.max_attempt: unknown key; did you mean ");
 }
 
+TEST(Schema, ForEachNamesAnOutputArrayAndItemsOnlyThere) {
+  std::vector<Diagnostic> errors;
+  auto s = parse_schema(minimal("on_success:\n"
+                                "  - run: esi-parser\n"
+                                "    for_each: output.files\n"
+                                "    params: { key: '{{ item.key }}', n: '{{ index }}' }\n"),
+                        "t.yaml", &errors);
+  ASSERT_TRUE(s) << format_diagnostics(errors);
+  EXPECT_EQ(s->on_success[0].for_each, "output.files");
+  EXPECT_EQ(s->to_json()["on_success"][0]["for_each"], "output.files");
+  EXPECT_EQ(first_error(minimal("on_success: [ { run: p, for_each: files } ]\n")),
+            "bad.yaml:4:35: on_success[0].for_each: expected an output path naming an array, like "
+            "output.files, got 'files'");
+  EXPECT_EQ(
+      first_error(minimal("on_failure:\n  - run: p\n    params: { key: '{{ item.key }}' }\n")),
+      "bad.yaml:6:20: on_failure[0].params.key: uses {{ item }} or {{ index }}, which only a "
+      "step with for_each has");
+}
+
 TEST(Schema, ApprovalNamesItsRolesAndIsCheckedWhereWritten) {
   std::vector<Diagnostic> errors;
   auto s =
