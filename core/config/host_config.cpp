@@ -127,7 +127,7 @@ HttpCredentialConfig read_credential(const Reader& r, const YAML::Node& n,
                                      const std::string& field) {
   HttpCredentialConfig c;
   if (!n.IsMap() || !n["type"]) {
-    r.error(n, field + ".type", "required: bearer, header or oauth2");
+    r.error(n, field + ".type", "required: bearer, header, oauth2 or private_key_jwt");
     return c;
   }
   const std::string type = r.scalar(n["type"], field + ".type");
@@ -149,9 +149,18 @@ HttpCredentialConfig read_credential(const Reader& r, const YAML::Node& n,
     c.client_id = r.secret(required("client_id"), field + ".client_id");
     c.client_secret = r.secret(required("client_secret"), field + ".client_secret");
     if (n["scope"]) c.scope = r.scalar(n["scope"], field + ".scope");
+  } else if (type == "private_key_jwt") {
+    r.mapping(n, field, {"type", "token_url", "client_id", "private_key", "scope"});
+    c.kind = HttpCredentialConfig::Kind::private_key_jwt;
+    if (auto v = required("token_url"))
+      c.token_url = r.url(v, field + ".token_url", "the token endpoint's http(s) URL");
+    c.client_id = r.secret(required("client_id"), field + ".client_id");
+    c.private_key = r.secret(required("private_key"), field + ".private_key");
+    if (n["scope"]) c.scope = r.scalar(n["scope"], field + ".scope");
   } else if (n["type"].IsScalar()) {
     r.error(n["type"], field + ".type",
-            "expected bearer, header or oauth2, got '" + printable(storable(type, 100)) + "'");
+            "expected bearer, header, oauth2 or private_key_jwt, got '" +
+                printable(storable(type, 100)) + "'");
   }
   return c;
 }

@@ -51,14 +51,19 @@ struct PgpKeyConfig {
 
 // A credential outbound HTTP injects for a plugin, by name.
 struct HttpCredentialConfig {
-  enum class Kind { bearer, header, oauth2 };
+  enum class Kind { bearer, header, oauth2, private_key_jwt };
   Kind kind = Kind::bearer;
   SecretRef secret;         // bearer: the token; header: the value
   std::string header_name;  // header: e.g. X-Api-Key
-  // oauth2 (client credentials): tokens fetched from token_url and cached
-  // until shortly before they expire.
+  // oauth2 and private_key_jwt (client credentials): tokens fetched from
+  // token_url and cached until shortly before they expire. oauth2 sends
+  // client_secret; private_key_jwt (RFC 7523) sends instead a client
+  // assertion signed with private_key (RS256, aud = token_url, a unique jti,
+  // valid for a few minutes).
   std::string token_url, scope;
-  SecretRef client_id, client_secret;
+  SecretRef client_id, client_secret, private_key;
+  // Whether tokens are fetched from token_url (and renewed after a 401).
+  bool fetches_tokens() const { return kind == Kind::oauth2 || kind == Kind::private_key_jwt; }
 };
 
 // A PostgreSQL database schemas can be granted (capabilities.db.connection),

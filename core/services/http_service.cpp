@@ -11,6 +11,7 @@
 
 #include "common/curl.hpp"
 #include "common/error.hpp"
+#include "common/jwt.hpp"
 
 namespace taskhost {
 
@@ -22,6 +23,8 @@ constexpr size_t max_request_body = 16u << 20;
 constexpr uint64_t max_response_limit = 256u << 20;
 constexpr int max_attempts = 4;
 constexpr auto max_in_call_wait = 60s;
+// A client assertion's lifetime (RFC 7523 3: "a reasonably short" one).
+constexpr auto assertion_lifetime = 5min;
 
 // A URL split by curl's parser (which also removes dot segments).
 struct Url {
@@ -67,7 +70,8 @@ bool iequal(const std::string& a, const std::string& b) {
   return a.size() == b.size() && strcasecmp(a.c_str(), b.c_str()) == 0;
 }
 
-// OAuth2 tokens, shared by the runs of this process, per credential name.
+// OAuth2 tokens, shared by the runs of this process, per credential name and
+// token URL.
 struct CachedToken {
   std::string token;
   std::chrono::steady_clock::time_point expires;
@@ -127,20 +131,22 @@ struct HttpService::Impl {
     uint64_t bytes = 0;
   };
 
-  // One exchange. Streams the response body into out, except a redirect's
-  // and, with may_retry, a 429/5xx answer's (it will be retried).
+  // One exchange. Streams the response body into out, except a redirect's,
+  // with may_retry a 429/5xx answer's, and with may_renew a 401's: each of
+  // those is answered again, and only the answer that ends the call is the
+  // plugin's.
   Response exchange(const std::string& method, const Url& url,
                     const std::vector<std::string>& headers, const std::string& body,
                     std::chrono::milliseconds timeout, uint64_t limit, bool may_retry,
-                    const ByteSink& out, std::string& transport_error) {
+                    const ByteSink& out, std::string& transport_error, bool may_renew = false) {
     struct Transfer {
       Response r;
       const ByteSink* out;
       CURL* easy;
       uint64_t limit;
-      bool may_retry;
+      bool may_retry, may_renew;
       std::exception_ptr error;
-    } t{{}, &out, easy, limit, may_retry, nullptr};
+    } t{{}, &out, easy, limit, may_retry, may_renew, nullptr};
     curl_slist* list = nullptr;
     for (const auto& h : headers) list = curl_slist_append(list, h.c_str());
     list = curl_slist_append(list, "Expect:");
@@ -186,10 +192,11 @@ struct HttpService::Impl {
           long status = 0;
           curl_easy_getinfo(t->easy, CURLINFO_RESPONSE_CODE, &status);
           // A redirect's body is never the plugin's; a retried answer's
-          // neither.
+          // neither, nor a 401's that a renewed token will be sent after.
           bool redirect = status >= 300 && status < 400;
           bool retried = t->may_retry && (status == 429 || status >= 500);
-          if (redirect || retried) return s * n;
+          bool renewed = t->may_renew && status == 401;
+          if (redirect || retried || renewed) return s * n;
           t->r.bytes += s * n;
           if (t->r.bytes > t->limit) {
             t->error = std::make_exception_ptr(
@@ -223,21 +230,44 @@ struct HttpService::Impl {
   std::string token(const std::string& name, const HttpCredentialConfig& c, bool renew) {
     std::lock_guard lock(token_mutex);
     auto now = std::chrono::steady_clock::now();
-    auto it = token_cache.find(name);
+    // A token belongs to its issuer: the same name with another token URL
+    // (a changed config, another host config in this process) is another.
+    const std::string key = name + "\n" + c.token_url;
+    auto it = token_cache.find(key);
     if (!renew && it != token_cache.end() && it->second.expires > now) return it->second.token;
     Url url = parse_url(c.token_url);
+    auto escape = [&](const std::string& v) {
+      char* e = curl_easy_escape(easy, v.c_str(), static_cast<int>(v.size()));
+      std::string out = e ? e : "";
+      curl_free(e);
+      return out;
+    };
     std::string body = "grant_type=client_credentials";
-    if (!c.scope.empty()) {
-      char* s = curl_easy_escape(easy, c.scope.c_str(), static_cast<int>(c.scope.size()));
-      body += "&scope=" + std::string(s);
-      curl_free(s);
+    if (!c.scope.empty()) body += "&scope=" + escape(c.scope);
+    const std::string id = c.client_id.resolve();
+    body += "&client_id=" + escape(id);
+    if (c.kind == HttpCredentialConfig::Kind::private_key_jwt) {
+      // RFC 7523 2.2: the client authenticates with a JWT it signs; iss and
+      // sub are the client, aud the token endpoint, jti never used twice.
+      const auto issued = std::chrono::duration_cast<std::chrono::seconds>(
+                              std::chrono::system_clock::now().time_since_epoch())
+                              .count();
+      std::string key = c.private_key.resolve();
+      const std::string assertion =
+          jwt_rs256({{"iss", id},
+                     {"sub", id},
+                     {"aud", c.token_url},
+                     {"iat", issued},
+                     {"exp", issued + std::chrono::seconds(assertion_lifetime).count()},
+                     {"jti", random_hex_id()}},
+                    key);
+      std::fill(key.begin(), key.end(), '\0');
+      body += "&client_assertion_type=" +
+              escape("urn:ietf:params:oauth:client-assertion-type:jwt-bearer") +
+              "&client_assertion=" + escape(assertion);
+    } else {
+      body += "&client_secret=" + escape(c.client_secret.resolve());
     }
-    std::string id = c.client_id.resolve(), secret = c.client_secret.resolve();
-    char* eid = curl_easy_escape(easy, id.c_str(), static_cast<int>(id.size()));
-    char* esecret = curl_easy_escape(easy, secret.c_str(), static_cast<int>(secret.size()));
-    body += std::string("&client_id=") + eid + "&client_secret=" + esecret;
-    curl_free(eid);
-    curl_free(esecret);
     std::string reply, error;
     Response r = exchange(
         "POST", url, {"Content-Type: application/x-www-form-urlencoded"}, body, 15s, 1 << 20, false,
@@ -252,7 +282,7 @@ struct HttpService::Impl {
                   "OAuth2 token for credential " + name + ": no access_token in the reply");
     auto lifetime = std::chrono::seconds(j.value("expires_in", 3600));
     CachedToken t{j["access_token"], now + std::max(lifetime - 60s, 0s)};
-    token_cache[name] = t;
+    token_cache[key] = t;
     return t.token;
   }
 
@@ -270,6 +300,7 @@ struct HttpService::Impl {
       case HttpCredentialConfig::Kind::header:
         return {c.header_name + ": " + c.secret.resolve()};
       case HttpCredentialConfig::Kind::oauth2:
+      case HttpCredentialConfig::Kind::private_key_jwt:
         return {"Authorization: Bearer " + token(name, c, renew)};
     }
     return {};
@@ -334,15 +365,17 @@ struct HttpService::Impl {
       auto cred = credential_headers(credential, false);
       all.insert(all.end(), cred.begin(), cred.end());
       const bool retry_left = idempotent && attempt < max_attempts;
+      const bool may_renew = !renewed && credential_fetches_tokens(credential);
       std::string error;
-      Response r = exchange(method, url, all, body, timeout, limit, retry_left, out, error);
+      Response r =
+          exchange(method, url, all, body, timeout, limit, retry_left, out, error, may_renew);
       if (!error.empty()) {
         if (!retry_left)
           throw Error(ErrorKind::environment, "http " + method + " " + url.text() + ": " + error);
         std::this_thread::sleep_for(backoff(attempt++));
         continue;
       }
-      if (r.status == 401 && !renewed && credential_is_oauth2(credential)) {
+      if (r.status == 401 && may_renew) {
         renewed = true;  // the cached token may have been revoked: fetch a fresh one, once
         credential_headers(credential, true);
         continue;
@@ -388,10 +421,9 @@ struct HttpService::Impl {
     }
   }
 
-  bool credential_is_oauth2(const std::string& name) const {
+  bool credential_fetches_tokens(const std::string& name) const {
     auto it = config.http_credentials.find(name);
-    return it != config.http_credentials.end() &&
-           it->second.kind == HttpCredentialConfig::Kind::oauth2;
+    return it != config.http_credentials.end() && it->second.fetches_tokens();
   }
 };
 

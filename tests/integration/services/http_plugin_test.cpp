@@ -6,9 +6,12 @@
 #include <taskhost/plugin.h>
 
 #include <atomic>
+#include <filesystem>
+#include <mutex>
 
 #include "engine/submit.hpp"
 #include "store/audit.hpp"
+#include "support/client_assertion.hpp"
 #include "support/fixtures.hpp"
 #include "support/http_receiver.hpp"
 #include "support/test_database.hpp"
@@ -132,6 +135,96 @@ TEST(HttpPlugin, EveryCallThroughTheLoaderCheckedInjectedAndAudited) {
       "UNION ALL SELECT row_to_json(e)::text FROM taskhost.run_events e) all_rows");
   const std::string everything = dump.text(0, 0) + logs + out.dump();
   for (const char* canary : {bearer_canary, client_secret_canary})
+    EXPECT_EQ(everything.find(canary), std::string::npos) << canary;
+}
+
+// private_key_jwt: the token endpoint checks each client assertion (RS256
+// by the configured key, aud = the token URL, unexpired, jti unused). The
+// API revokes the first token after one call; the host renews it on the 401
+// and the plugin sees only the answer to the request sent again, never the
+// 401's body. Neither the key, an assertion nor a token reaches the plugin,
+// a table or a log.
+TEST(HttpPlugin, PrivateKeyJwtTokensRenewedAfterA401TheRetriedAnswerIsTheOnlyOne) {
+  test::ClientAssertionKey key(std::filesystem::temp_directory_path() / "th-http-jwt-key.pem");
+  std::mutex mutex;
+  std::vector<std::string> assertion_problems, tokens_issued;
+  std::string base;
+  int api_calls = 0;
+  test::HttpReceiver server([&](const HttpRequest& r) -> HttpResponse {
+    std::lock_guard lock(mutex);
+    if (r.target == "/token") {
+      std::string problem = key.check(r.body, "probe-client", base + "/token");
+      if (!problem.empty()) {
+        assertion_problems.push_back(problem);
+        return {401, {}, {}, R"({"error":"invalid_client"})"};
+      }
+      tokens_issued.push_back("canary-jwt-token-" + std::to_string(tokens_issued.size() + 1));
+      return {200,
+              {{"Content-Type", "application/json"}},
+              {},
+              Json{{"access_token", tokens_issued.back()}, {"expires_in", 3600}}.dump()};
+    }
+    if (r.target.rfind("/oauth-api/", 0) == 0) {
+      const std::string auth =
+          r.headers.count("authorization") ? r.headers.at("authorization") : "";
+      // Only the newest token is good, and the first one is revoked after one call.
+      const bool revoked = ++api_calls == 2;
+      if (tokens_issued.empty() || auth != "Bearer " + tokens_issued.back() || revoked)
+        return {401, {}, {}, "token-rejected-body "};
+      return {200, {}, {}, "oauth " + r.target.substr(11)};
+    }
+    return {404, {}, {}, ""};
+  });
+  base = "http://127.0.0.1:" + std::to_string(server.port());
+
+  test::TestDatabase db;
+  pg::Connection conn = db.connect();
+  auto schema = test::install_fixture(conn, "httpprobe", "http_probe.so",
+                                      "params: { base: { type: string } }\n"
+                                      "capabilities:\n"
+                                      "  http:\n"
+                                      "    - { base_url: '" +
+                                          base +
+                                          "/api/', credential: docs }\n"
+                                          "    - { base_url: '" +
+                                          base +
+                                          "/oauth-api/', credential: idp }\n"
+                                          "    - { base_url: '" +
+                                          base + "/public/' }\n");
+  ::setenv("TEST_DOCS_TOKEN", bearer_canary, 1);
+  ::setenv("TEST_JWT_CLIENT", "probe-client", 1);
+  HostConfig config;
+  config.allow_destinations = {AddressRange::parse("127.0.0.0/8")};
+  HttpCredentialConfig docs;
+  docs.secret = {"http_credentials.docs.token", "TEST_DOCS_TOKEN", std::nullopt};
+  config.http_credentials["docs"] = docs;
+  HttpCredentialConfig idp;
+  idp.kind = HttpCredentialConfig::Kind::private_key_jwt;
+  idp.token_url = base + "/token";
+  idp.client_id = {"http_credentials.idp.client_id", "TEST_JWT_CLIENT", std::nullopt};
+  idp.private_key = {"http_credentials.idp.private_key", std::nullopt, key.file()};
+  config.http_credentials["idp"] = idp;
+
+  std::string id = submit_run(conn, schema, {{"base", base}}, "cli:test").run_id;
+  taskhost::Run r;
+  const std::string logs =
+      test::capture_logs([&] { r = test::execute(db.conninfo(), id, test::fixture_dir, config); });
+
+  ASSERT_EQ(r.state, RunState::succeeded) << r.error.value_or("");
+  EXPECT_EQ(assertion_problems, std::vector<std::string>{});
+  EXPECT_EQ(tokens_issued.size(), 2u) << "one token, then one renewal after the 401";
+  EXPECT_EQ(api_calls, 3);
+  EXPECT_EQ(r.output["oauth"], (Json{"oauth a", "oauth b"}))
+      << "the 401's body must not reach the plugin";
+
+  const std::string pem = test::slurp(key.file());
+  const std::string pem_body = pem.substr(pem.find('\n') + 1, 64);
+  auto dump = db.connect_as_superuser().exec(
+      "SELECT string_agg(t, '') FROM (SELECT row_to_json(a)::text AS t FROM taskhost.audit_log a "
+      "UNION ALL SELECT row_to_json(r)::text FROM taskhost.runs r "
+      "UNION ALL SELECT row_to_json(e)::text FROM taskhost.run_events e) all_rows");
+  const std::string everything = dump.text(0, 0) + logs + r.output.dump();
+  for (const std::string& canary : {std::string("canary-jwt-token-"), pem_body, std::string("eyJ")})
     EXPECT_EQ(everything.find(canary), std::string::npos) << canary;
 }
 

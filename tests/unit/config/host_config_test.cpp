@@ -129,5 +129,47 @@ TEST(HostConfig, PgpKeysAreSecretReferences) {
   EXPECT_NE(p.find("pgp.c: a passphrase belongs to a secret_key"), std::string::npos) << p;
 }
 
+TEST(HostConfig, PrivateKeyJwtCredentialsNameTheirKey) {
+  auto c = parse_host_config(R"(http_credentials:
+  lighthouse:
+    type: private_key_jwt
+    token_url: https://idp.example/oauth2/token
+    client_id: { env: LH_CLIENT }
+    private_key: { file: /run/secrets/lh.pem }
+    scope: documents.read
+)",
+                             "taskhost.yml");
+  const auto& lh = c.http_credentials.at("lighthouse");
+  EXPECT_EQ(lh.kind, HttpCredentialConfig::Kind::private_key_jwt);
+  EXPECT_TRUE(lh.fetches_tokens());
+  EXPECT_EQ(lh.token_url, "https://idp.example/oauth2/token");
+  EXPECT_EQ(lh.client_id.env, "LH_CLIENT");
+  EXPECT_EQ(lh.private_key.file, "/run/secrets/lh.pem");
+  EXPECT_EQ(lh.scope, "documents.read");
+  const std::string p = problems(R"(http_credentials:
+  a: { type: private_key_jwt, token_url: 'https://x/t', client_id: { env: C },
+       private_key: "-----BEGIN PRIVATE KEY-----" }
+  b: { type: private_key_jwt, token_url: 'https://x/t', client_secret: { env: S } }
+  c: { type: private_key_jwt, token_url: 'ftp://x/t', client_id: { env: C },
+       private_key: { env: K } }
+  d: { type: jwt }
+)");
+  EXPECT_NE(p.find("taskhost.yml:3:21: http_credentials.a.private_key: secret values are never "
+                   "written here"),
+            std::string::npos)
+      << p;
+  EXPECT_NE(p.find("http_credentials.b.client_secret: unknown setting"), std::string::npos) << p;
+  EXPECT_NE(p.find("http_credentials.b.private_key: required for type private_key_jwt"),
+            std::string::npos)
+      << p;
+  EXPECT_NE(p.find("http_credentials.c.token_url: expected the token endpoint's http(s) URL"),
+            std::string::npos)
+      << p;
+  EXPECT_NE(p.find("http_credentials.d.type: expected bearer, header, oauth2 or private_key_jwt, "
+                   "got 'jwt'"),
+            std::string::npos)
+      << p;
+}
+
 }  // namespace
 }  // namespace taskhost
