@@ -6,9 +6,11 @@
 #include <spawn.h>
 #include <sys/wait.h>
 
+#include <algorithm>
 #include <chrono>
 #include <cstdio>
 #include <cstdlib>
+#include <fstream>
 #include <thread>
 
 #include <spdlog/spdlog.h>
@@ -28,9 +30,19 @@ double seconds_since(Clock::time_point t) {
   return std::chrono::duration<double>(Clock::now() - t).count();
 }
 
+// The workers' host config: it lets a schema say `isolation: none`, so the
+// queue's own speed is measured apart from the sandbox's (the last figures).
+const std::string host_config = [] {
+  const std::string path = "/tmp/taskhost-queue-bench.yml";
+  std::ofstream(path) << "sandbox: { allow_in_process: true }\n";
+  return path;
+}();
+
 pid_t start_worker(const std::string& conninfo, int i, int concurrency,
                    const std::vector<std::string>& extra = {}) {
   std::vector<std::string> args = {TASKHOST_BIN,
+                                   "--config",
+                                   host_config,
                                    "--database-url",
                                    conninfo,
                                    "--plugin-dir",
@@ -62,7 +74,7 @@ void reset(pg::Connection& conn) {
   conn.exec(
       "TRUNCATE taskhost.runs, taskhost.run_transitions, taskhost.run_events, "
       "taskhost.run_files, taskhost.schedule_ticks, taskhost.webhook_deliveries, "
-      "taskhost.webhook_streams");
+      "taskhost.webhook_streams CASCADE");  // and what later migrations hang on runs
 }
 
 void enqueue_batched(pg::Connection& conn, const InstalledSchema& s, int n) {
@@ -99,12 +111,19 @@ int main(int argc, char** argv) {
   pg::Connection owner(conninfo + " user=taskhost_owner");
   migrate(owner, bundled_migrations());
   std::vector<Diagnostic> errors;
-  auto schema = parse_schema("name: noop\nversion: 1.0.0\nplugin: { path: noop.so, sha256: " +
-                                 sha256_hex_fd(::open(BENCH_PLUGIN_DIR "/noop.so", O_RDONLY)) +
-                                 " }\nretry: { max_attempts: 3 }\n",
-                             "noop.yaml", &errors);
-  install_schema(conn, *schema, "bench");
-  auto noop = find_schema(conn, SchemaRef::parse("noop@1.0.0"));
+  const std::string digest = sha256_hex_fd(::open(BENCH_PLUGIN_DIR "/noop.so", O_RDONLY));
+  // noop runs in the worker (the queue's own speed, as graphile-worker's
+  // jobs do); sandboxed is the same plugin in a sandbox per attempt.
+  auto noop_schema = [&](const std::string& name, const std::string& isolation) {
+    auto schema = parse_schema("name: " + name +
+                                   "\nversion: 1.0.0\nplugin: { path: noop.so, sha256: " + digest +
+                                   " }\nretry: { max_attempts: 3 }\nisolation: " + isolation + "\n",
+                               name + ".yaml", &errors);
+    install_schema(conn, *schema, "bench");
+    return find_schema(conn, SchemaRef::parse(name + "@1.0.0"));
+  };
+  auto noop = noop_schema("noop", "none");
+  auto sandboxed = noop_schema("sandboxed", "process");
   reset(owner);
 
   auto t = Clock::now();
@@ -140,9 +159,8 @@ int main(int argc, char** argv) {
   // per run (queued, started, succeeded), written by the transition
   // triggers; delivery off (--no-webhooks), so this is the transactional cost.
   auto hooked_schema =
-      parse_schema("name: hooked\nversion: 1.0.0\nplugin: { path: noop.so, sha256: " +
-                       sha256_hex_fd(::open(BENCH_PLUGIN_DIR "/noop.so", O_RDONLY)) +
-                       " }\nhooks: { url: 'https://hooks.example/in', "
+      parse_schema("name: hooked\nversion: 1.0.0\nplugin: { path: noop.so, sha256: " + digest +
+                       " }\nisolation: none\nhooks: { url: 'https://hooks.example/in', "
                        "events: [run.queued, run.started, run.succeeded] }\n",
                    "hooked.yaml", &errors);
   install_schema(conn, *hooked_schema, "bench");
@@ -178,5 +196,26 @@ int main(int argc, char** argv) {
       "started_at - created_at) * 1000 AS ms FROM taskhost.runs) l");
   std::printf("taskhost  idle enqueue->start latency      median %.2f ms, p99 %.2f ms\n",
               std::stod(lat.text(0, 0)), std::stod(lat.text(0, 1)));
+
+  // The sandbox's price: the same no-op runs, one worker, each attempt in a
+  // sandboxed child (isolation: process, the default) or in the worker.
+  // Fewer runs: a child per attempt is far slower than a function call.
+  const int m = std::min(n, 2000);
+  double rate[2] = {0, 0};
+  for (int in_worker : {0, 1}) {
+    reset(owner);
+    enqueue_batched(conn, in_worker ? noop : sandboxed, m);
+    std::vector<pid_t> pids = {start_worker(conninfo, 0, 16)};
+    while (succeeded(conn) < m) std::this_thread::sleep_for(std::chrono::milliseconds(20));
+    stop_workers(pids);
+    rate[in_worker] =
+        m / std::stod(conn.exec("SELECT extract(epoch FROM max(updated_at) - min(started_at)) "
+                                "FROM taskhost.runs")
+                          .text(0, 0));
+  }
+  std::printf(
+      "taskhost  drain, 1 worker x concurrency 16, isolation process %6.0f runs/s, "
+      "none %6.0f runs/s: ratio %.3f\n",
+      rate[0], rate[1], rate[0] / rate[1]);
   return 0;
 }
