@@ -150,6 +150,20 @@ std::string ApiMetrics::render(pg::Connection& db) const {
   audit.metric.push_back(sample({}, MetricType::Counter, static_cast<double>(p.audit_appends)));
   families.push_back(std::move(audit));
 
+  // Plugins' metrics: taskhost_plugin_NAME{schema, declared labels}.
+  for (size_t i = 0; i < p.plugins.size();) {
+    const PluginMetricRow& first = p.plugins[i];
+    MetricFamily f = family("taskhost_plugin_" + first.metric, first.help,
+                            first.counter ? MetricType::Counter : MetricType::Gauge);
+    for (; i < p.plugins.size() && p.plugins[i].metric == first.metric; ++i) {
+      const PluginMetricRow& row = p.plugins[i];
+      std::vector<std::pair<std::string, std::string>> labels = {{"schema", row.schema}};
+      labels.insert(labels.end(), row.labels.begin(), row.labels.end());
+      f.metric.push_back(sample(labels, f.type, row.value));
+    }
+    families.push_back(std::move(f));
+  }
+
   for (auto& f : registry_->Collect()) families.push_back(std::move(f));
   return prometheus::TextSerializer().Serialize(families);
 }

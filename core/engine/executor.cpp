@@ -14,8 +14,10 @@
 #include "services/http_service.hpp"
 #include "services/object_storage.hpp"
 #include "services/pgp_service.hpp"
+#include "services/plugin_metrics.hpp"
 #include "services/sftp_service.hpp"
 #include "store/audit.hpp"
+#include "store/metrics.hpp"
 
 namespace taskhost {
 namespace {
@@ -227,6 +229,16 @@ class RunHost : public HostServices {
 
   // Its services were made with it: each refuses its writes itself.
   bool dry_run() override { return run_.dry_run; }
+
+  // Checked against the schema's declarations, then stored in one
+  // statement. A dry run's samples are checked but not stored: they would
+  // count work that was not done.
+  void metric(std::string_view name, std::string_view labels, double value) override {
+    MetricSample s = check_metric_sample(schema_.schema, name, labels, value);
+    if (run_.dry_run) return;
+    record_plugin_metric(*pool_.acquire(), schema_.schema.name, s.spec->name, s.spec->counter,
+                         s.spec->help, s.labels, s.value);
+  }
 
   bool timed_out() const { return Clock::now() >= deadline_; }
 

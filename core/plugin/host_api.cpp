@@ -109,6 +109,10 @@ nlohmann::json HostServices::pgp(const std::string&, const nlohmann::json&, cons
   throw Error(ErrorKind::invalid, "this host offers no OpenPGP service");
 }
 
+void HostServices::metric(std::string_view, std::string_view, double) {
+  throw Error(ErrorKind::invalid, "this host records no plugin metrics");
+}
+
 th_host_api make_host_api(const GrantedServices& granted) {
   th_host_api api{};
   api.struct_size = sizeof(th_host_api);
@@ -160,6 +164,9 @@ th_host_api make_host_api(const GrantedServices& granted) {
     } catch (...) {
       return 1;  // when the host cannot tell, a dry run is the safe answer
     }
+  };
+  api.metric = [](th_host* h, th_str name, th_str labels, double value, th_error* err) {
+    return guarded(err, [&] { services(h).metric(view(name), view(labels), value); });
   };
   if (granted.object_storage)
     api.object_storage = [](th_host* h, th_str op, th_str request, th_source* in, th_sink* out,

@@ -47,6 +47,9 @@ class HostServices {
   // Whether the run is a dry run (its services refuse every write). Hosts
   // that serve no runs (benchmarks, tests of one service) need not say.
   virtual bool dry_run() { return false; }
+  // Records a sample of a metric the schema declares (services/plugin_metrics.hpp).
+  // Hosts that serve no runs need not implement it.
+  virtual void metric(std::string_view name, std::string_view labels, double value);
 };
 
 // Which service entry points a run gets: those its schema grants. The rest

@@ -235,6 +235,12 @@ th_host_api Client::api() const {
                 }};
     return streamed(h, Method::dry_run, &out, nullptr) != TH_OK || answer != "0" ? 1 : 0;
   };
+  api.metric = [](th_host* h, th_str name, th_str labels, double value, th_error* err) {
+    uint64_t bits = 0;
+    static_assert(sizeof bits == sizeof value);
+    std::memcpy(&bits, &value, sizeof bits);
+    return simple(h, Method::metric, err, view(name), view(labels), bits);
+  };
   api.attach_file = [](th_host* h, th_str name, th_str content_type, th_source* body,
                        th_error* err) {
     Call c;

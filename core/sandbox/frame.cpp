@@ -45,7 +45,7 @@ bool known(uint8_t kind) {
 }
 
 Method method_of(uint8_t v) {
-  if (v < static_cast<uint8_t>(Method::log) || v > static_cast<uint8_t>(Method::dry_run))
+  if (v < static_cast<uint8_t>(Method::log) || v > static_cast<uint8_t>(Method::metric))
     throw FrameError("unknown host call " + std::to_string(v));
   return static_cast<Method>(v);
 }
@@ -206,6 +206,9 @@ std::string encode(const Call& m) {
     case Method::attach_file:
       w.bytes(m.s1).bytes(m.s2);
       break;
+    case Method::metric:
+      w.u64(m.n1).bytes(m.s1).bytes(m.s2);
+      break;
     case Method::object_storage:
     case Method::sftp:
     case Method::db:
@@ -288,6 +291,11 @@ Call parse_call(std::string_view body) {
       break;
     case Method::emit:
     case Method::attach_file:
+      m.s1 = r.bytes();
+      m.s2 = r.bytes();
+      break;
+    case Method::metric:
+      m.n1 = r.u64();
       m.s1 = r.bytes();
       m.s2 = r.bytes();
       break;

@@ -93,6 +93,7 @@ enum class Method : uint8_t {
   http,
   pgp,
   dry_run,
+  metric,  // ABI 1.3
 };
 
 // Which of a call's sinks a chunk belongs to.
@@ -176,9 +177,10 @@ inline constexpr uint8_t body_out = 2;    // the host streams a body to the plug
 inline constexpr uint8_t body_reply = 4;  // the host streams a JSON reply to the plugin
 struct Call {
   Method method{};
-  uint64_t n1 = 0, n2 = 0;  // log: level; progress: done, total
-  std::string_view s1, s2;  // message | json | event, json | name, type | op, request
-  uint8_t bodies = 0;       // body_* bits; each method allows only its own
+  uint64_t n1 = 0, n2 = 0;  // log: level; progress: done, total; metric: the double's bits
+  std::string_view s1,
+      s2;              // message | json | event, json | name, type | op, request | name, labels
+  uint8_t bodies = 0;  // body_* bits; each method allows only its own
 };
 struct Chunk {
   Stream stream{};

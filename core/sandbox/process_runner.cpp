@@ -372,6 +372,12 @@ void Session::serve_call(const Call& c) {
     case Method::pgp:
       service = api_.pgp;
       break;
+    case Method::metric: {
+      double value = 0;
+      std::memcpy(&value, &c.n1, sizeof value);
+      rc = api_.metric(h, str(c.s1), str(c.s2), value, &err);
+      break;
+    }
     case Method::dry_run:
       rc = out_p
                ? (write_body(Stream::out, api_.dry_run(h) ? "1" : "0", 1) == 0 ? TH_OK : TH_ERR_IO)

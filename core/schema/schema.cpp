@@ -488,6 +488,57 @@ void read_capabilities(Reader& r, const YAML::Node& n, Capabilities& caps) {
     });
 }
 
+// metrics: {NAME: {type: counter|gauge, help, labels: {LABEL: [values]}}}
+void read_metrics(Reader& r, const YAML::Node& n, std::vector<MetricSpec>& metrics) {
+  if (!r.mapping(n, "metrics", {})) return;
+  static const Pattern metric_re("[a-z][a-z0-9_]{0,62}");
+  static const Pattern label_re("[a-z][a-z0-9_]{0,62}");
+  static const Pattern value_re("[A-Za-z0-9_.:-]{1,64}");
+  constexpr size_t max_metrics = 32, max_labels = 4, max_values = 64;
+  if (n.size() > max_metrics)
+    r.error(n, "metrics", "at most " + std::to_string(max_metrics) + " metrics per schema");
+  for (auto it = n.begin(); it != n.end(); ++it) {
+    const std::string f = "metrics." + printable(it->first.Scalar());
+    MetricSpec m;
+    m.name = r.matching(it->first, f, metric_re,
+                        "a metric name: lower-case letters, digits and '_', starting with a letter")
+                 .value_or("");
+    const YAML::Node spec = it->second;  // a copy: the iterator's pair is a temporary
+    if (!r.mapping(spec, f, {"type", "help", "labels"})) continue;
+    if (auto t = r.get(spec, "type", f, true); t.IsDefined()) {
+      auto type = r.str(t, child(f, "type"));
+      if (type && *type != "counter" && *type != "gauge")
+        r.error(t, child(f, "type"), "expected counter or gauge, got " + quote(*type));
+      m.counter = type.value_or("counter") == "counter";
+      const bool total = m.name.size() > 6 && m.name.ends_with("_total");
+      if (type && !m.name.empty() && m.counter != total)
+        r.error(it->first, f,
+                m.counter ? "a counter's name ends in _total (Prometheus' convention)"
+                          : "only a counter's name ends in _total");
+    }
+    if (auto h = r.get(spec, "help", f, true); h.IsDefined())
+      m.help = r.str(h, child(f, "help")).value_or("");
+    if (auto l = spec["labels"]; l.IsDefined() && r.mapping(l, child(f, "labels"), {})) {
+      if (l.size() > max_labels)
+        r.error(l, child(f, "labels"), "at most " + std::to_string(max_labels) + " labels");
+      for (auto li = l.begin(); li != l.end(); ++li) {
+        const std::string lf = child(f, "labels." + printable(li->first.Scalar()));
+        auto label = r.matching(li->first, lf, label_re, "a label name");
+        if (label && *label == "schema") r.error(li->first, lf, "the host sets the label schema");
+        if (!li->second.IsSequence() || li->second.size() == 0 || li->second.size() > max_values) {
+          r.error(li->second, lf,
+                  "expected the label's values, a list of 1 to " + std::to_string(max_values) +
+                      " (a label's values are declared: no unbounded series)");
+          continue;
+        }
+        auto values = r.strings(li->second, lf, value_re, "a label value (letters, digits, _.:-)");
+        if (label) m.labels[*label] = values;
+      }
+    }
+    metrics.push_back(std::move(m));
+  }
+}
+
 void read_retry(Reader& r, const YAML::Node& n, RetryPolicy& retry) {
   if (!r.mapping(n, "retry", {"max_attempts", "backoff", "initial", "max"})) return;
   if (auto v = n["max_attempts"]; v.IsDefined())
@@ -571,9 +622,10 @@ std::optional<TaskSchema> parse_schema(const std::string& yaml, const std::strin
   const YAML::Node& root = *loaded;
   Reader r(file, collected);
   static const std::vector<std::string> top = {
-      "name",     "version",    "description", "plugin", "params",      "capabilities",
-      "retry",    "timeout",    "isolation",   "limits", "concurrency", "schedule",
-      "timezone", "on_success", "on_failure",  "hooks",  "permissions", "approval"};
+      "name",         "version",     "description", "plugin",     "params",
+      "capabilities", "retry",       "timeout",     "isolation",  "limits",
+      "concurrency",  "schedule",    "timezone",    "on_success", "on_failure",
+      "hooks",        "permissions", "approval",    "metrics"};
   if (!r.mapping(root, "", top)) return std::nullopt;
 
   TaskSchema s;
@@ -635,6 +687,7 @@ std::optional<TaskSchema> parse_schema(const std::string& yaml, const std::strin
               "bucket " + quote(p.upload) + " is not one the schema grants (capabilities.s3)");
   }
   if (auto v = root["retry"]; v.IsDefined()) read_retry(r, v, s.retry);
+  if (auto v = root["metrics"]; v.IsDefined()) read_metrics(r, v, s.metrics);
   if (auto v = root["timeout"]; v.IsDefined())
     s.timeout = r.duration(v, "timeout").value_or(s.timeout);
   if (auto v = root["isolation"]; v.IsDefined()) {

@@ -78,6 +78,16 @@ struct Capabilities {
   std::vector<PgpGrant> pgp;
 };
 
+// A metric the plugin may record (th_host_api.metric), exposed on
+// `/metrics` as taskhost_plugin_NAME with the schema's name as a label.
+// Each label takes only its declared values, so the series stay few.
+struct MetricSpec {
+  std::string name;     // a counter's ends in _total, a gauge's does not
+  bool counter = true;  // counter: a sample adds to it; gauge: a sample sets it
+  std::string help;
+  std::map<std::string, std::vector<std::string>> labels;
+};
+
 struct RetryPolicy {
   uint32_t max_attempts = 1;  // no retry unless the schema asks for it
   bool exponential = true;
@@ -139,6 +149,7 @@ struct TaskSchema {
   std::optional<Hooks> hooks;
   Permissions permissions;
   ApprovalPolicy approval;
+  std::vector<MetricSpec> metrics;
 
   std::string yaml;    // the exact text installed
   std::string digest;  // SHA-256 of yaml

@@ -1,5 +1,7 @@
 #include "store/metrics.hpp"
 
+#include <cstdio>
+
 namespace taskhost {
 namespace {
 
@@ -63,6 +65,16 @@ void fold(pg::Connection& conn, const std::vector<double>& buckets, int64_t max_
 
 }  // namespace
 
+void record_plugin_metric(pg::Connection& conn, const std::string& schema,
+                          const std::string& metric, bool counter, const std::string& help,
+                          const nlohmann::json& labels, double value) {
+  char text[64];
+  std::snprintf(text, sizeof text, "%.17g", value);
+  conn.exec("SELECT taskhost.record_plugin_metric($1, $2, $3::jsonb, $4, $5, $6::float8)",
+            {schema, metric, labels.dump(), std::string(counter ? "counter" : "gauge"), help,
+             std::string(text)});
+}
+
 PlatformMetrics read_platform_metrics(pg::Connection& conn, const std::vector<double>& buckets,
                                       int64_t max_entries) {
   fold(conn, buckets, max_entries);
@@ -78,6 +90,9 @@ PlatformMetrics read_platform_metrics(pg::Connection& conn, const std::vector<do
       {"SELECT (SELECT count(*) FROM taskhost.webhook_deliveries WHERE state = 'pending'), "
        "(SELECT count(*) FROM taskhost.webhook_deliveries WHERE state = 'dead'), "
        "(SELECT seq FROM taskhost.audit_chain_head())",
+       {}},
+      {"SELECT schema_name, metric, kind, help, labels::text, value FROM taskhost.plugin_metrics "
+       "ORDER BY metric, schema_name, labels",
        {}},
   });
   for (auto& r : results)
@@ -97,6 +112,19 @@ PlatformMetrics read_platform_metrics(pg::Connection& conn, const std::vector<do
   m.deliveries_pending = results[3].integer(0, 0);
   m.dead_letters = results[3].integer(0, 1);
   m.audit_appends = results[3].integer(0, 2);
+  const auto& plugins = results[4];
+  for (int i = 0; i < plugins.rows(); ++i) {
+    PluginMetricRow row{plugins.text(i, 0),
+                        plugins.text(i, 1),
+                        plugins.text(i, 2) == "counter",
+                        plugins.text(i, 3),
+                        {},
+                        std::stod(plugins.text(i, 5))};
+    const nlohmann::json labels = nlohmann::json::parse(plugins.text(i, 4));
+    for (const auto& [k, v] : labels.items())
+      row.labels.emplace_back(k, v.get<std::string>());
+    m.plugins.push_back(std::move(row));
+  }
   return m;
 }
 

@@ -7,6 +7,9 @@
 #include <string>
 #include <vector>
 
+#include <nlohmann/json.hpp>
+#include <utility>
+
 #include "store/pg.hpp"
 
 namespace taskhost {
@@ -23,6 +26,15 @@ struct RunsInState {
   int64_t count = 0;
 };
 
+// One sample of a plugin's metric (migrations/0016_plugin_metrics.sql).
+struct PluginMetricRow {
+  std::string schema, metric;
+  bool counter = true;
+  std::string help;
+  std::vector<std::pair<std::string, std::string>> labels;  // by label name
+  double value = 0;
+};
+
 struct PlatformMetrics {
   // runs_finished {schema, state}, run_retries {schema}, run_rescues
   // {schema, reason}, service_calls {service, operation, outcome},
@@ -34,6 +46,8 @@ struct PlatformMetrics {
   std::optional<double> oldest_queued_seconds;
   int64_t deliveries_pending = 0, dead_letters = 0;
   int64_t audit_appends = 0;  // the chain's length
+  // Plugins' own metrics, ordered by metric then schema.
+  std::vector<PluginMetricRow> plugins;
 };
 
 // Folds the audit entries appended since the last fold (at most
@@ -43,6 +57,14 @@ struct PlatformMetrics {
 // (active runs, due runs, pending and dead deliveries are partial or leading
 // index ranges). Run durations are counted into the cumulative buckets
 // `duration_buckets` (seconds, ascending). Throws DbError.
+// Adds value to a plugin's counter, or sets its gauge, as one statement
+// (through taskhost.record_plugin_metric, the runtime's only way in). labels
+// is a JSON object of label values, already checked against the schema.
+// Throws DbError (a metric stored as the other kind, a negative increment).
+void record_plugin_metric(pg::Connection& conn, const std::string& schema,
+                          const std::string& metric, bool counter, const std::string& help,
+                          const nlohmann::json& labels, double value);
+
 PlatformMetrics read_platform_metrics(pg::Connection& conn,
                                       const std::vector<double>& duration_buckets,
                                       int64_t max_entries = 100000);

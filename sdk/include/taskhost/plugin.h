@@ -60,7 +60,7 @@ extern "C" {
 #endif
 
 #define TH_ABI_MAJOR 1u
-#define TH_ABI_MINOR 2u
+#define TH_ABI_MINOR 3u
 #define TH_PLUGIN_MAGIC 0x54534b48u /* "TSKH" */
 #define TH_PLUGIN_ENTRY_SYMBOL "taskhost_plugin_descriptor"
 
@@ -174,6 +174,14 @@ typedef struct th_host_api {
    * report what a real run would do. Its own output, events, progress,
    * checkpoints and attached files are still stored. */
   int (*dry_run)(th_host* host);
+  /* Appended in ABI 1.3, always present: records one sample of a metric
+   * the schema declares (`metrics:`), which the host exposes on /metrics.
+   * labels is a JSON object giving each declared label one of its declared
+   * values ("" or "{}" for a metric without labels). value is added to a
+   * counter (an increment, not negative) or set on a gauge. An undeclared
+   * metric, label or value is TH_ERR_INVALID and records nothing. Stored
+   * before it returns; in a dry run nothing is recorded. */
+  int (*metric)(th_host* host, th_str name, th_str labels, double value, th_error* err);
 } th_host_api;
 
 #define TH_HOST_HAS(api, field)                                                 \

@@ -687,6 +687,19 @@ class Context {
     check(api_->emit(host_, detail::str(event), detail::str(s), &eb.err), eb);
   }
 
+  // Records a sample of a metric the schema declares (`metrics:`): adds
+  // value to a counter, sets a gauge. labels gives each declared label one
+  // of its declared values. Throws Error(TH_ERR_INVALID) for anything the
+  // schema does not declare, Error(TH_ERR_NOT_SUPPORTED) on a host older
+  // than ABI 1.3.
+  void metric(std::string_view name, double value, const Json& labels = Json::object()) const {
+    if (!TH_HOST_HAS(api_, metric))
+      throw Error(TH_ERR_NOT_SUPPORTED, "this host records no plugin metrics (ABI < 1.3)");
+    std::string l = labels.dump();
+    detail::ErrorBuffer eb;
+    check(api_->metric(host_, detail::str(name), detail::str(l), value, &eb.err), eb);
+  }
+
   // True once a cancel or pause was requested: stop at the next safe point.
   bool should_stop() const { return api_->should_stop(host_) != 0; }
 

@@ -136,7 +136,7 @@ TEST_F(Cli, InstallRunAndInspectHello) {
   ASSERT_EQ(r.exit_code, 0) << r.err;
   Json info = Json::parse(r.out);
   EXPECT_EQ(info["name"], "hello");
-  EXPECT_EQ(info["abi"], "1.2");
+  EXPECT_EQ(info["abi"], "1.3");
   EXPECT_EQ(info["sha256"].get<std::string>().size(), 64u);
 }
 
@@ -570,7 +570,7 @@ TEST_F(Cli, VersionAndCommandGroups) {
   auto r = run({"--version"});
   EXPECT_EQ(r.exit_code, 0) << r.err;
   EXPECT_EQ(r.out.rfind("taskhost ", 0), 0u) << r.out;
-  EXPECT_NE(r.out.find(" (plugin ABI 1.2)\n"), std::string::npos) << r.out;
+  EXPECT_NE(r.out.find(" (plugin ABI 1.3)\n"), std::string::npos) << r.out;
   EXPECT_EQ(run({"version"}).out, r.out);
 
   r = run({"runs"});

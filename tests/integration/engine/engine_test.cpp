@@ -128,8 +128,8 @@ TEST_F(EngineTest, RefusedPluginsFailTheRunAndTheHostKeepsWorking) {
     std::string so, pin, message;
   };
   const std::vector<Case> cases = {
-      {"abi_major.so", "", "was built for plugin ABI 2.0 but this host speaks ABI 1.2"},
-      {"abi_minor.so", "", "needs plugin ABI 1.3 but this host provides ABI 1.2"},
+      {"abi_major.so", "", "was built for plugin ABI 2.0 but this host speaks ABI 1.3"},
+      {"abi_minor.so", "", "needs plugin ABI 1.4 but this host provides ABI 1.3"},
       {"no_entry.so", "", "does not export taskhost_plugin_descriptor()"},
       {"bad_magic.so", "", "descriptor magic is 0xdeadbeef"},
       {"probe.so", std::string(64, 'f'),

@@ -17,8 +17,7 @@
 #include "store/migrate.hpp"
 #include "support/fixtures.hpp"
 #include "support/test_database.hpp"
-
-extern char** environ;
+#include "support/worker_process.hpp"
 
 namespace taskhost {
 namespace {
@@ -26,42 +25,7 @@ namespace {
 using namespace std::chrono_literals;
 using Clock = std::chrono::steady_clock;
 
-// A `taskhost worker` child process, stopped with SIGTERM when destroyed.
-class WorkerProcess {
- public:
-  WorkerProcess(const std::string& conninfo, const std::string& id,
-                std::vector<std::string> extra = {},
-                const std::string& plugin_dir = FIXTURE_PLUGIN_DIR) {
-    std::vector<std::string> args = {
-        TASKHOST_BIN, "--database-url", conninfo, "--plugin-dir", plugin_dir, "--log-level", "warn",
-        "worker",     "--id",           id,       "--lease",      "2s"};
-    args.insert(args.end(), extra.begin(), extra.end());
-    std::vector<char*> argv;
-    for (auto& a : args) argv.push_back(a.data());
-    argv.push_back(nullptr);
-    if (posix_spawn(&pid_, TASKHOST_BIN, nullptr, nullptr, argv.data(), environ) != 0)
-      throw std::runtime_error("cannot start a worker");
-  }
-  ~WorkerProcess() {
-    if (pid_ > 0) stop();
-  }
-  void signal(int sig) { ::kill(pid_, sig); }
-  // SIGTERM, then the exit status (0 = clean shutdown).
-  int stop() {
-    ::kill(pid_, SIGCONT);
-    ::kill(pid_, SIGTERM);
-    return wait();
-  }
-  int wait() {
-    int status = 0;
-    ::waitpid(pid_, &status, 0);
-    pid_ = -1;
-    return WIFEXITED(status) ? WEXITSTATUS(status) : 128 + WTERMSIG(status);
-  }
-
- private:
-  pid_t pid_ = -1;
-};
+using test::WorkerProcess;
 
 template <typename F>
 bool eventually(F&& condition, std::chrono::seconds limit) {

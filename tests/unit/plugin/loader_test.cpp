@@ -66,7 +66,7 @@ TEST(Loader, RefusesWrongMajorAbi) {
   EXPECT_EQ(refusal(path, digest_of(path)),
             "plugin " + path +
                 " refused: it was built for plugin ABI 2.0 but this host speaks "
-                "ABI 1.2 (major versions must match): rebuild it against SDK 1.x");
+                "ABI 1.3 (major versions must match): rebuild it against SDK 1.x");
 }
 
 TEST(Loader, RefusesNewerMinorAbi) {
@@ -74,7 +74,7 @@ TEST(Loader, RefusesNewerMinorAbi) {
   EXPECT_EQ(
       refusal(path, digest_of(path)),
       "plugin " + path +
-          " refused: it needs plugin ABI 1.3 but this host provides ABI 1.2 "
+          " refused: it needs plugin ABI 1.4 but this host provides ABI 1.3 "
           "(a plugin may not be newer than its host): upgrade taskhost or rebuild it against an "
           "older SDK");
 }

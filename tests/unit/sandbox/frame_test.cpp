@@ -38,6 +38,27 @@ TEST(Frame, ACallRoundTrips) {
   EXPECT_EQ(d.bodies, body_out | body_reply);
 }
 
+TEST(Frame, AMetricCallCarriesItsValueExactly) {
+  Call c;
+  c.method = Method::metric;
+  c.s1 = "items_total";
+  c.s2 = R"({"kind":"a"})";
+  c.n1 = 0x3FF8000000000000ull;  // 1.5 as an IEEE 754 double's bits
+  const std::string body = body_of(encode(c));
+  Call d = parse_call(body);
+  EXPECT_EQ(d.method, Method::metric);
+  EXPECT_EQ(d.n1, 0x3FF8000000000000ull);
+  EXPECT_EQ(d.s1, "items_total");
+  EXPECT_EQ(d.s2, R"({"kind":"a"})");
+  // The method after it is unknown; a metric call carries no body.
+  EXPECT_EQ(error_of([&] { parse_call(std::string(1, static_cast<char>(Method::metric) + 1)); }),
+            "unknown host call " + std::to_string(static_cast<int>(Method::metric) + 1));
+  c.bodies = body_out;
+  EXPECT_EQ(
+      error_of([&] { parse_call(body_of(encode(c))); }),
+      "host call " + std::to_string(static_cast<int>(Method::metric)) + " cannot have bodies 2");
+}
+
 TEST(Frame, AHelloRoundTrips) {
   Hello h;
   h.has_entry = h.has_descriptor = h.has_run = true;

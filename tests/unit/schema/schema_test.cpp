@@ -99,7 +99,7 @@ TEST(Schema, UnknownKeyNamesFileLineColumnAndSuggests) {
       "bad.yaml:4:1: timout: unknown key; did you mean 'timeout'? (expected one of: name, "
       "version, description, plugin, params, capabilities, retry, timeout, isolation, limits, "
       "concurrency, "
-      "schedule, timezone, on_success, on_failure, hooks, permissions, approval)");
+      "schedule, timezone, on_success, on_failure, hooks, permissions, approval, metrics)");
   EXPECT_EQ(first_error(minimal("retry: { max_attempt: 3 }\n")).substr(0, 60),
             "bad.yaml:4:10: retry.max_attempt: unknown key; did you mean ");
 }
