@@ -121,8 +121,7 @@ PlatformMetrics read_platform_metrics(pg::Connection& conn, const std::vector<do
                         {},
                         std::stod(plugins.text(i, 5))};
     const nlohmann::json labels = nlohmann::json::parse(plugins.text(i, 4));
-    for (const auto& [k, v] : labels.items())
-      row.labels.emplace_back(k, v.get<std::string>());
+    for (const auto& [k, v] : labels.items()) row.labels.emplace_back(k, v.get<std::string>());
     m.plugins.push_back(std::move(row));
   }
   return m;

@@ -136,9 +136,12 @@ void HttpReceiver::serve(int fd) {
       std::lock_guard lock(mutex_);
       requests_.push_back(req);
     }
-    for (auto waited = std::chrono::milliseconds(0); waited < res.delay && !stop_;
-         waited += std::chrono::milliseconds(10))
-      std::this_thread::sleep_for(std::chrono::milliseconds(10));
+    // In steps of at most 10 ms, so a stop is heard and a short delay kept.
+    for (auto left = res.delay; left.count() > 0 && !stop_;) {
+      const auto step = std::min(left, std::chrono::milliseconds(10));
+      std::this_thread::sleep_for(step);
+      left -= step;
+    }
     std::string out = "HTTP/1.1 " + std::to_string(res.status) + " " + reason(res.status) +
                       "\r\ncontent-length: " + std::to_string(res.body.size()) + "\r\n";
     for (const auto& [k, v] : res.headers) out += k + ": " + v + "\r\n";
