@@ -1,7 +1,7 @@
 // Parse throughput of the fixed-width toolkit on an ESI file: bytes in,
 // esi-parser's COPY rows out (in memory), on one core. Makes the synthetic
-// file first if it is missing.
-//   parse_bench LAYOUT.yaml FILE [RECORDS]
+// file first if it is missing (bench/esi/e2e uses --make-only for that).
+//   parse_bench LAYOUT.yaml FILE [RECORDS] [--make-only]
 #include <taskhost/fixedwidth.hpp>
 
 #include <time.h>
@@ -19,7 +19,7 @@ namespace fw = taskhost::fixedwidth;
 
 int main(int argc, char** argv) {
   if (argc < 3) {
-    std::fprintf(stderr, "usage: parse_bench LAYOUT.yaml FILE [RECORDS]\n");
+    std::fprintf(stderr, "usage: parse_bench LAYOUT.yaml FILE [RECORDS] [--make-only]\n");
     return 2;
   }
   const fw::Layout layout = fw::load_layout_file(argv[1]);
@@ -32,6 +32,7 @@ int main(int argc, char** argv) {
       out.write(s.data(), static_cast<std::streamsize>(s.size()));
     });
   }
+  if (argc > 4 && std::string_view(argv[4]) == "--make-only") return 0;
   const fw::RecordType& dt = *layout.find("DT");
   const auto columns = esi::columns(dt);
   const int blocks = dt.index("accumulator_balance_count");
