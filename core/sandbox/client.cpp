@@ -259,6 +259,7 @@ th_host_api Client::api() const {
 }
 
 void plugin_process(Steps& steps, const Prepare& prepare) {
+  const SeccompFilter filter = SeccompFilter::compile();
   Frame f;
   Go go;
   int image = -1;
@@ -303,7 +304,7 @@ void plugin_process(Steps& steps, const Prepare& prepare) {
 
   Client client(broker_fd, go.granted);
   const th_host_api api = client.api();
-  install_seccomp(steps);
+  filter.install(steps);
   char message[4096] = {0};
   th_error err{message, sizeof message};
   int rc = d->run(&api, client.host(), &err);

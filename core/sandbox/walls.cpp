@@ -3,6 +3,7 @@
 #include <fcntl.h>
 #include <grp.h>
 #include <linux/capability.h>
+#include <linux/seccomp.h>
 #include <linux/securebits.h>
 #include <sched.h>
 #include <seccomp.h>
@@ -241,13 +242,7 @@ void drop_privileges(Steps& steps, uint32_t drop_uid) {
   check(::prctl(PR_SET_NO_NEW_PRIVS, 1, 0, 0, 0), "PR_SET_NO_NEW_PRIVS");
 }
 
-void install_seccomp(Steps& steps) {
-  steps.next("seccomp");
-  struct sigaction sa {};
-  sa.sa_sigaction = on_sigsys;
-  sa.sa_flags = SA_SIGINFO;
-  check(::sigaction(SIGSYS, &sa, nullptr), "install the SIGSYS handler");
-
+SeccompFilter SeccompFilter::compile() {
   scmp_filter_ctx ctx = seccomp_init(SCMP_ACT_TRAP);
   if (ctx == nullptr) throw std::runtime_error("seccomp_init failed");
   struct Release {
@@ -315,11 +310,36 @@ void install_seccomp(Steps& steps) {
   for (int nr : {SCMP_SYS(sendto), SCMP_SYS(recvfrom), SCMP_SYS(sendmsg), SCMP_SYS(recvmsg)})
     rule(nr, 1, SCMP_A0(SCMP_CMP_EQ, static_cast<scmp_datum_t>(broker_fd)));
 
-  if (int rc = seccomp_load(ctx); rc < 0) {
-    errno = -rc;
-    need(-1, "seccomp_load", "seccomp filters are",
-         "the kernel needs CONFIG_SECCOMP and CONFIG_SECCOMP_FILTER");
-  }
+  // libseccomp 2.5 exports BPF only to a descriptor.
+  const int out = ::memfd_create("seccomp-bpf", MFD_CLOEXEC);
+  check(out, "memfd_create for the seccomp filter");
+  struct Close {
+    int fd;
+    ~Close() { ::close(fd); }
+  } closing{out};
+  if (int rc = seccomp_export_bpf(ctx, out); rc < 0)
+    throw std::runtime_error(std::string("seccomp_export_bpf: ") + std::strerror(-rc));
+  const off_t size = ::lseek(out, 0, SEEK_END);
+  check(static_cast<int>(size), "size the seccomp filter");
+  SeccompFilter filter;
+  filter.program_.resize(static_cast<size_t>(size) / sizeof(sock_filter));
+  const size_t bytes = filter.program_.size() * sizeof(sock_filter);
+  if (filter.program_.empty() ||
+      ::pread(out, filter.program_.data(), bytes, 0) != static_cast<ssize_t>(bytes))
+    throw std::runtime_error("cannot read the compiled seccomp filter back");
+  return filter;
+}
+
+void SeccompFilter::install(Steps& steps) const {
+  steps.next("seccomp");
+  struct sigaction sa {};
+  sa.sa_sigaction = on_sigsys;
+  sa.sa_flags = SA_SIGINFO;
+  check(::sigaction(SIGSYS, &sa, nullptr), "install the SIGSYS handler");
+  sock_fprog program{static_cast<unsigned short>(program_.size()),
+                     const_cast<sock_filter*>(program_.data())};
+  need(::prctl(PR_SET_SECCOMP, SECCOMP_MODE_FILTER, &program, 0, 0), "prctl(PR_SET_SECCOMP)",
+       "seccomp filters are", "the kernel needs CONFIG_SECCOMP and CONFIG_SECCOMP_FILTER");
 }
 
 }  // namespace taskhost::sandbox

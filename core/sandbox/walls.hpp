@@ -5,8 +5,11 @@
 // calling process). Every function throws std::runtime_error naming what
 // failed; the helper reports it and the attempt fails closed.
 
+#include <linux/filter.h>
+
 #include <stdexcept>
 #include <string>
+#include <vector>
 
 #include "sandbox/frame.hpp"
 
@@ -61,8 +64,18 @@ void finish_root(Steps& steps, const Go& go, int image);
 void set_limits(Steps& steps, const Go& go);
 void drop_privileges(Steps& steps, uint32_t drop_uid);
 
-// The seccomp allowlist, after the plugin is loaded and before it runs.
-// A refused syscall raises SIGSYS, whose handler reports it on report_fd.
-void install_seccomp(Steps& steps);
+// The seccomp allowlist as BPF, compiled by the plugin process while it
+// waits for an attempt (so an attempt does not pay for it), and installed
+// after the plugin is loaded and before it runs. A refused syscall raises
+// SIGSYS, whose handler reports it on report_fd.
+class SeccompFilter {
+ public:
+  static SeccompFilter compile();
+  // One prctl: needs no_new_privs (drop_privileges sets it).
+  void install(Steps& steps) const;
+
+ private:
+  std::vector<sock_filter> program_;
+};
 
 }  // namespace taskhost::sandbox
