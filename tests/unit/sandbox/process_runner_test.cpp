@@ -498,7 +498,7 @@ TEST(Unavailable, AMissingKernelFeatureRefusesPluginsNamingIt) {
                         : "user namespaces are not available (unshare(CLONE_NEWUSER): Operation "
                           "not permitted): enable them with sysctl"},
       {{{SCMP_SYS(seccomp), ENOSYS, {}}, {SCMP_SYS(prctl), EINVAL, PR_SET_SECCOMP}},
-       "seccomp filters are not available (seccomp_load: "},
+       "seccomp filters are not available (prctl(PR_SET_SECCOMP): "},
   };
   for (const auto& [rules, expected] : cases) {
     std::string what;
