@@ -22,6 +22,7 @@
 #include "support/esi_synth.hpp"
 #include "support/fixtures.hpp"
 #include "support/test_database.hpp"
+#include "support/worker_process.hpp"
 
 extern char** environ;
 
@@ -56,45 +57,11 @@ bool eventually(F&& condition, std::chrono::seconds limit) {
   return condition();
 }
 
-// A `taskhost worker` process with the test's host config; SIGKILL-able.
-class WorkerProcess {
- public:
-  WorkerProcess(const std::string& conninfo, const fs::path& config, const std::string& id) {
-    std::vector<std::string> args = {TASKHOST_BIN,
-                                     "--database-url",
-                                     conninfo,
-                                     "--plugin-dir",
-                                     BUNDLED_PLUGIN_DIR,
-                                     "--config",
-                                     config.string(),
-                                     "--log-level",
-                                     "warn",
-                                     "worker",
-                                     "--id",
-                                     id,
-                                     "--lease",
-                                     "2s"};
-    std::vector<char*> argv;
-    for (auto& a : args) argv.push_back(a.data());
-    argv.push_back(nullptr);
-    if (posix_spawn(&pid_, TASKHOST_BIN, nullptr, nullptr, argv.data(), environ) != 0)
-      throw std::runtime_error("cannot start a worker");
-  }
-  ~WorkerProcess() {
-    if (pid_ > 0) {
-      ::kill(pid_, SIGTERM);
-      ::waitpid(pid_, nullptr, 0);
-    }
-  }
-  void kill9() {
-    ::kill(pid_, SIGKILL);
-    ::waitpid(pid_, nullptr, 0);
-    pid_ = -1;
-  }
-
- private:
-  pid_t pid_ = -1;
-};
+// A `taskhost worker` process with the test's host config.
+test::WorkerProcess worker(const std::string& conninfo, const fs::path& config,
+                           const std::string& id) {
+  return test::WorkerProcess(conninfo, id, {"--config", config.string()}, BUNDLED_PLUGIN_DIR);
+}
 
 class EsiIngest : public ::testing::Test {
  protected:
@@ -373,7 +340,7 @@ TEST_F(EsiIngest, AWorkerKilledDuringTheParsersCopyLeavesTheFileLoadedOnce) {
   const fs::path config = config_file();
   auto super = db_.connect_as_superuser();
   {
-    WorkerProcess doomed(db_.conninfo(), config, "doomed");
+    auto doomed = worker(db_.conninfo(), config, "doomed");
     ASSERT_TRUE(eventually(
         [&] {
           return super
@@ -384,10 +351,11 @@ TEST_F(EsiIngest, AWorkerKilledDuringTheParsersCopyLeavesTheFileLoadedOnce) {
         },
         120s))
         << "the parser never reached its COPY";
-    doomed.kill9();
+    doomed.signal(SIGKILL);
+    doomed.wait();
   }
   EXPECT_EQ(count("SELECT count(*) FROM esi_accumulators"), 0) << "nothing of the cut attempt";
-  WorkerProcess rescuer(db_.conninfo(), config, "rescuer");
+  auto rescuer = worker(db_.conninfo(), config, "rescuer");
   ASSERT_TRUE(
       eventually([&] { return get_run(*conn_, parser).state == RunState::succeeded; }, 180s))
       << get_run(*conn_, parser).error.value_or("");
@@ -414,7 +382,8 @@ TEST_F(EsiIngest, TwoRunsAtOnceTakeEachFileOnce) {
   const std::string one = submit_run(*conn_, ingest_, params, "cli:test").run_id;
   const std::string two = submit_run(*conn_, ingest_, params, "cli:test").run_id;
   const fs::path config = config_file();
-  WorkerProcess w1(db_.conninfo(), config, "w1"), w2(db_.conninfo(), config, "w2");
+  auto w1 = worker(db_.conninfo(), config, "w1");
+  auto w2 = worker(db_.conninfo(), config, "w2");
   ASSERT_TRUE(eventually(
       [&] {
         return get_run(*conn_, one).state == RunState::succeeded &&

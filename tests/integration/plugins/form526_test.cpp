@@ -21,6 +21,7 @@
 #include "store/runs.hpp"
 #include "support/fixtures.hpp"
 #include "support/test_database.hpp"
+#include "support/worker_process.hpp"
 
 extern char** environ;
 
@@ -264,48 +265,6 @@ TEST_F(Form526, AnInputWithoutTheColumnFailsNamingTheLine) {
                                       ": line 2: the header has no submission_id column");
 }
 
-// A `taskhost worker` process with the test's buckets in its host config.
-class WorkerProcess {
- public:
-  WorkerProcess(const std::string& conninfo, const std::string& id, const fs::path& config) {
-    std::vector<std::string> args = {TASKHOST_BIN,
-                                     "--database-url",
-                                     conninfo,
-                                     "--plugin-dir",
-                                     BUNDLED_PLUGIN_DIR,
-                                     "--config",
-                                     config.string(),
-                                     "--log-level",
-                                     "warn",
-                                     "worker",
-                                     "--id",
-                                     id,
-                                     "--lease",
-                                     "2s"};
-    std::vector<char*> argv;
-    for (auto& a : args) argv.push_back(a.data());
-    argv.push_back(nullptr);
-    if (posix_spawn(&pid_, TASKHOST_BIN, nullptr, nullptr, argv.data(), environ) != 0)
-      throw std::runtime_error("cannot start a worker");
-  }
-  ~WorkerProcess() {
-    if (pid_ > 0) {
-      ::kill(pid_, SIGTERM);
-      wait();
-    }
-  }
-  void kill() { ::kill(pid_, SIGKILL); }
-  int wait() {
-    int status = 0;
-    ::waitpid(pid_, &status, 0);
-    pid_ = -1;
-    return WIFEXITED(status) ? WEXITSTATUS(status) : 128 + WTERMSIG(status);
-  }
-
- private:
-  pid_t pid_ = -1;
-};
-
 TEST_F(Form526, AWorkerKilledMidBatchIsResumedAndEveryIdIsInTheResultOnce) {
   std::string yaml = "s3:\n";
   for (const char* b : {"form526-input", "form526-uploads", "form526-handoff"})
@@ -316,17 +275,19 @@ TEST_F(Form526, AWorkerKilledMidBatchIsResumedAndEveryIdIsInTheResultOnce) {
   put_input(fixture_input());
   const std::string id = submit();
 
-  WorkerProcess a(db.conninfo(), "worker-a", dir / "host.yaml");
+  test::WorkerProcess a(db.conninfo(), "worker-a", {"--config", (dir / "host.yaml").string()},
+                        BUNDLED_PLUGIN_DIR);
   auto done = [&] { return get_run(conn, id).progress_done.value_or(0); };
   for (auto end = std::chrono::steady_clock::now() + 120s;
        done() < 60 && std::chrono::steady_clock::now() < end;)
     std::this_thread::sleep_for(20ms);
   ASSERT_GE(done(), 60);
   ASSERT_EQ(get_run(conn, id).state, RunState::running) << "killed mid-batch";
-  a.kill();
+  a.signal(SIGKILL);
   EXPECT_EQ(a.wait(), 128 + SIGKILL);
 
-  WorkerProcess b(db.conninfo(), "worker-b", dir / "host.yaml");
+  test::WorkerProcess b(db.conninfo(), "worker-b", {"--config", (dir / "host.yaml").string()},
+                        BUNDLED_PLUGIN_DIR);
   for (auto end = std::chrono::steady_clock::now() + 180s;
        !is_final(get_run(conn, id).state) && std::chrono::steady_clock::now() < end;)
     std::this_thread::sleep_for(100ms);
