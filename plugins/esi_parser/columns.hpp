@@ -79,20 +79,22 @@ inline void append_value(std::string& out, const fw::Field& f, const fw::Value& 
     out += static_cast<char>('0' + n % 10);
   };
   switch (f.type) {
-    case fw::Type::AN:
+    case fw::Type::AN: {
       if (in_array) out += '"';
-      for (char c : v.text) {
-        // COPY escapes a backslash; an array element also a quote, whose own
-        // backslash COPY escapes in turn.
-        if (c == '\\')
-          out += in_array ? "\\\\\\\\" : "\\\\";
-        else if (c == '"' && in_array)
-          out += "\\\\\"";
-        else
-          out += c;
+      // COPY escapes a backslash; an array element also a quote, whose own
+      // backslash COPY escapes in turn. Runs without either are copied whole.
+      size_t from = 0;
+      for (size_t i = 0; i < v.text.size(); ++i) {
+        const char c = v.text[i];
+        if (c != '\\' && (c != '"' || !in_array)) continue;
+        out.append(v.text, from, i - from);
+        out += c == '"' ? "\\\\\"" : in_array ? "\\\\\\\\" : "\\\\";
+        from = i + 1;
       }
+      out.append(v.text.substr(from));
       if (in_array) out += '"';
       break;
+    }
     case fw::Type::D3:
       out += fw::decimal_text(v.number, 3);
       break;

@@ -202,6 +202,39 @@ TEST(FixedWidthParser, DecodesEachTypeAppliesSignsAndReadsLatin1AsUtf8) {
   EXPECT_EQ(p.rows[4], "5:T|T|3");
 }
 
+// The parser trims eight bytes at a time: every length of text and padding
+// in a wide field, and numbers with spaces on either side.
+TEST(FixedWidthParser, TrailingSpacesAreTrimmedAtEveryLength) {
+  const fw::Layout l = fw::load_layout(R"(name: wide
+record_length: 35
+discriminator: { start: 1, end: 1 }
+records:
+  W:
+    - { name: code, start: 1, end: 1, type: AN }
+    - { name: sign, start: 2, end: 2, type: SIGN, sign_of: n }
+    - { name: text, start: 3, end: 23, type: AN }
+    - { name: n, start: 24, end: 35, type: N }
+)",
+                                       "wide.yaml");
+  for (size_t len = 0; len <= 21; ++len) {
+    for (const char* fill : {"x", "x y"}) {
+      std::string text;
+      while (text.size() < len) text += fill;
+      text.resize(len);
+      if (len > 0 && text.back() == ' ') text.back() = 'z';
+      for (const std::string n : {"12", " 12 ", "      123456", "123456789012"}) {
+        std::string record = "W-" + text + std::string(21 - len, ' ') + n;
+        record += std::string(35 - record.size(), ' ');
+        Parsed p = parse(l, record + "\n");
+        ASSERT_TRUE(p.problems.empty()) << record << ": " << p.problems.front();
+        const std::string want_text = len == 0 ? "null" : text;
+        EXPECT_EQ(p.rows.at(0), "1:W|W|-1|" + want_text + "|-" + std::to_string(std::stoll(n)))
+            << record;
+      }
+    }
+  }
+}
+
 TEST(FixedWidthParser, CrlfAndAnyChunkingReadTheSame) {
   EsiExpected ex;
   EsiSynthOptions o;

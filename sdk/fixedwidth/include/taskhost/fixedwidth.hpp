@@ -161,6 +161,7 @@ class FileParser {
   std::string partial_;
   std::string scratch_;  // UTF-8 of the current record's Latin-1 text
   std::vector<Value> values_;
+  std::vector<int> negative_signs_;  // the amounts of the current record's '-' signs
   std::vector<Problem> problems_;
   std::vector<uint64_t> counts_;
   uint64_t line_ = 0, problem_count_ = 0, structural_count_ = 0, bad_records_ = 0;
