@@ -3,6 +3,8 @@
 #include <spdlog/spdlog.h>
 
 #include <chrono>
+#include <functional>
+#include <map>
 
 #include "common/json_input.hpp"
 #include "common/pattern.hpp"
@@ -111,21 +113,24 @@ class RunHost : public HostServices {
     }
     last_progress_ = now;
     unstored_progress_.reset();
-    writer()->progress(done, total);
+    write_held(false, [&](RunWriter& w) { w.progress(done, total); });
     if (observer_) observer_(done, total);
   }
 
-  // Stores the last report the throttle held back, as the attempt ends: the
-  // next attempt's rate starts from where this one really stopped.
-  void flush_progress() {
-    if (unstored_progress_)
-      writer()->progress(unstored_progress_->first, unstored_progress_->second);
+  // Stores what is held back as the attempt ends: the last progress report
+  // (the next attempt's rate starts from where this one really stopped), the
+  // events and the metric samples.
+  void flush() {
+    write_held(true, [&](RunWriter& w) {
+      if (unstored_progress_) w.progress(unstored_progress_->first, unstored_progress_->second);
+    });
   }
 
   std::string checkpoint_get() override { return writer()->checkpoint().dump(); }
 
   void checkpoint_set(std::string_view json) override {
-    writer()->checkpoint(parse_json(json, "checkpoint", max_checkpoint_bytes).dump());
+    const std::string checkpoint = parse_json(json, "checkpoint", max_checkpoint_bytes).dump();
+    write_held(true, [&](RunWriter& w) { w.checkpoint(checkpoint); });
   }
 
   void emit(std::string_view event, std::string_view json) override {
@@ -136,7 +141,10 @@ class RunHost : public HostServices {
                                           "' must look like item.failed, be at most " +
                                           std::to_string(max_event_name_bytes) +
                                           " bytes and not start with run.");
-    writer()->emit(std::string(event), parse_json(json, "event payload", max_event_bytes).dump());
+    events_.emplace_back(event, parse_json(json, "event payload", max_event_bytes).dump());
+    held_bytes_ += event.size() + events_.back().second.size();
+    if (held_bytes_ >= max_held_bytes || Clock::now() - last_write_ >= write_every)
+      write_held(true);
   }
 
   bool should_stop() override {
@@ -165,7 +173,7 @@ class RunHost : public HostServices {
   void set_output(std::string_view json) override {
     Json j = parse_json(json, "output", max_output_bytes);
     if (!j.is_object()) throw Error(ErrorKind::invalid, "output must be a JSON object");
-    writer()->output(j.dump());
+    write_held(false, [&](RunWriter& w) { w.output(j.dump()); });
   }
 
   void attach_file(std::string_view name, std::string_view content_type,
@@ -174,8 +182,9 @@ class RunHost : public HostServices {
       throw Error(ErrorKind::invalid, "file is " + std::to_string(content.size()) +
                                           " bytes, over the limit of " +
                                           std::to_string(max_file_bytes) + " bytes");
-    writer()->attach_file(std::string(name), storable(content_type, max_content_type_bytes),
-                          content);
+    write_held(false, [&](RunWriter& w) {
+      w.attach_file(std::string(name), storable(content_type, max_content_type_bytes), content);
+    });
   }
 
   Json object_storage(const std::string& op, const Json& request, const ByteSource& in,
@@ -185,6 +194,7 @@ class RunHost : public HostServices {
           schema_.schema.name, schema_.schema.capabilities.s3, config_,
           [this](const ServiceCall& c) { audit(c); }, run_.dry_run,
           schema_.schema.capabilities.sftp);
+    write_held(false);
     return storage_->call(op, request, in, out);
   }
 
@@ -194,6 +204,7 @@ class RunHost : public HostServices {
       http_.emplace(
           schema_.schema.name, schema_.schema.capabilities.http, config_,
           [this](const ServiceCall& c) { audit(c); }, run_.dry_run);
+    write_held(false);
     return http_->call(op, request, in, out);
   }
 
@@ -203,6 +214,7 @@ class RunHost : public HostServices {
       sftp_.emplace(
           schema_.schema.name, schema_.schema.capabilities.sftp, config_,
           [this](const ServiceCall& c) { audit(c); }, run_.dry_run, schema_.schema.capabilities.s3);
+    write_held(false);
     return sftp_->call(op, request, in, out);
   }
 
@@ -215,6 +227,7 @@ class RunHost : public HostServices {
           database_target(config_, pool_.conninfo(), grant.connection),
           [this](const ServiceCall& c) { audit(c); }, run_.dry_run);
     }
+    write_held(false);
     return db_->call(op, request, in, out);
   }
 
@@ -224,20 +237,22 @@ class RunHost : public HostServices {
       pgp_.emplace(schema_.schema.name, schema_.schema.capabilities.pgp,
                    schema_.schema.capabilities.s3, config_,
                    [this](const ServiceCall& c) { audit(c); });
+    write_held(false);
     return pgp_->call(op, request, in, out);
   }
 
   // Its services were made with it: each refuses its writes itself.
   bool dry_run() override { return run_.dry_run; }
 
-  // Checked against the schema's declarations, then stored in one
-  // statement. A dry run's samples are checked but not stored: they would
-  // count work that was not done.
+  // Checked against the schema's declarations, then held: a counter's
+  // samples summed, a gauge's last kept. A dry run's samples are checked but
+  // not stored: they would count work that was not done.
   void metric(std::string_view name, std::string_view labels, double value) override {
     MetricSample s = check_metric_sample(schema_.schema, name, labels, value);
     if (run_.dry_run) return;
-    record_plugin_metric(*pool_.acquire(), schema_.schema.name, s.spec->name, s.spec->counter,
-                         s.spec->help, s.labels, s.value);
+    auto [held, fresh] = metrics_.try_emplace(s.spec->name + s.labels.dump(), s);
+    if (!fresh) held->second.value = s.spec->counter ? held->second.value + s.value : s.value;
+    if (Clock::now() - last_write_ >= write_every) write_held(true);
   }
 
   bool timed_out() const { return Clock::now() >= deadline_; }
@@ -254,6 +269,42 @@ class RunHost : public HostServices {
     auto conn = pool_.acquire();
     RunWriter w(*conn, run_.id, run_.attempt);
     return {std::move(conn), w};
+  }
+
+  // Events and metric samples wait here and are written in one statement or
+  // transaction for many (a plugin may emit and count per item): the events
+  // before the plugin's next call that reaches outside (a service, its
+  // checkpoint, output or a file), so nothing it does after an event is on
+  // record before it; both every write_every while it keeps calling, and as
+  // the attempt ends. A worker that dies loses only held events emitted
+  // after the last checkpoint, which the rescued attempt emits again.
+  static constexpr auto write_every = std::chrono::milliseconds(250);
+  static constexpr size_t max_held_bytes = 4 << 20;
+  // Writes the held events (and with metrics_too the held samples), then
+  // `then`, a write that must not be on record before them, in one
+  // transaction: a checkpoint and the counts of the work it covers are
+  // stored together or not at all.
+  void write_held(bool metrics_too, const std::function<void(RunWriter&)>& then = nullptr) {
+    const bool metrics = metrics_too && !metrics_.empty();
+    if (metrics_too) last_write_ = Clock::now();
+    if (events_.empty() && !metrics && !then) return;
+    auto conn = pool_.acquire();
+    RunWriter w(*conn, run_.id, run_.attempt);
+    if (events_.empty() && !metrics) {
+      if (then) then(w);  // nothing held: one statement, no transaction
+      return;
+    }
+    pg::Transaction tx(*conn);
+    w.emit(events_);
+    if (metrics)
+      for (const auto& [key, s] : metrics_)
+        record_plugin_metric(*conn, schema_.schema.name, s.spec->name, s.spec->counter,
+                             s.spec->help, s.labels, s.value);
+    if (then) then(w);
+    tx.commit();
+    events_.clear();
+    held_bytes_ = 0;
+    if (metrics) metrics_.clear();
   }
 
   // Every service call, allowed or not, on the record with the run.
@@ -284,6 +335,10 @@ class RunHost : public HostServices {
   std::optional<std::pair<uint64_t, uint64_t>> unstored_progress_;
   Clock::time_point last_state_check_ = Clock::now();
   bool stop_requested_ = false;
+  std::vector<std::pair<std::string, std::string>> events_;
+  size_t held_bytes_ = 0;
+  std::map<std::string, MetricSample> metrics_;  // by name and labels
+  Clock::time_point last_write_ = Clock::now();
 };
 
 }  // namespace
@@ -400,9 +455,10 @@ Completion Executor::execute(pg::Pool& pool, const ClaimedRun& run, const std::a
   // Its lines are in before its outcome is recorded (fenced on this attempt).
   log.close();
   try {
-    host.flush_progress();
+    host.flush();
   } catch (const std::exception& e) {
-    spdlog::warn("run {}: its last progress was not stored: {}", run.id, e.what());
+    spdlog::warn("run {}: its last progress, events or metrics were not stored: {}", run.id,
+                 e.what());
   }
   if (rc == TH_OK) {
     c.succeeded = true;

@@ -189,14 +189,22 @@ Json RunWriter::checkpoint() const {
   return r.rows() == 0 ? Json() : json_or_null(r, 0, 0);
 }
 
-void RunWriter::emit(const std::string& name, const std::string& json) {
+void RunWriter::emit(const std::vector<std::pair<std::string, std::string>>& events) {
+  if (events.empty()) return;
+  std::vector<std::optional<std::string>> names, payloads;
+  for (const auto& [name, json] : events) {
+    names.emplace_back(name);
+    payloads.emplace_back(json);
+  }
   // Inserted only while this attempt owns the run, in one statement.
   require_owned(
       conn_.exec("INSERT INTO taskhost.run_events (run_id, attempt, name, payload, checkpoint_seq) "
-                 "SELECT id, attempt, $3, $4::jsonb, checkpoint_seq FROM taskhost.runs "
-                 "WHERE id = $1 AND attempt = $2 AND state IN " +
-                     active_states,
-                 {id_, attempt_, name, json}),
+                 "SELECT r.id, r.attempt, e.name, e.payload::jsonb, r.checkpoint_seq "
+                 "FROM taskhost.runs r, unnest($3::text[], $4::text[]) WITH ORDINALITY "
+                 "AS e(name, payload, n) "
+                 "WHERE r.id = $1 AND r.attempt = $2 AND r.state IN " +
+                     active_states + " ORDER BY e.n",
+                 {id_, attempt_, pg::array_literal(names), pg::array_literal(payloads)}),
       id_, attempt_);
 }
 

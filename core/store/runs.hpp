@@ -112,7 +112,9 @@ class RunWriter {
   // from here on are superseded if the attempt dies before the next one.
   void checkpoint(const std::string& json);
   Json checkpoint() const;
-  void emit(const std::string& name, const std::string& json);
+  // Events as {name, JSON payload}, in order, in one statement: each with the
+  // checkpoint sequence as it is now.
+  void emit(const std::vector<std::pair<std::string, std::string>>& events);
   void output(const std::string& json);
   void attach_file(const std::string& name, const std::string& content_type,
                    const std::string& content);

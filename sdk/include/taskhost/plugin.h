@@ -146,7 +146,9 @@ typedef struct th_host_api {
   int (*checkpoint_get)(th_host* host, th_sink* out, th_error* err);
   /* Stores a checkpoint (any JSON value) durably before returning. */
   int (*checkpoint_set)(th_host* host, th_str json, th_error* err);
-  /* Records a named event (e.g. "item.failed") with a JSON payload durably. */
+  /* Records a named event (e.g. "item.failed") with a JSON payload: durable
+   * before the plugin's next call that records state or uses a service, and
+   * when run returns (the host writes events in batches). */
   int (*emit)(th_host* host, th_str event, th_str json, th_error* err);
   /* 1 when a cancel or pause was requested: stop at the next safe point. */
   int (*should_stop)(th_host* host);

@@ -681,6 +681,12 @@ class Context {
     check(api_->checkpoint_set(host_, detail::str(s), &eb.err), eb);
   }
 
+  // An event of the run (a webhook's payload when the schema subscribes to
+  // it). The host writes events in batches: before this plugin's next
+  // service call, checkpoint, progress, output or file, so nothing done after
+  // an event is on record before it, and at the latest when run() returns.
+  // Emitting per item is cheap. An error of a batch's write surfaces from
+  // the call that wrote it.
   void emit(std::string_view event, const Json& payload) const {
     std::string s = payload.dump();
     detail::ErrorBuffer eb;
@@ -691,7 +697,8 @@ class Context {
   // value to a counter, sets a gauge. labels gives each declared label one
   // of its declared values. Throws Error(TH_ERR_INVALID) for anything the
   // schema does not declare, Error(TH_ERR_NOT_SUPPORTED) on a host older
-  // than ABI 1.3.
+  // than ABI 1.3. Samples are summed by the host and stored with the next
+  // checkpoint (with it or not at all), or within a second.
   void metric(std::string_view name, double value, const Json& labels = Json::object()) const {
     if (!TH_HOST_HAS(api_, metric))
       throw Error(TH_ERR_NOT_SUPPORTED, "this host records no plugin metrics (ABI < 1.3)");

@@ -84,6 +84,9 @@ TEST_F(RunLogsTest, ADeadAttemptSaysWhyAndTheRetryIsOnRecord) {
   auto all = lines(r.id);
   EXPECT_EQ(messages(all, "plugin"), (std::vector<std::string>{"about to crash"}))
       << "its last line is in, though the plugin died";
+  const auto events = run_events(conn, r.id, 10);
+  ASSERT_EQ(events.size(), 1u) << "the event it emitted last is in too (the host held it)";
+  EXPECT_EQ(events[0].payload["error"], "about to crash");
   const LogLine& last = all.back();
   EXPECT_EQ(last.source, "host");
   EXPECT_EQ(last.level, "warn");

@@ -278,9 +278,9 @@ TEST_F(Queue, EventsAfterTheLastCheckpointOfADeadAttemptAreSuperseded) {
   std::string id = submit();
   auto c = claim_one("w1");
   RunWriter w(conn, id, c.attempt);
-  w.emit("item.done", R"({"item": 1})");
+  w.emit({{"item.done", R"({"item": 1})"}});
   w.checkpoint(R"({"done": 1})");
-  w.emit("item.done", R"({"item": 2})");  // the attempt dies before checkpointing it
+  w.emit({{"item.done", R"({"item": 2})"}});  // the attempt dies before checkpointing it
   expire(id);
   rescue(conn, "sweeper", 30s);
   make_runnable(id);
@@ -288,13 +288,13 @@ TEST_F(Queue, EventsAfterTheLastCheckpointOfADeadAttemptAreSuperseded) {
   EXPECT_EQ(again.attempt, 2);
   RunWriter w2(conn, id, again.attempt);
   EXPECT_EQ(w2.checkpoint(), (Json{{"done", 1}}));
-  w2.emit("item.done", R"({"item": 2})");
+  w2.emit({{"item.done", R"({"item": 2})"}});
   auto events = run_events(conn, id, 10);
   ASSERT_EQ(events.size(), 2u);
   EXPECT_EQ(events[0].payload["item"], 1);
   EXPECT_EQ(events[1].payload["item"], 2);
   EXPECT_EQ(events[1].attempt, 2);
-  EXPECT_THROW(w.emit("item.done", R"({"item": 3})"), Error) << "the dead attempt is fenced";
+  EXPECT_THROW(w.emit({{"item.done", R"({"item": 3})"}}), Error) << "the dead attempt is fenced";
 }
 
 TEST_F(Queue, AttachedFilesKeepEveryByte) {
