@@ -811,6 +811,10 @@ Json TaskSchema::to_json() const {
     }
     return out;
   };
+  Json metrics_json = Json::object();
+  for (const auto& m : metrics)
+    metrics_json[m.name] = {
+        {"type", m.counter ? "counter" : "gauge"}, {"help", m.help}, {"labels", m.labels}};
   Json j = {
       {"name", name},
       {"version", version.str()},
@@ -835,6 +839,7 @@ Json TaskSchema::to_json() const {
       {"permissions",
        {{"run", permissions.run}, {"view", permissions.view}, {"control", permissions.control}}},
       {"approval", {{"required", approval.required}, {"approvers", approval.approvers}}},
+      {"metrics", metrics_json},
       {"digest", digest},
   };
   return j;

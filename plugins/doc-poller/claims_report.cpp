@@ -45,7 +45,7 @@ std::string csv_field(const std::string& s) {
 }  // namespace
 
 ClaimsReport report_claims(taskhost::Context& ctx, const taskhost::Db& db,
-                           int64_t stale_after_hours) {
+                           int64_t stale_after_hours, bool dry_run) {
   ClaimsReport report;
   std::string csv = "submission_id,document_type,status,step,detail,uploaded_at\n";
   std::map<int64_t, Json> by_submission;
@@ -77,8 +77,10 @@ ClaimsReport report_claims(taskhost::Context& ctx, const taskhost::Db& db,
     std::vector<int64_t> fresh;
     for (const auto& row : db.query(unreported, {ids}).rows)
       fresh.push_back(std::stoll(*row.at(0)));
-    for (int64_t id : fresh) ctx.emit("claim.document_problem", by_submission[id]);
-    if (!fresh.empty()) db.execute(mark_reported, {fresh});
+    if (!dry_run) {
+      for (int64_t id : fresh) ctx.emit("claim.document_problem", by_submission[id]);
+      if (!fresh.empty()) db.execute(mark_reported, {fresh});
+    }
     report.newly_failing += static_cast<int64_t>(fresh.size());
   }
   return report;

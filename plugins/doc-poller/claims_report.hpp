@@ -17,8 +17,9 @@ struct ClaimsReport {
 // claim older than that, no completed bdd_instructions document. Attaches
 // claim-report.csv (submission_id, document_type, status, step, detail,
 // uploaded_at; status failed, stale or missing) to the run and emits
-// claim.document_problem once per submission the first time it appears.
+// claim.document_problem once per submission the first time it appears
+// (in a dry run: counts them, announces and marks nothing).
 ClaimsReport report_claims(taskhost::Context& ctx, const taskhost::Db& db,
-                           int64_t stale_after_hours);
+                           int64_t stale_after_hours, bool dry_run);
 
 }  // namespace doc_poller

@@ -84,6 +84,10 @@ ORDER BY id LIMIT 500)";
 constexpr const char* flag_stale = R"(
 UPDATE lighthouse_document_uploads SET stale_flagged_at = now()
 WHERE id = ANY($1::bigint[]) AND stale_flagged_at IS NULL)";
+constexpr const char* count_unflagged_stale = R"(
+SELECT count(*) FROM lighthouse_document_uploads
+WHERE status = 'pending' AND stale_flagged_at IS NULL
+  AND uploaded_at < now() - make_interval(hours => $1::int))";
 constexpr const char* count_stale = R"(
 SELECT document_type, count(*) FROM lighthouse_document_uploads
 WHERE status = 'pending' AND uploaded_at < now() - make_interval(hours => $1::int)
@@ -121,6 +125,7 @@ class Poller {
  public:
   explicit Poller(taskhost::Context& ctx)
       : ctx_(ctx),
+        dry_run_(ctx.dry_run()),
         db_(ctx.db()),
         http_(ctx.http(credential)),
         status_url_(ctx.param<std::string>("status_url")),
@@ -167,9 +172,10 @@ class Poller {
       ctx_.metric("last_success_timestamp_seconds", now_seconds());
 
     const int64_t stale_flagged = flag_stale_documents();
-    const ClaimsReport report = report_claims(ctx_, db_, stale_after_hours_);
+    const ClaimsReport report = report_claims(ctx_, db_, stale_after_hours_, dry_run_);
     ctx_.metric("claims_with_problem", static_cast<double>(report.submissions));
-    ctx_.set_output({{"totals", totals.json()},
+    ctx_.set_output({{"dry_run", dry_run_},
+                     {"totals", totals.json()},
                      {"stale_flagged", stale_flagged},
                      {"claims_with_problem", report.submissions},
                      {"newly_failing_claims", report.newly_failing},
@@ -247,6 +253,14 @@ class Poller {
                 " request ids unknown to the API: " + ids_text(answer.not_found));
     }
     if (request_ids.empty()) return;
+    if (dry_run_) {  // what the answers would change
+      totals.polled += static_cast<int64_t>(request_ids.size());
+      for (const auto& s : answer.statuses) {
+        totals.completed += s.status == "SUCCESS";
+        totals.failed += s.status == "FAILED";
+      }
+      return;
+    }
     auto r = db_.query(apply_batch,
                        {request_ids, api_status, start, end, error_step, error_detail, response});
     std::map<std::string, double> polled;
@@ -273,6 +287,8 @@ class Poller {
   // repeats an event (its id tells them apart) rather than losing one.
   int64_t flag_stale_documents() {
     int64_t flagged = 0;
+    if (dry_run_)  // how many it would flag
+      return std::stoll(*db_.query(count_unflagged_stale, {stale_after_hours_}).rows.at(0).at(0));
     for (;;) {
       auto rows = db_.query(select_stale, {stale_after_hours_});
       if (rows.rows.empty()) break;
@@ -304,6 +320,7 @@ class Poller {
   }
 
   taskhost::Context& ctx_;
+  const bool dry_run_;  // the API is asked; nothing is written, flagged or announced
   taskhost::Db db_;
   taskhost::Http http_;
   std::string status_url_;

@@ -221,8 +221,9 @@ class DocPoller : public ::testing::Test {
         std::to_string(n * batch) + " LIMIT 1");
   }
 
-  taskhost::Run poll(Json params = Json::object()) {
-    const std::string id = submit_run(*conn_, schema_, params, "cli:test").run_id;
+  taskhost::Run poll(Json params = Json::object(), bool dry_run = false) {
+    const std::string id =
+        submit_run(*conn_, schema_, params, "cli:test", std::nullopt, dry_run).run_id;
     return test::execute(db_.conninfo(), id, BUNDLED_PLUGIN_DIR, config_);
   }
 
@@ -424,6 +425,30 @@ TEST_F(DocPoller, StaleFlaggedOnceClaimsReportedOnceAndASecondRunSkipsFreshPolls
   EXPECT_EQ(static_cast<int64_t>(events("document.stale").size()), stale);
   EXPECT_EQ(static_cast<int64_t>(events("claim.document_problem").size()), problem_claims);
   EXPECT_EQ(sum(scrape(), "taskhost_plugin_documents_polled_total{"), 400);
+}
+
+// A dry run asks the API (its POST is declared safe) and says what a real
+// run would change, but changes, flags and announces nothing.
+TEST_F(DocPoller, ADryRunAsksTheApiAndWritesNothing) {
+  load_fixtures(300);
+  taskhost::Run r = poll({{"batch_size", 50}}, true);
+  ASSERT_EQ(r.state, RunState::succeeded) << r.error.value_or("");
+  EXPECT_EQ(r.output["dry_run"], true);
+  std::lock_guard lock(api_->mutex);
+  int64_t success = 0, failed = 0;
+  for (const auto& [id, v] : api_->answered) {
+    success += v.status == "SUCCESS";
+    failed += v.status == "FAILED";
+  }
+  ASSERT_GT(success, 0);
+  EXPECT_EQ(r.output["totals"]["completed"], success);
+  EXPECT_EQ(r.output["totals"]["failed"], failed);
+  EXPECT_GT(r.output["stale_flagged"].get<int64_t>(), 0) << "how many a real run would flag";
+  EXPECT_EQ(count("SELECT count(*) FROM lighthouse_document_uploads WHERE status <> 'pending' "
+                  "OR status_last_polled_at IS NOT NULL OR stale_flagged_at IS NOT NULL"),
+            0);
+  EXPECT_EQ(count("SELECT count(*) FROM doc_poller_reported_claims"), 0);
+  EXPECT_EQ(count("SELECT count(*) FROM taskhost.run_events"), 0);
 }
 
 TEST_F(DocPoller, TheRunFailsOnlyWhenEveryBatchFailed) {

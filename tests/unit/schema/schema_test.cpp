@@ -151,6 +151,22 @@ TEST(Schema, ApprovalNamesItsRolesAndIsCheckedWhereWritten) {
             "bad.yaml:4:29: approval.approver: unknown key; did you mean ");
 }
 
+TEST(Schema, MetricsAreShownAsDeclared) {
+  std::vector<Diagnostic> errors;
+  auto s = parse_schema(minimal("metrics:\n  items_total: { type: counter, help: Items done, "
+                                "labels: { kind: [a, b] } }\n  queue_depth: { type: gauge, help: "
+                                "Waiting }\n"),
+                        "t.yaml", &errors);
+  ASSERT_TRUE(s) << format_diagnostics(errors);
+  EXPECT_EQ(
+      s->to_json()["metrics"],
+      (Json{
+          {"items_total",
+           {{"type", "counter"}, {"help", "Items done"}, {"labels", {{"kind", {"a", "b"}}}}}},
+          {"queue_depth", {{"type", "gauge"}, {"help", "Waiting"}, {"labels", Json::object()}}}}));
+  EXPECT_EQ(parse_schema(minimal(""), "t.yaml", &errors)->to_json()["metrics"], Json::object());
+}
+
 TEST(Schema, HttpGrantsMayDeclareSafeMethodsForDryRuns) {
   std::vector<Diagnostic> errors;
   auto s = parse_schema(minimal("capabilities:\n  http:\n    - { base_url: 'https://api.example/"
