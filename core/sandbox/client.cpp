@@ -26,8 +26,11 @@ void send(int fd, const std::string& frame) {
   }
 }
 
-void receive(int fd, Frame& f) {
+// spin: look for the frame a moment before sleeping (the answer to a call
+// usually comes at once; the chunks of a body need no such haste).
+void receive(int fd, Frame& f, bool spin = false) {
   try {
+    if (spin) readable_soon(fd);
     if (read_frame(fd, f)) return;
   } catch (const FrameError&) {
   }
@@ -140,8 +143,8 @@ int Client::exchange(const Call& c, th_source* in, th_sink* out, th_sink* reply,
   }
   send(fd_, frame);
   bool aborted[2] = {false, false};
-  for (;;) {
-    receive(fd_, frame_);
+  for (bool first = true;; first = false) {
+    receive(fd_, frame_, first);
     const Frame& f = frame_;
     try {
       switch (f.kind) {

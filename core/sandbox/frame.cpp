@@ -5,6 +5,7 @@
 #include <unistd.h>
 
 #include <cerrno>
+#include <chrono>
 #include <cstring>
 #include <optional>
 
@@ -476,6 +477,17 @@ bool read_frame(int fd, Frame& out, int* passed) {
   if (read_full(fd, out.body.data(), h.body_size) < h.body_size)
     throw FrameError("the stream ended inside a frame body");
   return true;
+}
+
+bool readable_soon(int fd) {
+  const auto until =
+      std::chrono::steady_clock::now() + std::chrono::microseconds(spin_microseconds);
+  char byte;
+  do {
+    if (::recv(fd, &byte, 1, MSG_PEEK | MSG_DONTWAIT) >= 0) return true;  // a byte, or the end
+    if (errno != EAGAIN && errno != EWOULDBLOCK && errno != EINTR) return false;
+  } while (std::chrono::steady_clock::now() < until);
+  return false;
 }
 
 void write_all(int fd, std::string_view bytes) {
