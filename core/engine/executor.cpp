@@ -427,9 +427,7 @@ Completion Executor::execute(pg::Pool& pool, const ClaimedRun& run, const std::a
     schema = this->schema(pool, run.schema_id);
     c.has_chain = !schema->schema.on_success.empty() || !schema->schema.on_failure.empty();
     runner = this->runner(schema->schema);
-    if (schema->schema.in_process)
-      append_audit(*pool.acquire(), "plugin:" + schema->schema.ref(), "run.isolation_none", run.id,
-                   schema->schema.plugin_path, {{"attempt", run.attempt}});
+    c.in_process = schema->schema.in_process;
   } catch (const Error& e) {
     return refused(e);
   }

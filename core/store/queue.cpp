@@ -220,11 +220,11 @@ std::vector<std::string> complete(pg::Connection& conn, const std::string& owner
   if (cs.empty()) return {};
   auto r = conn.exec(
       "WITH input AS (SELECT * FROM unnest($1::uuid[], $2::int[], $3::bool[], $4::bool[], "
-      "    $5::text[], $6::text[], $7::text[], $8::bool[]) AS i(id, attempt, succeeded, "
-      "    retryable, error_code, error, reason, has_chain)),"
+      "    $5::text[], $6::text[], $7::text[], $8::bool[], $11::bool[]) AS i(id, attempt, "
+      "    succeeded, retryable, error_code, error, reason, has_chain, in_process)),"
       "old AS (SELECT r.id, r.state, r.attempt, r.max_attempts, r.retry_exponential, "
       "    r.retry_initial_ms, r.retry_max_ms, i.succeeded, i.retryable, i.error_code, i.error, "
-      "    i.reason, i.has_chain FROM taskhost.runs r JOIN input i ON r.id = i.id "
+      "    i.reason, i.has_chain, i.in_process FROM taskhost.runs r JOIN input i ON r.id = i.id "
       "  AND r.attempt = i.attempt AND r.lease_owner = $9 AND r.state IN " +
           active +
           " FOR UPDATE OF r),"
@@ -248,10 +248,11 @@ std::vector<std::string> complete(pg::Connection& conn, const std::string& owner
           backoff_sql("n") +
           " ELSE r.run_after END "
           "  FROM next n WHERE r.id = n.id RETURNING r.id, n.state AS from_state, n.to_state, "
-          "    r.attempt, n.reason),"
+          "    r.attempt, n.reason, n.in_process),"
           "tr AS (INSERT INTO taskhost.run_transitions (run_id, attempt, from_state, to_state, "
           "    actor, reason) SELECT id, attempt, from_state, to_state, $9, "
           "    CASE WHEN to_state = 'queued' THEN reason || '; retry scheduled' ELSE reason END "
+          "    || CASE WHEN in_process THEN '; isolation: none' ELSE '' END "
           "  FROM upd) "
           "SELECT id::text, to_state, (SELECT CASE WHEN count(*) > 0 THEN pg_notify($10, '') "
           "END FROM upd WHERE to_state = 'queued') FROM upd",
@@ -263,7 +264,8 @@ std::vector<std::string> complete(pg::Connection& conn, const std::string& owner
        array_of(cs, [](const Completion& c) { return c.error; }),
        array_of(cs, [](const Completion& c) { return c.reason; }),
        array_of(cs, [](const Completion& c) { return std::string(c.has_chain ? "t" : "f"); }),
-       owner, runs_channel});
+       owner, runs_channel,
+       array_of(cs, [](const Completion& c) { return std::string(c.in_process ? "t" : "f"); })});
   std::map<std::string, bool> done;
   for (int i = 0; i < r.rows(); ++i) done[r.text(i, 0)] = true;
   std::vector<std::string> fenced;

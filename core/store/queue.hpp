@@ -77,7 +77,8 @@ struct Completion {
   bool retryable = false;  // for failures: may another attempt help?
   std::optional<std::string> error_code, error;
   std::string reason;
-  bool has_chain = false;  // the schema has on_success/on_failure steps
+  bool has_chain = false;   // the schema has on_success/on_failure steps
+  bool in_process = false;  // isolation: none: its transition says so, on the audit record
 };
 
 // Records outcomes in one transaction. A failure with attempts left goes back

@@ -94,10 +94,10 @@ TEST_F(SandboxEngineTest, IsolationNoneOnlyWhereTheHostConfigAllowsItAndAudited)
   EXPECT_EQ(r.state, RunState::succeeded);
   AuditFilter f;
   f.run_id = r.id;
-  f.action = "run.isolation_none";
+  f.action = "run.succeeded";
   auto entries = list_audit(conn, f);
   ASSERT_EQ(entries.size(), 1u);
-  EXPECT_EQ(entries[0].actor, "plugin:noop@1.0.0");
+  EXPECT_EQ(entries[0].detail["reason"], "plugin returned; isolation: none");
 }
 
 }  // namespace
