@@ -273,8 +273,8 @@ class RunHost : public HostServices {
 
   // Events and metric samples wait here and are written in one statement or
   // transaction for many (a plugin may emit and count per item): the events
-  // before the plugin's next call that reaches outside (a service, its
-  // checkpoint, output or a file), so nothing it does after an event is on
+  // before the plugin's next call that reaches outside (a service, progress,
+  // its checkpoint, output or a file), so nothing it does after an event is on
   // record before it; both every write_every while it keeps calling, and as
   // the attempt ends. A worker that dies loses only held events emitted
   // after the last checkpoint, which the rescued attempt emits again.
