@@ -32,6 +32,19 @@ struct Queue : ::testing::Test {
     EXPECT_EQ(c.size(), 1u);
     return c.empty() ? ClaimedRun{} : c.front();
   }
+  // A run of schema s (one with a chain) that succeeded with output: its id.
+  std::string succeed_with_output(const InstalledSchema& s, const std::string& output) {
+    std::string id = submit(s);
+    auto c = claim_one("w");
+    RunWriter(conn, id, c.attempt).output(output);
+    Completion ok;
+    ok.run_id = id;
+    ok.attempt = c.attempt;
+    ok.succeeded = true;
+    ok.has_chain = true;
+    complete(conn, "w", {ok});
+    return id;
+  }
   Completion failure(const ClaimedRun& c, bool retryable) {
     Completion f;
     f.run_id = c.id;
@@ -385,15 +398,7 @@ TEST_F(Queue, ChainsFireOnceWithTemplatedParams) {
       conn, "parent", "noop.so",
       "on_success: [ { run: child, params: { greeting: '{{ output.greeting }}', n: "
       "'{{ output.count }}', note: 'from {{ run.id }}' } } ]\n");
-  std::string id = submit(parent);
-  auto c = claim_one("w");
-  RunWriter(conn, id, c.attempt).output(R"({"greeting": "hi", "count": 3})");
-  Completion ok;
-  ok.run_id = id;
-  ok.attempt = c.attempt;
-  ok.succeeded = true;
-  ok.has_chain = true;
-  complete(conn, "w", {ok});
+  const std::string id = succeed_with_output(parent, R"({"greeting": "hi", "count": 3})");
   EXPECT_EQ(fire_chains(conn, "w"), 1);
   EXPECT_EQ(fire_chains(conn, "w"), 0) << "a chain fires once";
   auto r = conn.exec(
@@ -412,25 +417,13 @@ TEST_F(Queue, ForEachChainsOneChildPerElementOnceAndInOrder) {
       conn, "parent", "noop.so",
       "on_success: [ { run: child, for_each: output.files, params: { key: '{{ item.key }}', n: "
       "'{{ index }}' } } ]\n");
-  auto finish = [&](const std::string& output) {
-    std::string id = submit(parent);
-    auto c = claim_one("w");
-    RunWriter(conn, id, c.attempt).output(output);
-    Completion ok;
-    ok.run_id = id;
-    ok.attempt = c.attempt;
-    ok.succeeded = true;
-    ok.has_chain = true;
-    complete(conn, "w", {ok});
-    return id;
-  };
   std::vector<std::string> keys;
   Json files = Json::array();
   for (int i = 0; i < 12; ++i) {
     keys.push_back("in/f" + std::to_string(11 - i));  // not in key order: element order counts
     files.push_back({{"key", keys.back()}});
   }
-  const std::string id = finish(Json{{"files", files}}.dump());
+  const std::string id = succeed_with_output(parent, Json{{"files", files}}.dump());
   EXPECT_EQ(fire_chains(conn, "w"), 12);
   EXPECT_EQ(fire_chains(conn, "w"), 0) << "a chain fires once";
   auto r = conn.exec(
@@ -447,8 +440,8 @@ TEST_F(Queue, ForEachChainsOneChildPerElementOnceAndInOrder) {
   }
 
   // Nothing in the array: no child. Not an array: none, and the parent says why.
-  const std::string none = finish(R"({"files": []})");
-  const std::string wrong = finish(R"({"files": "in/x"})");
+  const std::string none = succeed_with_output(parent, R"({"files": []})");
+  const std::string wrong = succeed_with_output(parent, R"({"files": "in/x"})");
   EXPECT_EQ(fire_chains(conn, "w"), 0);
   EXPECT_EQ(
       conn.exec("SELECT count(*) FROM taskhost.runs WHERE parent_run_id IN ($1, $2)", {none, wrong})
