@@ -49,10 +49,9 @@ std::string_view trim_spaces(std::string_view s) {
 
 bool blank(std::string_view s) { return trim_spaces(s).empty(); }
 
-// Digits with optional spaces around them (not all spaces): the value, or
-// nullopt.
+// Digits after optional spaces (trailing ones already trimmed, not all
+// spaces): the value, or nullopt.
 std::optional<int64_t> digits(std::string_view s) {
-  s = trim_spaces(s);
   size_t b = 0;
   while (b < s.size() && s[b] == ' ') ++b;
   if (b == s.size() || s.size() - b > 18) return std::nullopt;
@@ -263,9 +262,10 @@ bool FileParser::decode(const RecordType& type, std::string_view bytes) {
       }
       case Type::N:
       case Type::D2:
-      case Type::D3:
-        if (raw.back() == ' ' && blank(raw)) break;
-        if (auto d = digits(raw)) {
+      case Type::D3: {
+        const std::string_view trimmed = trim_spaces(raw);
+        if (trimmed.empty()) break;
+        if (auto d = digits(trimmed)) {
           v.null = false;
           v.number = *d;
         } else {
@@ -273,6 +273,7 @@ bool FileParser::decode(const RecordType& type, std::string_view bytes) {
                std::string("not ") + (f.type == Type::N ? "an unsigned number" : "an amount"));
         }
         break;
+      }
       case Type::DATE:
         if (blank(raw) || raw == "00000000") break;
         if (valid_date(raw)) {
