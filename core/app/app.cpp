@@ -233,7 +233,10 @@ void App::each_audit(const AuditQuery& q, const std::function<void(const AuditEn
 
 AuditVerdict App::verify_audit() {
   require_admin(actor_, "verifying the audit log");
-  return taskhost::verify_audit(db_);
+  auto v = taskhost::verify_audit(db_);
+  if (!v.ok()) return v;
+  auto sealed = verify_audit_sealers(db_, host_.host_keys());
+  return sealed.ok() ? v : sealed;
 }
 
 AuditVerdict App::verify_audit_checkpoints(const std::string& public_key,
@@ -269,6 +272,7 @@ App::Rotated App::rotate_host_key() {
   require_admin(actor_, "rotating the host key");
   HostKeys keys = HostKeys::for_rotation(host_.config());
   Rotated r{reseal_webhook_secrets(db_, keys, actor_.name), keys.current_id()};
+  sign_audit_sealers(db_, keys);
   HostKeys::finish_rotation(host_.config());
   return r;
 }

@@ -4,6 +4,7 @@
 
 #include <boost/dll/runtime_symbol_info.hpp>
 
+#include "store/audit.hpp"
 #include "store/migrate.hpp"
 #include "webhooks/secrets.hpp"
 
@@ -58,6 +59,17 @@ const std::string& Host::conninfo() {
     if (!config().webhook_default_url.empty())
       settings.emplace_back("taskhost.webhook_default_url", config().webhook_default_url);
     conninfo_ = pg::with_settings(base, settings);
+    // Each session of the runtime role is an audit sealer, so that `audit
+    // verify` tells what this host appended from what someone with the
+    // database password did. (A database that is not the platform's, such
+    // as a configured one reached as a role of this name, has no sealers.)
+    pg::set_session_setup("taskhost", [keys = host_keys()](pg::Connection& c) {
+      try {
+        open_audit_sealer(c, keys);
+      } catch (const pg::DbError& e) {
+        if (e.sqlstate() != "42883" && e.sqlstate() != "3F000") throw;
+      }
+    });
   }
   return conninfo_;
 }
@@ -93,6 +105,7 @@ pg::Connection& Host::owner_db() {
 
 int Host::migrate_and_seal() {
   int n = migrate(owner_db(), bundled_migrations());
+  open_audit_sealer(*owner_db_, host_keys());
   if (webhook_secrets_in_clear(*owner_db_))
     spdlog::info("sealed {} webhook secret(s) stored in clear",
                  reseal_webhook_secrets(*owner_db_, host_keys(), "host:migrate"));

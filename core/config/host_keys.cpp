@@ -172,4 +172,24 @@ std::string HostKeys::open(const std::string& id, std::string_view bytes,
   return out;
 }
 
+std::string HostKeys::mac_of(const Key& key, std::string_view message, std::string_view context) {
+  // The context and its length first: no message of one context reads as
+  // another's.
+  return hex_lower(hmac_sha256(key.bytes, "taskhost.host_key.mac.v1\n" +
+                                              std::to_string(context.size()) + ":" +
+                                              std::string(context) + std::string(message)));
+}
+
+HostKeys::Mac HostKeys::mac(std::string_view message, std::string_view context) const {
+  const std::string& id = current_id();
+  return {id, mac_of(keys_.front(), message, context)};
+}
+
+bool HostKeys::mac_holds(const std::string& key_id, std::string_view message,
+                         std::string_view context, std::string_view hex) const {
+  for (const auto& k : keys_)
+    if (k.id == key_id) return constant_time_equal(mac_of(k, message, context), hex);
+  return false;
+}
+
 }  // namespace taskhost

@@ -46,12 +46,25 @@ class HostKeys {
   std::string open(const std::string& key_id, std::string_view bytes,
                    std::string_view context) const;
 
+  // A MAC (HMAC-SHA256, hex) of message under the current key, for the
+  // purpose named by context (a MAC for one purpose proves nothing for
+  // another).
+  struct Mac {
+    std::string key_id, hex;
+  };
+  Mac mac(std::string_view message, std::string_view context) const;
+  // Whether hex is the MAC of message for context under key key_id, which
+  // this host has; compared in constant time.
+  bool mac_holds(const std::string& key_id, std::string_view message, std::string_view context,
+                 std::string_view hex) const;
+
   const std::string& current_id() const;
 
  private:
   struct Key {
     std::string id, bytes;
   };
+  static std::string mac_of(const Key& key, std::string_view message, std::string_view context);
   std::vector<Key> keys_;  // the current one first
 };
 

@@ -282,6 +282,9 @@ std::vector<std::string> apply_data_migrations(const TaskSchema& schema,
   for (const auto& m : schema.capabilities.db->migrations)
     bodies.push_back(read_migration(schema, m, plugin_dir));
   pg::Connection conn(target.conninfo);
+  // A migration is a schema's code: it must not read this session's audit
+  // sealer token (store/audit.hpp), and it appends nothing to need it.
+  if (target.platform) conn.exec("RESET taskhost.audit_sealer");
   for (size_t i = 0; i < bodies.size(); ++i) {
     const DataMigration& m = schema.capabilities.db->migrations[i];
     try {

@@ -1,8 +1,12 @@
 #include "store/audit.hpp"
 
+#include <openssl/rand.h>
+
 #include <fstream>
+#include <map>
 
 #include "common/ed25519.hpp"
+#include "common/error.hpp"
 #include "common/sha256.hpp"
 
 namespace taskhost {
@@ -31,6 +35,20 @@ AuditEntry read_entry(const pg::Result& r, int i) {
 
 std::string checkpoint_message(int64_t seq, const std::string& hash, const std::string& at) {
   return "taskhost.audit.checkpoint.v1\n" + std::to_string(seq) + "\n" + hash + "\n" + at;
+}
+
+constexpr std::string_view sealer_context = "audit sealer";
+
+// The sealers whose MAC holds under one of keys: token hash by id.
+std::map<int64_t, std::string> verified_sealers(pg::Connection& conn, const HostKeys& keys) {
+  std::map<int64_t, std::string> ok;
+  auto r = conn.exec(
+      "SELECT s.id, encode(s.token_sha256, 'hex'), m.key_id, m.mac FROM taskhost.audit_sealers s "
+      "JOIN taskhost.audit_sealer_macs m ON m.sealer_id = s.id");
+  for (int i = 0; i < r.rows(); ++i)
+    if (keys.mac_holds(r.text(i, 2), r.text(i, 1), sealer_context, r.text(i, 3)))
+      ok[r.integer(i, 0)] = r.text(i, 1);
+  return ok;
 }
 
 std::string field(const std::optional<std::string>& x) {
@@ -123,6 +141,60 @@ AuditVerdict verify_audit(pg::Connection& conn) {
                                " but the log ends at entry " + std::to_string(seq) +
                                ": entries after it were removed or the head was altered");
   return v;
+}
+
+void open_audit_sealer(pg::Connection& conn, const HostKeys& keys) {
+  unsigned char random[32];
+  if (RAND_bytes(random, sizeof random) != 1)
+    throw Error(ErrorKind::environment, "no random bytes for an audit sealer");
+  const std::string token = hex_lower({reinterpret_cast<const char*>(random), sizeof random});
+  const auto mac = keys.mac(sha256_hex(token), sealer_context);
+  conn.exec("SELECT taskhost.audit_open_sealer($1, $2, $3)", {token, mac.key_id, mac.hex});
+}
+
+AuditVerdict verify_audit_sealers(pg::Connection& conn, const HostKeys& keys) {
+  const auto sealers = verified_sealers(conn, keys);
+  AuditVerdict v;
+  int64_t after = conn.exec("SELECT seq FROM taskhost.audit_sealed_after").integer(0, 0);
+  int64_t unsealed = 0;
+  std::string first;
+  for (;;) {
+    auto r = conn.exec(
+        "SELECT seq, sealer, actor, action FROM taskhost.audit_log WHERE seq > $1 ORDER BY seq "
+        "LIMIT $2",
+        {after, page_size});
+    for (int i = 0; i < r.rows(); ++i) {
+      ++v.entries;
+      auto sealer = r.optional(i, 1);
+      if (sealer && sealers.count(std::stoll(*sealer)) > 0) continue;
+      if (unsealed++ == 0) {
+        v.broken_seq = r.integer(i, 0);
+        first = "entry " + r.text(i, 0) + " (" + r.text(i, 3) + " by " + r.text(i, 2) + ")";
+      }
+    }
+    if (r.rows() < page_size) break;
+    after = r.integer(r.rows() - 1, 0);
+  }
+  if (unsealed > 0)
+    v.why = first +
+            (unsealed > 1 ? " and " + std::to_string(unsealed - 1) + " more were" : " was") +
+            " not appended by a taskhost process: no session holding a sealer signed with the "
+            "host key wrote " +
+            (unsealed > 1 ? "them" : "it") +
+            " (someone with the database role did, whatever actor an entry names)";
+  return v;
+}
+
+int sign_audit_sealers(pg::Connection& conn, const HostKeys& keys) {
+  std::vector<std::optional<std::string>> ids, macs;
+  for (const auto& [id, token_sha256] : verified_sealers(conn, keys)) {
+    ids.push_back(std::to_string(id));
+    macs.push_back(keys.mac(token_sha256, sealer_context).hex);
+  }
+  if (!ids.empty())
+    conn.exec("SELECT taskhost.audit_sign_sealers($1::bigint[], $2, $3::text[])",
+              {pg::array_literal(ids), keys.current_id(), pg::array_literal(macs)});
+  return static_cast<int>(ids.size());
 }
 
 int64_t write_audit_checkpoint(pg::Connection& conn, const std::filesystem::path& key,

@@ -8,6 +8,7 @@
 #include <vector>
 
 #include "config/host_config.hpp"
+#include "config/host_keys.hpp"
 #include "schema/schema.hpp"  // Json
 #include "store/pg.hpp"
 
@@ -56,6 +57,23 @@ struct AuditVerdict {
 // entry's hash, each hash recomputed from the entry, the head at the last
 // entry. Stops at the first break.
 AuditVerdict verify_audit(pg::Connection& conn);
+
+// Sealers (migrations/0018_audit_sealers.sql): who appended an entry. Makes
+// conn's session a sealer: a fresh random token kept in the session, its
+// hash registered with a MAC under the current host key. Every entry the
+// session appends from then on carries the sealer. Every connection of the
+// platform's own roles is opened as one (pg::set_session_setup).
+void open_audit_sealer(pg::Connection& conn, const HostKeys& keys);
+
+// Every entry after sealing began was appended by a session whose sealer
+// has a MAC that holds under one of keys. Reports the first entry that was
+// not (someone with the database role appended it directly, whatever actor
+// it names) and how many such entries there are.
+AuditVerdict verify_audit_sealers(pg::Connection& conn, const HostKeys& keys);
+
+// For a host key rotation: adds a MAC under keys' current key to every
+// sealer whose MAC holds under one of keys. Returns how many.
+int sign_audit_sealers(pg::Connection& conn, const HostKeys& keys);
 
 // Signed checkpoints: an anchor outside the database. A checkpoint is one
 // JSON line {"seq", "hash", "at", "signature"} appended to `out`, the

@@ -96,6 +96,17 @@ std::string with_settings(const std::string& conninfo,
 }
 
 namespace {
+
+struct SessionSetup {
+  std::mutex mutex;
+  std::string role;
+  std::function<void(Connection&)> setup;
+};
+SessionSetup& session_setup() {
+  static SessionSetup s;
+  return s;
+}
+
 PGconn* connect(const std::string& conninfo,
                 const std::vector<std::pair<std::string, std::string>>& overrides) {
   // dbname first, expanded as a connection string; later keywords win.
@@ -122,6 +133,20 @@ Connection::Connection(const std::string& conninfo,
     throw Error(ErrorKind::environment, "cannot connect to database " + where + ": " + msg);
   }
   PQsetNoticeProcessor(conn_.get(), &log_notice, nullptr);
+  std::function<void(Connection&)> setup;
+  {
+    auto& s = session_setup();
+    std::lock_guard lock(s.mutex);
+    if (s.setup && s.role == PQuser(conn_.get())) setup = s.setup;
+  }
+  if (setup) setup(*this);
+}
+
+void set_session_setup(std::string role, std::function<void(Connection&)> setup) {
+  auto& s = session_setup();
+  std::lock_guard lock(s.mutex);
+  s.role = std::move(role);
+  s.setup = std::move(setup);
 }
 
 Result Connection::exec(const std::string& sql, std::initializer_list<Param> params) {

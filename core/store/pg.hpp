@@ -101,6 +101,14 @@ std::string array_literal(const std::vector<std::optional<std::string>>& items);
 std::string with_settings(const std::string& conninfo,
                           const std::vector<std::pair<std::string, std::string>>& settings);
 
+class Connection;
+
+// From now on, every connection this process opens that logs in as `role`
+// first runs setup (the host makes each session of its runtime role an audit
+// sealer, store/audit.hpp); a setup that throws fails the connection. Other
+// roles (a schema's own, the owner, a superuser) are left alone.
+void set_session_setup(std::string role, std::function<void(Connection&)> setup);
+
 // An open session. Not thread-safe: one thread uses a Connection at a time.
 class Connection {
  public:

@@ -475,6 +475,17 @@ TEST_F(Cli, AuditListExportAndVerify) {
   EXPECT_EQ(r.exit_code, 0) << r.err;
   EXPECT_EQ(r.out, "signed checkpoints hold: 1\naudit log intact: 5 entries\n");
   EXPECT_EQ(run({"audit", "verify", "--checkpoints", cps}).exit_code, 2);
+  // The runtime role's password without the host key: an entry in alice's
+  // name, from a session that holds no sealer.
+  db.connect().exec(
+      "SELECT taskhost.audit_append(ARRAY[ROW('cli:alice', 'keys.rotated', NULL, NULL, '{}')"
+      "::taskhost.audit_entry])");
+  r = run({"audit", "verify"});
+  EXPECT_EQ(r.exit_code, 1);
+  EXPECT_EQ(r.out,
+            "audit log broken at entry 6: entry 6 (keys.rotated by cli:alice) was not appended "
+            "by a taskhost process: no session holding a sealer signed with the host key wrote "
+            "it (someone with the database role did, whatever actor an entry names)\n");
   auto super = db.connect_as_superuser();
   super.exec("SET session_replication_role = replica");
   super.exec("UPDATE taskhost.audit_log SET actor = 'someone else' WHERE seq = 2");

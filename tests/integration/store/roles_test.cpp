@@ -165,6 +165,74 @@ TEST_F(Roles, AnUpdateOfARunByHandIsAudited) {
   EXPECT_TRUE(verify_audit(conn).ok());
 }
 
+// The hash chain proves nothing was changed; the sealers prove who appended.
+// With the runtime role's password but not the host key, mallory appends in
+// alice's name, opens a sealer of her own, guesses a token: each entry she
+// appends is reported, while what the platform's sessions append verifies,
+// before and after a host key rotation.
+TEST_F(Roles, WhatTheDatabasePasswordAloneAppendsIsReported) {
+  namespace fs = std::filesystem;
+  const fs::path dir =
+      fs::temp_directory_path() / ("taskhost-sealers-" + std::to_string(::getpid()));
+  fs::remove_all(dir);
+  HostConfig config;
+  config.host_key_file = dir / "host.key";
+  const HostKeys keys = HostKeys::load(config);
+  pg::Connection platform = db.connect();
+  open_audit_sealer(platform, keys);
+  auto noop = test::install_fixture(platform, "noop", "noop.so");
+  const std::string id = submit_run(platform, noop, Json::object(), "cli:alice").run_id;
+  auto v = verify_audit_sealers(conn, keys);
+  EXPECT_TRUE(v.ok()) << v.why;
+  EXPECT_EQ(v.entries, 2) << "schema.installed, run.submitted";
+
+  auto forge = [&] {
+    conn.exec(
+        "INSERT INTO taskhost.run_transitions (run_id, attempt, from_state, to_state, actor, "
+        "reason) VALUES ($1, 0, 'queued', 'queued', 'cli:alice', 'forged')",
+        {id});
+    return conn.exec("SELECT seq FROM taskhost.audit_chain_head()").integer(0, 0);
+  };
+  const int64_t forged = forge();
+  v = verify_audit_sealers(conn, keys);
+  EXPECT_EQ(v.broken_seq, forged);
+  EXPECT_EQ(v.why, "entry " + std::to_string(forged) +
+                       " (run.requeued by cli:alice) was not appended by a taskhost process: no "
+                       "session holding a sealer signed with the host key wrote it (someone with "
+                       "the database role did, whatever actor an entry names)");
+
+  // A sealer of her own: its MAC is not one the host key makes.
+  conn.exec("SELECT taskhost.audit_open_sealer(repeat('m', 64), $1, repeat('0', 64))",
+            {keys.current_id()});
+  forge();
+  // A token she guesses names no sealer.
+  conn.exec("SET taskhost.audit_sealer = 'aaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaa'");
+  forge();
+  // The platform's session goes on sealing.
+  append_audit(platform, "cli:alice", "keys.rotated", std::nullopt, std::nullopt);
+  const std::string three_unsealed = " and 2 more were not appended by a taskhost process";
+  v = verify_audit_sealers(conn, keys);
+  EXPECT_EQ(v.broken_seq, forged);
+  EXPECT_EQ(v.entries, 6);
+  EXPECT_NE(v.why.find(three_unsealed), std::string::npos) << v.why;
+
+  // A rotation: the new key vouches for no sealer until the platform's get a
+  // MAC under it; then the old key may go.
+  const HostKeys rotating = HostKeys::for_rotation(config);
+  HostConfig only_new;
+  only_new.host_key_file = dir / "host.key.next";
+  EXPECT_EQ(verify_audit_sealers(conn, HostKeys::load(only_new)).broken_seq, 1);
+  EXPECT_EQ(sign_audit_sealers(platform, rotating), 1);
+  HostKeys::finish_rotation(config);
+  const HostKeys rotated = HostKeys::load(config);
+  ASSERT_NE(rotated.current_id(), keys.current_id());
+  v = verify_audit_sealers(conn, rotated);
+  EXPECT_EQ(v.broken_seq, forged);
+  EXPECT_NE(v.why.find(three_unsealed), std::string::npos) << v.why;
+  EXPECT_TRUE(verify_audit(conn).ok()) << "the chain itself is intact";
+  fs::remove_all(dir);
+}
+
 TEST_F(Roles, TheNormalPathAuditsEachChangeOnce) {
   auto noop = test::install_fixture(conn, "noop", "noop.so");
   const std::string id = submit_run(conn, noop, Json::object(), "cli:alice").run_id;
