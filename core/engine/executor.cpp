@@ -187,15 +187,23 @@ class RunHost : public HostServices {
     });
   }
 
-  Json object_storage(const std::string& op, const Json& request, const ByteSource& in,
-                      const ByteSink& out) override {
+  ObjectStorageService& storage() {
     if (!storage_)
       storage_.emplace(
           schema_.schema.name, schema_.schema.capabilities.s3, config_,
           [this](const ServiceCall& c) { audit(c); }, run_.dry_run,
           schema_.schema.capabilities.sftp);
     write_held(false);
-    return storage_->call(op, request, in, out);
+    return *storage_;
+  }
+
+  Json object_storage(const std::string& op, const Json& request, const ByteSource& in,
+                      const ByteSink& out) override {
+    return storage().call(op, request, in, out);
+  }
+
+  std::unique_ptr<ObjectFile> object_file(const Json& request) override {
+    return storage().get_file(request);
   }
 
   Json http(const std::string& op, const Json& request, const ByteSource& in,

@@ -104,6 +104,8 @@ int service_call(th_host* h, th_str op, th_str request, th_source* in, th_sink* 
 
 }  // namespace
 
+std::unique_ptr<ObjectFile> HostServices::object_file(const nlohmann::json&) { return nullptr; }
+
 nlohmann::json HostServices::pgp(const std::string&, const nlohmann::json&, const ByteSource&,
                                  const ByteSink&) {
   throw Error(ErrorKind::invalid, "this host offers no OpenPGP service");

@@ -34,6 +34,11 @@ class HostServices {
   // an optional body either way (services/object_storage.hpp).
   virtual nlohmann::json object_storage(const std::string& op, const nlohmann::json& request,
                                         const ByteSource& in, const ByteSink& out) = 0;
+  // A get from object storage whose object the store keeps as a file
+  // (ObjectStorageService::get_file): the sandbox hands the plugin process
+  // that file instead of streaming its bytes. nullptr: serve the get as
+  // object_storage does. Hosts need not implement it.
+  virtual std::unique_ptr<ObjectFile> object_file(const nlohmann::json& request);
   virtual nlohmann::json http(const std::string& op, const nlohmann::json& request,
                               const ByteSource& in, const ByteSink& out) = 0;
   virtual nlohmann::json sftp(const std::string& op, const nlohmann::json& request,

@@ -5,6 +5,7 @@
 #include <unistd.h>
 
 #include <algorithm>
+#include <cerrno>
 #include <cstring>
 #include <string>
 #include <vector>
@@ -28,10 +29,10 @@ void send(int fd, const std::string& frame) {
 
 // spin: look for the frame a moment before sleeping (the answer to a call
 // usually comes at once; the chunks of a body need no such haste).
-void receive(int fd, Frame& f, bool spin = false) {
+void receive(int fd, Frame& f, bool spin = false, int* passed = nullptr) {
   try {
     if (spin) readable_soon(fd);
-    if (read_frame(fd, f)) return;
+    if (read_frame(fd, f, passed)) return;
   } catch (const FrameError&) {
   }
   broker_lost();
@@ -126,6 +127,21 @@ int Client::call(const Call& c, th_source* in, th_sink* out, th_sink* reply, th_
   return exchange(c, in, out, reply, err);
 }
 
+// Feeds the file fd to sink in the pieces the host's own get reads. Returns
+// why the transfer failed, as the host would have said it, or nullptr.
+const char* Client::read_file(int fd, th_sink* sink) {
+  if (sink == nullptr || sink->write == nullptr) return nullptr;  // the body is discarded
+  file_buf_.resize(1 << 20);
+  for (;;) {
+    ssize_t n = ::read(fd, file_buf_.data(), file_buf_.size());
+    if (n < 0 && errno == EINTR) continue;
+    if (n < 0) return "reading the object's file failed";
+    if (n == 0) return nullptr;
+    if (sink->write(sink->user, file_buf_.data(), static_cast<size_t>(n)) != 0)
+      return "the plugin's sink aborted the transfer";
+  }
+}
+
 int Client::exchange(const Call& c, th_source* in, th_sink* out, th_sink* reply, th_error* err) {
   std::lock_guard lock(mutex_);
   std::string frame;
@@ -143,11 +159,22 @@ int Client::exchange(const Call& c, th_source* in, th_sink* out, th_sink* reply,
   }
   send(fd_, frame);
   bool aborted[2] = {false, false};
+  const char* file_failure = nullptr;
   for (bool first = true;; first = false) {
-    receive(fd_, frame_, first);
+    int passed = -1;
+    receive(fd_, frame_, first, &passed);
     const Frame& f = frame_;
+    // Only a file frame carries a descriptor; any other is closed unread.
+    if (passed >= 0 && f.kind != Kind::file) ::close(passed);
     try {
       switch (f.kind) {
+        case Kind::file: {
+          if (passed < 0) broker_lost();
+          // The host's result follows; a failure here is the call's instead.
+          file_failure = read_file(passed, out);
+          ::close(passed);
+          break;
+        }
         case Kind::stop:
           stop_ = true;
           break;
@@ -184,6 +211,10 @@ int Client::exchange(const Call& c, th_source* in, th_sink* out, th_sink* reply,
         }
         case Kind::result: {
           Result r = parse_result(f.body);
+          if (r.code == TH_OK && file_failure) {
+            write_error(err, file_failure);
+            return TH_ERR_IO;
+          }
           write_error(err, r.message);
           return r.code;
         }

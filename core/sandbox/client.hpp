@@ -44,6 +44,7 @@ class Client {
 
  private:
   int exchange(const Call& c, th_source* in, th_sink* out, th_sink* reply, th_error* err);
+  const char* read_file(int fd, th_sink* sink);
   // A frame the host sends outside a call can only be stop.
   void take_unsolicited(const Frame& f);
 
@@ -53,8 +54,9 @@ class Client {
   std::mutex mutex_;
   std::optional<std::pair<uint64_t, uint64_t>> pending_progress_;
   std::chrono::steady_clock::time_point progress_sent_{};
-  Frame frame_;            // each frame read, its buffer reused (under mutex_)
-  std::vector<char> buf_;  // a source's bytes on their way to the host
+  Frame frame_;                 // each frame read, its buffer reused (under mutex_)
+  std::vector<char> buf_;       // a source's bytes on their way to the host
+  std::vector<char> file_buf_;  // a file's bytes on their way to the plugin's sink
 };
 
 // Waits for go and the plugin's image, finishes the walls, loads /plugin.so,

@@ -31,6 +31,7 @@ bool known(uint8_t kind) {
     case Kind::result:
     case Kind::stop:
     case Kind::prepare:
+    case Kind::file:
     case Kind::hello:
     case Kind::call:
     case Kind::data:

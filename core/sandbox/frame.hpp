@@ -25,7 +25,9 @@
 //   H->P start     the descriptor was accepted: call run
 //   P->H call      one host call; while it lasts H may send
 //                  read (P answers data or source_failed), chunk (P may
-//                  answer abort), then result
+//                  answer abort), file (an object storage get's body as a
+//                  read-only SCM_RIGHTS descriptor, which P reads itself),
+//                  then result
 //   H->P stop      at any time: should_stop() turns true
 //   P->H done      run returned
 // and on the separate report pipe, why the process could not go on:
@@ -39,7 +41,7 @@
 
 namespace taskhost::sandbox {
 
-inline constexpr uint8_t protocol_version = 2;
+inline constexpr uint8_t protocol_version = 3;
 inline constexpr size_t header_size = 8;
 // The largest argument (a string) a host call carries: the host's own caps
 // (checkpoint, output) are no larger, so a frame never refuses what the host
@@ -62,6 +64,7 @@ enum class Kind : uint8_t {
   result = 5,
   stop = 6,
   prepare = 7,
+  file = 8,
   // plugin process -> host
   hello = 16,
   call = 17,

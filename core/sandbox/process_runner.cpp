@@ -23,9 +23,11 @@
 #include <vector>
 
 #include "common/error.hpp"
+#include "common/json_input.hpp"
 #include "sandbox/frame.hpp"
 #include "sandbox/walls.hpp"
 #include "schema/limits.hpp"
+#include "services/object_storage.hpp"
 
 namespace taskhost::sandbox {
 namespace {
@@ -221,6 +223,7 @@ class Session {
  private:
   void handle(const Frame& f, const std::string& file, Descriptor* descriptor);
   void serve_call(const Call& c);
+  bool hand_file(const Call& c, bool reply);
   int64_t read_body(char* buf, size_t capacity);
   int write_body(Stream s, const char* data, size_t n);
   void send(const std::string& frame);
@@ -309,6 +312,31 @@ int Session::write_body(Stream s, const char* data, size_t n) {
   return broken_.empty() ? 0 : 1;
 }
 
+// An object storage get from a store that keeps objects as files: the
+// plugin process gets the file, open read-only, and reads it itself, so its
+// bytes do not cross the broker (in chunks, a 256 MiB get from the local
+// store ran at a fifth of its in-process speed). Anything else (an S3 get, a
+// refusal, a missing object) is served as usual, which says why.
+bool Session::hand_file(const Call& c, bool reply) {
+  std::unique_ptr<ObjectFile> file;
+  try {
+    file = host_->object_file(parse_json_input(c.s2, "the request"));
+  } catch (const Error&) {
+    return false;
+  }
+  if (!file) return false;
+  try {
+    write_with_fd(sock_, FrameWriter(Kind::file).finish(), file->fd);
+  } catch (const FrameError& e) {
+    fail(std::string("broker: ") + e.what());
+    return true;
+  }
+  const std::string text = info_json(file->info).dump();
+  if (reply) write_body(Stream::reply, text.data(), text.size());
+  if (broken_.empty()) send(encode(Kind::result, Result{TH_OK, ""}));
+  return true;
+}
+
 void Session::serve_call(const Call& c) {
   th_host* h = as_host(*host_);
   char buf[4096] = {0};
@@ -326,6 +354,9 @@ void Session::serve_call(const Call& c) {
   th_source* in_p = c.bodies & body_in ? &in : nullptr;
   th_sink* out_p = c.bodies & body_out ? &out : nullptr;
   th_sink* reply_p = c.bodies & body_reply ? &reply : nullptr;
+  if (c.method == Method::object_storage && c.s1 == "get" && out_p && api_.object_storage &&
+      hand_file(c, reply_p != nullptr))
+    return;
   auto str = [](std::string_view s) { return th_str{s.data(), s.size()}; };
   int rc = TH_OK;
   th_service_fn service = nullptr;

@@ -1,7 +1,9 @@
 // The embedded default object store: objects are files under a root
 // directory, written to a temporary name and renamed, so a reader never
 // sees half an object.
+#include <fcntl.h>
 #include <sys/stat.h>
+#include <unistd.h>
 
 #include <algorithm>
 #include <ctime>
@@ -11,6 +13,8 @@
 #include "services/object_store.hpp"
 
 namespace taskhost {
+
+ObjectFile::~ObjectFile() { ::close(fd); }
 
 namespace {
 
@@ -37,6 +41,19 @@ class LocalStore : public ObjectStore {
       if (in.gcount() > 0) out(buf.data(), static_cast<size_t>(in.gcount()));
     }
     return *i;
+  }
+
+  std::unique_ptr<ObjectFile> open_file(const std::string& key) override {
+    auto i = head(key);
+    if (!i) throw Error(ErrorKind::not_found, "no object '" + key + "'");
+    int fd = ::open((root_ / key).c_str(), O_RDONLY | O_CLOEXEC | O_NOFOLLOW);
+    struct stat st {};
+    if (fd < 0 || ::fstat(fd, &st) != 0 || !S_ISREG(st.st_mode)) {
+      if (fd >= 0) ::close(fd);
+      throw Error(ErrorKind::environment, "cannot open object '" + key + "'");
+    }
+    i->size = static_cast<uint64_t>(st.st_size);
+    return std::make_unique<ObjectFile>(fd, *i);
   }
 
   ObjectInfo put(const std::string& key, const ByteSource& in,

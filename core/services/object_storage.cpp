@@ -53,14 +53,14 @@ const std::string& text(const Json& request, const char* field) {
   return string_field(request, "object storage", field);
 }
 
+}  // namespace
+
 Json info_json(const ObjectInfo& i) {
   return {{"size", i.size},
           {"etag", i.etag},
           {"last_modified", i.last_modified},
           {"content_type", i.content_type}};
 }
-
-}  // namespace
 
 void check_object_key(const std::string& key) {
   if (key.empty()) throw Error(ErrorKind::invalid, "an object key may not be empty");
@@ -115,6 +115,24 @@ ObjectStore& ObjectStorageService::store(const std::string& bucket) {
   auto it = stores_.find(bucket);
   if (it != stores_.end()) return *it->second;
   return *stores_.emplace(bucket, open_bucket(config_, bucket)).first->second;
+}
+
+std::unique_ptr<ObjectFile> ObjectStorageService::get_file(const Json& request) {
+  std::unique_ptr<ObjectFile> file;
+  std::string resource;
+  try {
+    if (!request.is_object()) return nullptr;
+    const std::string& bucket = text(request, "bucket");
+    const std::string& key = text(request, "key");
+    check_object_key(key);
+    authorize(bucket, key, Access::read);
+    file = store(bucket).open_file(key);
+    resource = bucket + "/" + key;
+  } catch (const Error&) {
+    return nullptr;  // call() says why, and audits it
+  }
+  if (file) audit_({"s3", "get", resource, file->info.size, "ok"});
+  return file;
 }
 
 Json ObjectStorageService::call(const std::string& op, const Json& request, const ByteSource& in,

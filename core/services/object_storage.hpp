@@ -44,12 +44,19 @@ std::unique_ptr<ObjectStore> open_bucket(const HostConfig& config, const std::st
 //       source's read also as its own get).
 // In a dry run every write (put, delete, copy's target) is refused after the
 // grant check, so the dry run meets the refusals the real run would.
+// A get's reply: size, etag, last_modified, content_type.
+Json info_json(const ObjectInfo& i);
+
 class ObjectStorageService {
  public:
   // sftp: the schema's sftp grants, for put_from's SFTP sources.
   ObjectStorageService(std::string schema, std::vector<S3Grant> grants, const HostConfig& config,
                        ServiceAudit audit, bool dry_run = false, std::vector<SftpGrant> sftp = {});
   Json call(const std::string& op, const Json& request, const ByteSource& in, const ByteSink& out);
+  // A get whose object the store keeps as a file: that file, the get
+  // audited with its size (what is handed over, whatever the plugin then
+  // reads). nullptr for anything else, which call() then serves or refuses.
+  std::unique_ptr<ObjectFile> get_file(const Json& request);
 
  private:
   // Throws Error(refused) "permission denied ..." unless a grant covers it.

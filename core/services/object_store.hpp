@@ -33,12 +33,27 @@ using ByteSink = std::function<void(const char* data, size_t size)>;
 // Fills buf with up to capacity bytes; returns 0 at the end.
 using ByteSource = std::function<size_t(char* buf, size_t capacity)>;
 
+// An object's file, open read-only; closed with this.
+struct ObjectFile {
+  ObjectFile(int fd, ObjectInfo info) : fd(fd), info(std::move(info)) {}
+  ~ObjectFile();
+  ObjectFile(const ObjectFile&) = delete;
+  ObjectFile& operator=(const ObjectFile&) = delete;
+  int fd;
+  ObjectInfo info;  // size: the file's, as opened
+};
+
 class ObjectStore {
  public:
   virtual ~ObjectStore() = default;
   virtual std::optional<ObjectInfo> head(const std::string& key) = 0;
   // Streams the object into out. Throws Error(not_found).
   virtual ObjectInfo get(const std::string& key, const ByteSink& out) = 0;
+  // The object as a file open read-only, where the store keeps objects as
+  // files (the local store), so that a sandboxed plugin reads it directly
+  // instead of through the broker; nullptr from stores that do not. Throws
+  // Error(not_found).
+  virtual std::unique_ptr<ObjectFile> open_file(const std::string&) { return nullptr; }
   // Streams in to the object; memory stays bounded whatever its size.
   virtual ObjectInfo put(const std::string& key, const ByteSource& in,
                          const std::string& content_type) = 0;

@@ -80,7 +80,7 @@ TEST(Frame, TheHeaderIsCheckedBeforeTheBodyIsRead) {
   std::string frame = encode(Kind::done, Result{0, ""});
   std::string v = frame;
   v[4] = 1;
-  EXPECT_EQ(error_of([&] { parse_header(v); }), "protocol version 1, expected 2");
+  EXPECT_EQ(error_of([&] { parse_header(v); }), "protocol version 1, expected 3");
   v = frame;
   v[5] = 99;
   EXPECT_EQ(error_of([&] { parse_header(v); }), "unknown frame kind 99");

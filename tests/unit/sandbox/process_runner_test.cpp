@@ -161,6 +161,58 @@ TEST_P(Runners, BodiesStreamBothWays) {
   EXPECT_EQ(put.output["stored"], 5u << 20);
 }
 
+// A get whose object the host keeps as a file: sandboxed, the plugin
+// process is handed the file and reads it itself; in-process, the bytes
+// come through the sink. The same bytes either way.
+TEST_P(Runners, AnObjectKeptAsAFileArrivesWhole) {
+  struct FileHost : RecordingHost {
+    FileHost(Json params, const std::filesystem::path& dir)
+        : RecordingHost(std::move(params)), store(local_object_store(dir)) {}
+    std::unique_ptr<ObjectFile> object_file(const Json& request) override {
+      ++handed;
+      return store->open_file(request.at("key").get<std::string>());
+    }
+    Json object_storage(const std::string&, const Json& request, const ByteSource&,
+                        const ByteSink& out) override {
+      return {{"size", store->get(request.at("key").get<std::string>(), out).size}};
+    }
+    std::unique_ptr<ObjectStore> store;
+    int handed = 0;
+  };
+  const auto dir =
+      std::filesystem::temp_directory_path() / ("taskhost-file-get-" + std::to_string(::getpid()));
+  std::filesystem::remove_all(dir);
+  FileHost host(Json{{"mode", "get"}, {"arg", "f"}}, dir);
+  const uint64_t size = (3u << 20) + 12345;
+  uint64_t left = size, checksum = 0;
+  host.store->put(
+      "f",
+      [&](char* buf, size_t cap) {
+        const size_t k = static_cast<size_t>(std::min<uint64_t>(cap, left));
+        for (size_t i = 0; i < k; ++i) {
+          buf[i] = static_cast<char>((size - left + i) * 7 % 251);
+          checksum = checksum * 31 + static_cast<unsigned char>(buf[i]);
+        }
+        left -= k;
+        return k;
+      },
+      "application/octet-stream");
+  GrantedServices granted;
+  granted.object_storage = true;
+  Outcome o = run("escape", host, granted);
+  ASSERT_EQ(o.code, TH_OK) << o.message;
+  EXPECT_EQ(host.output["received"], size);
+  EXPECT_EQ(host.output["checksum"], checksum);
+  EXPECT_EQ(host.handed, sandboxed() ? 1 : 0);
+
+  // No such object: no file to hand, and the get says so as ever.
+  FileHost missing(Json{{"mode", "get"}, {"arg", "nothing"}}, dir);
+  o = run("escape", missing, granted);
+  EXPECT_EQ(o.code, TH_ERR_NOT_FOUND) << o.message;
+  EXPECT_NE(o.message.find("no object 'nothing'"), std::string::npos) << o.message;
+  std::filesystem::remove_all(dir);
+}
+
 TEST_P(Runners, ProgressArrivesCoalescedAndItsLastValueAlways) {
   struct Counting : RecordingHost {
     using RecordingHost::RecordingHost;
