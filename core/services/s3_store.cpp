@@ -385,6 +385,9 @@ class S3Store : public ObjectStore {
     curl_easy_setopt(easy_, CURLOPT_HEADERFUNCTION, on_header);
     curl_easy_setopt(easy_, CURLOPT_HEADERDATA, &t);
     curl_easy_setopt(easy_, CURLOPT_WRITEFUNCTION, on_body);
+    // Large reads: a body streamed to a sandboxed plugin crosses the broker
+    // as one frame per piece curl hands over (16 KiB by default).
+    curl_easy_setopt(easy_, CURLOPT_BUFFERSIZE, 256L << 10);
     curl_easy_setopt(easy_, CURLOPT_WRITEDATA, &t);
     curl_easy_setopt(easy_, CURLOPT_ERRORBUFFER, errbuf);
     if (method == "HEAD") {
